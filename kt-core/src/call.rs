@@ -1,0 +1,108 @@
+//! [`Call<T>`]: the future of one method call's reply, and [`GroupCall<T>`] for a
+//! broadcast to every member of a group.
+//!
+//! A call is sent when the handle method is called (rule E1 in [`crate::semantics`]);
+//! the future only waits for the reply, and dropping it does not cancel the call (E2).
+//! A method returning `Result<T, E>` gives a `Call<Result<T, E>>`, which resolves to
+//! `kt::Result<Result<T, E>>`: the outer layer says whether the call itself went
+//! through, the inner one is the method's own typed answer.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use futures_util::future::JoinAll;
+use serde::de::DeserializeOwned;
+use tokio::sync::oneshot;
+
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::route::EncodedRoute;
+
+/// The pending reply of one call. Await it for the result, or drop it (or call
+/// [`Call::forget`]) to let the call run without waiting.
+#[must_use = "the call is already sent; await the Call for its reply, or call .forget() to say you do not need it"]
+pub struct Call<T> {
+    state: State<T>,
+}
+
+enum State<T> {
+    Failed(Option<Error>),
+    Local { rx: oneshot::Receiver<Result<T>>, route: Arc<dyn EncodedRoute> },
+    Encoded { rx: oneshot::Receiver<Vec<u8>>, route: Arc<dyn EncodedRoute>, method: &'static str },
+    Done,
+}
+
+impl<T> Call<T> {
+    /// A call that failed before it could be sent.
+    pub fn failed(error: Error) -> Self {
+        Call { state: State::Failed(Some(error)) }
+    }
+
+    pub(crate) fn local(rx: oneshot::Receiver<Result<T>>, route: Arc<dyn EncodedRoute>) -> Self {
+        Call { state: State::Local { rx, route } }
+    }
+
+    pub(crate) fn encoded(
+        rx: oneshot::Receiver<Vec<u8>>,
+        route: Arc<dyn EncodedRoute>,
+        method: &'static str,
+    ) -> Self {
+        Call { state: State::Encoded { rx, route, method } }
+    }
+
+    /// Lets the call run without waiting for its reply (fire and forget). The call is
+    /// already in the actor's mailbox (or parked in order behind a full one).
+    pub fn forget(self) {}
+}
+
+impl<T: DeserializeOwned> Future for Call<T> {
+    type Output = Result<T>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        let result = match &mut self.state {
+            State::Failed(error) => Err(error.take().unwrap_or(Error::NoRuntime)),
+            State::Local { rx, route } => match ready!(Pin::new(rx).poll(cx)) {
+                Ok(result) => result,
+                // The reply slot was dropped unanswered: the actor was killed or its
+                // runtime shut down while the call waited.
+                Err(_) => Err(route.gone()),
+            },
+            State::Encoded { rx, route, method } => match ready!(Pin::new(rx).poll(cx)) {
+                Ok(bytes) => decode_reply(&bytes, method),
+                Err(_) => Err(route.gone()),
+            },
+            State::Done => panic!("Call polled after it completed"),
+        };
+        self.state = State::Done;
+        Poll::Ready(result)
+    }
+}
+
+fn decode_reply<T: DeserializeOwned>(bytes: &[u8], method: &str) -> Result<T> {
+    codec::decode::<Result<T>>(bytes, &format!("the reply of `{method}`"))?
+}
+
+/// The pending replies of a call broadcast to every member of a group; resolves to the
+/// members' results in rank order, or to the error of the lowest-ranked member that failed
+/// (after every member has answered, so no call is left running unobserved).
+#[must_use = "the calls are already sent; await the GroupCall for the replies"]
+pub struct GroupCall<T: DeserializeOwned> {
+    calls: JoinAll<Call<T>>,
+}
+
+impl<T: DeserializeOwned> GroupCall<T> {
+    pub(crate) fn new(calls: Vec<Call<T>>) -> Self {
+        GroupCall { calls: futures_util::future::join_all(calls) }
+    }
+}
+
+impl<T: DeserializeOwned> Future for GroupCall<T> {
+    type Output = Result<Vec<T>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<Vec<T>>> {
+        let results = ready!(Pin::new(&mut self.calls).poll(cx));
+        Poll::Ready(results.into_iter().collect())
+    }
+}

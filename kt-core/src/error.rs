@@ -1,0 +1,269 @@
+//! The errors a kt user can meet, as one typed enum.
+//!
+//! Two layers compose: a method's own `Err(E)` is a *value* that travels back inside
+//! the reply (`Call<Result<T, E>>` resolves to `kt::Result<Result<T, E>>`), while
+//! [`Error`] says what went wrong with the call itself — the actor panicked, died,
+//! was never found, or the message could not be encoded. Every variant carries the
+//! structured facts a caller needs to decide what to do next, never only a string,
+//! and every message ends with what to do about it.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// `Result` with kt's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Which actor an error is about: its id, its type and, when it has one, its name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActorLabel {
+    /// The process-unique id of the actor (stable across restarts).
+    pub id: u64,
+    /// The actor's registered type name (see [`crate::Actor::TYPE_NAME`]).
+    pub type_name: Cow<'static, str>,
+    /// The name given at spawn, if any.
+    pub name: Option<String>,
+}
+
+impl fmt::Display for ActorLabel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let short = self.type_name.rsplit("::").next().unwrap_or(&self.type_name);
+        match &self.name {
+            Some(name) => write!(f, "{short} '{name}' (#{})", self.id),
+            None => write!(f, "{short}#{}", self.id),
+        }
+    }
+}
+
+/// Why an actor (or one incarnation of it) is gone.
+///
+/// Taken from what the runtime observed, never parsed from text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum DeathCause {
+    /// `kill()` was called on the actor.
+    Killed,
+    /// The actor stopped itself with `Context::stop`.
+    Stopped,
+    /// Every owning handle was dropped, so the owned actor stopped.
+    HandlesDropped,
+    /// A method panicked and no restarts were left (or this incarnation was replaced).
+    Panicked {
+        /// The method that panicked.
+        method: String,
+        /// The panic payload, when it was a string.
+        message: String,
+    },
+    /// The constructor or `on_start` failed while (re)starting the actor.
+    StartFailed {
+        /// What the constructor or hook reported.
+        message: String,
+    },
+    /// The runtime that hosted the actor shut down under it.
+    RuntimeShutdown,
+}
+
+impl fmt::Display for DeathCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeathCause::Killed => f.write_str("it was killed"),
+            DeathCause::Stopped => f.write_str("it stopped itself"),
+            DeathCause::HandlesDropped => f.write_str("its last owning handle was dropped"),
+            DeathCause::Panicked { method, message } => {
+                write!(f, "method `{method}` panicked: {message}")
+            }
+            DeathCause::StartFailed { message } => write!(f, "it failed to start: {message}"),
+            DeathCause::RuntimeShutdown => f.write_str("the runtime hosting it shut down"),
+        }
+    }
+}
+
+/// Everything that can go wrong with an actor call, a spawn or a lookup.
+#[derive(Debug, Clone, PartialEq, thiserror::Error, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Error {
+    /// The method panicked while handling this call. The actor then follows its restart policy.
+    #[error(
+        "actor {actor}: method `{method}` panicked: {message}. The actor restarts if it has \
+         restarts left (spawn option `max_restarts`); fix the panic or return an error instead"
+    )]
+    ActorPanicked {
+        /// The actor whose method panicked.
+        actor: ActorLabel,
+        /// The method that panicked.
+        method: String,
+        /// The panic payload, when it was a string.
+        message: String,
+    },
+
+    /// The actor (or the incarnation this call was waiting on) is gone.
+    #[error(
+        "actor {actor} is gone: {cause}. Calls to it fail from now on unless it restarts; \
+         spawn a new actor, or use `max_restarts` to have kt restart it"
+    )]
+    ActorDied {
+        /// The actor that is gone.
+        actor: ActorLabel,
+        /// Why it is gone.
+        cause: DeathCause,
+    },
+
+    /// No actor is registered under this name.
+    #[error(
+        "no actor is named '{name}'. Check the name, and that the actor was spawned with \
+         `.name(\"{name}\")` and is still alive"
+    )]
+    ActorNotFound {
+        /// The name that was looked up.
+        name: String,
+    },
+
+    /// An actor with this name exists but has another type.
+    #[error(
+        "actor '{name}' is a `{found}`, not a `{expected}`. Ask `get_actor` for the type it was \
+         spawned as"
+    )]
+    WrongActorType {
+        /// The name that was looked up.
+        name: String,
+        /// The type the caller asked for.
+        expected: String,
+        /// The type the actor really has.
+        found: String,
+    },
+
+    /// Another live actor already has this name.
+    #[error(
+        "an actor named '{name}' already exists. Pick another name, or kill the existing actor \
+         first (`kt::get_actor(name)` then `kill()`)"
+    )]
+    NameTaken {
+        /// The name asked for.
+        name: String,
+    },
+
+    /// No actor type of this name is registered in this binary.
+    #[error(
+        "no actor type named `{type_name}` is registered in this binary. Annotate the type \
+         with #[kt::actor] and make sure the crate that defines it is linked into the binary"
+    )]
+    UnknownActorType {
+        /// The type name asked for.
+        type_name: String,
+    },
+
+    /// The actor type has no method of this name.
+    #[error(
+        "actor type `{type_name}` has no method `{method}`. The caller and the actor were \
+         probably built from different versions of the code; rebuild both"
+    )]
+    UnknownMethod {
+        /// The actor's type name.
+        type_name: String,
+        /// The method asked for.
+        method: String,
+    },
+
+    /// A value could not be turned into bytes.
+    #[error(
+        "could not encode {what}: {message}. Values that cross actors must serialize with \
+         serde; check the type's Serialize impl"
+    )]
+    Encode {
+        /// What was being encoded (arguments, a reply, ...).
+        what: String,
+        /// The serializer's message.
+        message: String,
+    },
+
+    /// Bytes could not be turned back into the expected value.
+    #[error(
+        "could not decode {what}: {message}. The sender and receiver disagree on the type; \
+         make sure both run the same build of the code"
+    )]
+    Decode {
+        /// What was being decoded.
+        what: String,
+        /// The deserializer's message.
+        message: String,
+    },
+
+    /// The actor's constructor or `on_start` hook failed, so spawn failed.
+    #[error(
+        "actor {actor} failed to start: {message}. Check the constructor's arguments and its \
+         on_start hook"
+    )]
+    StartFailed {
+        /// The actor that failed to start.
+        actor: ActorLabel,
+        /// What the constructor or hook reported.
+        message: String,
+    },
+
+    /// The spawn options or compute request are not valid.
+    #[error("invalid spawn options: {message}")]
+    InvalidOptions {
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+
+    /// A kt operation needs a tokio runtime and none is running on this thread.
+    #[error(
+        "no tokio runtime is running on this thread. Call kt from inside `#[kt::main]`, \
+         `#[tokio::main]` or `#[tokio::test]`"
+    )]
+    NoRuntime,
+}
+
+impl Error {
+    /// True when the error says the target actor is gone (died, was killed or stopped).
+    pub fn is_actor_gone(&self) -> bool {
+        matches!(self, Error::ActorDied { .. })
+    }
+
+    /// The cause of death, when the error says the actor is gone.
+    pub fn death_cause(&self) -> Option<&DeathCause> {
+        match self {
+            Error::ActorDied { cause, .. } => Some(cause),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn label(name: Option<&str>) -> ActorLabel {
+        ActorLabel { id: 7, type_name: Cow::Borrowed("app::Counter"), name: name.map(String::from) }
+    }
+
+    #[test]
+    fn labels_show_short_type_name_and_name() {
+        assert_eq!(label(None).to_string(), "Counter#7");
+        assert_eq!(label(Some("c")).to_string(), "Counter 'c' (#7)");
+    }
+
+    #[test]
+    fn errors_say_what_happened_and_what_to_do() {
+        let err = Error::ActorDied { actor: label(None), cause: DeathCause::Killed };
+        let text = err.to_string();
+        assert!(text.contains("Counter#7 is gone: it was killed"), "{text}");
+        assert!(text.contains("spawn a new actor"), "{text}");
+        assert!(err.is_actor_gone());
+        assert_eq!(err.death_cause(), Some(&DeathCause::Killed));
+    }
+
+    #[test]
+    fn errors_round_trip_through_msgpack() {
+        let err = Error::ActorPanicked {
+            actor: label(Some("x")),
+            method: "boom".into(),
+            message: "oh no".into(),
+        };
+        let bytes = rmp_serde::to_vec(&err).expect("encode");
+        let back: Error = rmp_serde::from_slice(&bytes).expect("decode");
+        assert_eq!(back, err);
+    }
+}

@@ -1,0 +1,170 @@
+//! Groups: N actors of one type spawned together, each knowing its rank and the group's
+//! size — the in-process shape of SPMD trainer groups and rollout replica pools.
+//!
+//! `group.all().method(args)` sends the call to every member (arguments encoded once)
+//! and resolves to the results in rank order; `group.any().method(args)` sends it to one
+//! member, round robin.
+
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::actor::{Actor, GroupHandle};
+use crate::actor_ref::ActorRef;
+use crate::call::{Call, GroupCall};
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::options::{Lifetime, SpawnOptions, spawn_option_setters};
+use crate::placement::{Placement, SpawnArgs, SpawnRequest, default_placement};
+use crate::registry::ActorType;
+
+/// A member's place in its group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupMember {
+    /// This member's rank, `0..size`.
+    pub rank: usize,
+    /// How many members the group has.
+    pub size: usize,
+}
+
+/// The members of a group, in rank order; what generated broadcast methods send through.
+pub struct GroupMembers<A: Actor> {
+    members: Vec<ActorRef<A>>,
+    next: AtomicUsize,
+}
+
+impl<A: Actor> GroupMembers<A> {
+    /// Sends `method(args)` to every member, encoding the arguments once.
+    pub fn broadcast<Args, T>(&self, method: &'static str, args: &Args) -> GroupCall<T>
+    where
+        Args: Serialize,
+        T: DeserializeOwned,
+    {
+        let what = format!("arguments of `{}::{method}`", A::TYPE_NAME);
+        let calls = match codec::encode(args, &what) {
+            Ok(payload) => self.members.iter().map(|m| m.raw().call_encoded(method, &payload)).collect(),
+            Err(error) => vec![Call::failed(error)],
+        };
+        GroupCall::new(calls)
+    }
+
+    fn next_member(&self) -> &ActorRef<A> {
+        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.members.len();
+        &self.members[index]
+    }
+}
+
+/// A group of actors of one type. Created by the generated `A::spawn_group(size, args...)`.
+pub struct ActorGroup<A: Actor> {
+    handle: A::GroupHandle,
+}
+
+impl<A: Actor> ActorGroup<A> {
+    fn new(members: Vec<ActorRef<A>>) -> Self {
+        ActorGroup { handle: A::GroupHandle::from_members(GroupMembers { members, next: AtomicUsize::new(0) }) }
+    }
+
+    /// Broadcast methods: each call goes to every member; results come back in rank order.
+    pub fn all(&self) -> &A::GroupHandle {
+        &self.handle
+    }
+
+    /// One member, chosen round robin: call a method on it to send the call to one replica.
+    pub fn any(&self) -> &ActorRef<A> {
+        self.handle.members().next_member()
+    }
+
+    /// The member of this rank.
+    pub fn member(&self, rank: usize) -> Option<&ActorRef<A>> {
+        self.handle.members().members.get(rank)
+    }
+
+    /// All members, in rank order.
+    pub fn members(&self) -> &[ActorRef<A>] {
+        &self.handle.members().members
+    }
+
+    /// How many members the group has.
+    pub fn len(&self) -> usize {
+        self.handle.members().members.len()
+    }
+
+    /// True for a group of no members (never produced by a spawn).
+    pub fn is_empty(&self) -> bool {
+        self.handle.members().members.is_empty()
+    }
+
+    /// Kills every member.
+    pub fn kill(&self) {
+        self.members().iter().for_each(ActorRef::kill);
+    }
+}
+
+/// A group spawn being prepared: `.await` it for the [`ActorGroup`].
+#[must_use = "a SpawnGroup does nothing until it is awaited"]
+pub struct SpawnGroup<A: Actor> {
+    size: usize,
+    args: A::Args,
+    options: SpawnOptions,
+    placement: Option<Arc<dyn Placement>>,
+}
+
+impl<A: Actor> SpawnGroup<A> {
+    /// A spawn of `size` members of `A`, each built with the arguments `args`.
+    pub fn new(size: usize, args: A::Args) -> Self {
+        SpawnGroup { size, args, options: SpawnOptions::default(), placement: None }
+    }
+
+    spawn_option_setters!();
+
+    async fn run(self) -> Result<ActorGroup<A>> {
+        if self.size == 0 {
+            return Err(Error::InvalidOptions { message: "a group needs at least one member".into() });
+        }
+        self.options.validate()?;
+        let placement = self.placement.unwrap_or_else(default_placement);
+        let what = format!("the constructor arguments of `{}`", A::TYPE_NAME);
+        let args: Arc<[u8]> = codec::encode(&self.args, &what)?.into();
+        let spawns = (0..self.size).map(|rank| {
+            let mut options = self.options.clone();
+            options.group = Some(GroupMember { rank, size: self.size });
+            options.name = self.options.name.as_ref().map(|name| format!("{name}-{rank}"));
+            let request =
+                SpawnRequest { actor_type: ActorType::of::<A>(), args: SpawnArgs::Encoded(args.clone()), options };
+            let placement = placement.clone();
+            async move { placement.spawn(request).await?.into_ref::<A>() }
+        });
+        let results = futures_util::future::join_all(spawns).await;
+        let mut members = Vec::with_capacity(self.size);
+        let mut first_error = None;
+        for result in results {
+            match result {
+                Ok(member) => members.push(member),
+                Err(error) => {
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        if let Some(error) = first_error {
+            // Owned members stop when dropped; detached ones must be killed explicitly.
+            if self.options.lifetime == Lifetime::Detached {
+                members.iter().for_each(ActorRef::kill);
+            }
+            return Err(error);
+        }
+        Ok(ActorGroup::new(members))
+    }
+}
+
+impl<A: Actor> IntoFuture for SpawnGroup<A> {
+    type Output = Result<ActorGroup<A>>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Result<ActorGroup<A>>> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.run())
+    }
+}

@@ -1,0 +1,88 @@
+//! The encoded path to an actor: method name plus MessagePack arguments in, encoded
+//! `Result<T, Error>` out.
+//!
+//! It is the one interface every non-typed caller uses: a remote worker serving a
+//! driver, a handle spawned through the loopback placement, a group broadcast, and a
+//! spawn by type name from the registry. Transports implement [`EncodedRoute`] for
+//! actors that live elsewhere; kt-core implements it for actors in this process.
+
+use std::sync::Arc;
+
+use crate::cell::OwnerGuard;
+use crate::codec;
+use crate::error::{ActorLabel, Error, Result};
+use crate::reply::EncodedReply;
+
+/// Sends encoded calls to one actor, wherever it lives.
+pub trait EncodedRoute: Send + Sync + 'static {
+    /// Which actor this route reaches.
+    fn label(&self) -> &ActorLabel;
+
+    /// Sends one call now (before returning, rule E1); its answer goes to `reply`.
+    /// A call that cannot be delivered is answered through `reply` with the reason.
+    fn send_encoded(&self, method: &str, payload: &[u8], reply: EncodedReply);
+
+    /// The error for calls whose answer was lost because the actor is gone.
+    fn gone(&self) -> Error;
+
+    /// Stops the actor now (see `ActorRef::kill`).
+    fn kill(&self);
+
+    /// False once the actor is known to be gone.
+    fn is_alive(&self) -> bool;
+}
+
+/// A handle to an actor of a type known only by name: what a worker holds for the
+/// actors it serves, and what [`crate::registry::spawn_by_name`] returns.
+#[derive(Clone)]
+pub struct ErasedActor {
+    pub(crate) route: Arc<dyn EncodedRoute>,
+    pub(crate) owner: Option<Arc<OwnerGuard>>,
+}
+
+impl std::fmt::Debug for ErasedActor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ErasedActor").field("actor", self.route.label()).finish()
+    }
+}
+
+impl ErasedActor {
+    /// Wraps a route; `owner` is the guard that stops the actor when the last owning
+    /// handle drops (`None` for a detached actor, or a non-owning handle).
+    pub fn new(route: Arc<dyn EncodedRoute>, owner: Option<Arc<OwnerGuard>>) -> Self {
+        ErasedActor { route, owner }
+    }
+
+    /// Which actor this is.
+    pub fn label(&self) -> &ActorLabel {
+        self.route.label()
+    }
+
+    /// The route, for transports that serve this actor.
+    pub fn route(&self) -> &Arc<dyn EncodedRoute> {
+        &self.route
+    }
+
+    /// Sends an encoded call and waits for its encoded reply (an encoded `Result<T, Error>`).
+    pub async fn call_encoded(&self, method: &str, payload: &[u8]) -> Result<Vec<u8>> {
+        let (reply, rx) = EncodedReply::channel();
+        self.route.send_encoded(method, payload, reply);
+        rx.await.map_err(|_| self.route.gone())
+    }
+
+    /// Sends a call with typed arguments and decodes its typed reply.
+    pub async fn call<Args, T>(&self, method: &str, args: &Args) -> Result<T>
+    where
+        Args: serde::Serialize,
+        T: serde::de::DeserializeOwned,
+    {
+        let payload = codec::encode(args, &format!("arguments of `{method}`"))?;
+        let bytes = self.call_encoded(method, &payload).await?;
+        codec::decode::<Result<T>>(&bytes, &format!("the reply of `{method}`"))?
+    }
+
+    /// Stops the actor now.
+    pub fn kill(&self) {
+        self.route.kill();
+    }
+}

@@ -1,0 +1,71 @@
+//! The rules every backend keeps, numbered so that tests and docs can name them.
+//!
+//! This module holds no code. Each rule is tested against every backend by the shared
+//! semantic suite (`tests/semantics.rs` of the `kt` crate); a test's name says which
+//! rule breaks when it fails.
+//!
+//! # Sending
+//! - **E1 — Eager send.** Calling a handle method puts the call in the actor's mailbox
+//!   before the method returns. If the mailbox is full, the call is parked, in order, in a
+//!   queue beside the mailbox and moved in as room frees up (see B1).
+//! - **E2 — Dropping is not cancelling.** Dropping a [`crate::Call`] (or calling
+//!   [`crate::Call::forget`]) lets the call run; only its reply is discarded.
+//!
+//! # Order and concurrency
+//! - **O1 — Caller order.** Calls made one after another (through one handle or its
+//!   clones) run in the order they were made. Calls made concurrently from different
+//!   tasks have no order between them.
+//! - **O2 — Exclusive methods.** `&mut self` methods run one at a time, each to
+//!   completion (an `async` one included) before the next call starts.
+//! - **O3 — Shared methods.** Consecutive `&self` calls may overlap, at most
+//!   `max_concurrency` at once (default 1: no overlap). A `&mut self` call waits for the
+//!   running `&self` calls to finish, and later calls wait for it.
+//!
+//! # Errors
+//! - **R1 — Errors are values.** A method's `Err(E)` reaches the caller as that `E`:
+//!   `Call<Result<T, E>>` resolves to `kt::Result<Result<T, E>>`.
+//! - **R2 — Panics.** A panic in a method reaches its caller as
+//!   [`crate::Error::ActorPanicked`] `{ actor, method, message }`; the actor then follows
+//!   its restart policy (S1, S2).
+//!
+//! # Supervision
+//! - **S1 — Restart.** With restarts left (`max_restarts`), a panicked actor is rebuilt by
+//!   its constructor with the original arguments and `on_start` runs again. Calls already
+//!   in its mailbox when it panicked fail with [`crate::Error::ActorDied`] (cause
+//!   `Panicked`), except calls of methods marked `#[kt(idempotent)]`, which run on the new
+//!   incarnation first. Calls made later run on the new incarnation.
+//! - **S2 — No restarts left.** The actor is dead: queued calls and every later call fail
+//!   with `ActorDied { cause: Panicked { .. } }`. `on_stop` does not run on a panicked state.
+//!
+//! # Lifetime
+//! - **L1 — Owned actors.** An owned actor (the default) stops when its last owning
+//!   handle is dropped: the calls already in its mailbox still run, then `on_stop` runs
+//!   with cause `HandlesDropped`.
+//! - **L2 — Detached actors.** A detached actor (which must be named) lives until it is
+//!   killed, whatever happens to the handles.
+//! - **L3 — Kill.** `kill()` stops an actor at once: the running method is cancelled at
+//!   its next await point, waiting calls fail with `ActorDied { cause: Killed }`, and
+//!   `on_stop` does not run.
+//! - **L4 — Stopping itself.** [`crate::Context::stop`] stops the actor after the current
+//!   call: queued calls fail with `ActorDied { cause: Stopped }`, `on_stop` runs.
+//!
+//! # Death
+//! - **D1 — Dead is not slow.** Every call to an actor that is gone fails at once with
+//!   `ActorDied { actor, cause }`, and every call that was waiting on it fails with the
+//!   same error; no call hangs.
+//!
+//! # Backpressure
+//! - **B1 — Bounded mailboxes.** A mailbox holds at most `mailbox_capacity` calls. Calls
+//!   made while it is full are parked in order on the caller's side and their `Call`
+//!   futures resolve only after the actor ran them, so a caller that awaits its calls
+//!   waits for room. No call is ever dropped.
+//!
+//! # Names
+//! - **N1 — Unique names.** A name belongs to one live actor at a time; spawning a second
+//!   actor with a taken name fails with [`crate::Error::NameTaken`]. `get_actor::<A>(name)`
+//!   fails with [`crate::Error::WrongActorType`] when the actor is not an `A`, and with
+//!   [`crate::Error::ActorNotFound`] when no live actor has the name.
+//!
+//! # Security
+//! - **X1 — Registered types only.** An actor is built by name only if its type is
+//!   registered (by `#[kt::actor]`) in the binary that builds it.

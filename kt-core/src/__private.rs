@@ -13,13 +13,39 @@ pub use crate::actor::{Actor, Context, GroupHandle, Handle, Message, MethodInfo,
 pub use crate::actor_ref::RawRef;
 pub use crate::call::{Call, GroupCall};
 pub use crate::codec;
-pub use crate::error::{Error, Result};
+pub use crate::error::{DeathCause, Error, Result};
 pub use crate::group::{GroupMembers, SpawnGroup};
 pub use crate::registry::ActorType;
 pub use crate::reply::{EncodedReply, Reply};
 pub use crate::spawn::Spawn;
 pub use inventory;
 pub use serde;
+pub use tokio;
+
+/// Implemented by `#[kt::actor]` on the struct: names the actor type.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not marked as an actor",
+    label = "#[kt::actor] is on this impl block but not on the struct",
+    note = "add #[kt::actor] to the struct `{Self}` as well as to its impl block"
+)]
+pub trait ActorStruct {
+    /// The stable type name (`module::path::Type`, or the `name = \"...\"` option).
+    const TYPE_NAME: &'static str;
+}
+
+/// Runs the body of `#[kt::main]` on a multi-threaded tokio runtime.
+pub fn block_on_main<F: Future>(body: F) -> F::Output {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(body),
+        Err(error) => {
+            eprintln!("kt: could not start the tokio runtime: {error}");
+            std::process::exit(1)
+        }
+    }
+}
 
 use crate::runtime::panic_message;
 
@@ -37,12 +63,21 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Wire for T {}
 pub const fn assert_wire<T: Wire>() {}
 
 fn panicked<A: Actor>(ctx: &Context<A>, method: &'static str, message: String) -> (Error, Outcome) {
-    let error = Error::ActorPanicked { actor: ctx.label().clone(), method: method.to_string(), message: message.clone() };
+    let error = Error::ActorPanicked {
+        actor: ctx.label().clone(),
+        method: method.to_string(),
+        message: message.clone(),
+    };
     (error, Outcome::Panicked { method, message })
 }
 
 /// Runs a synchronous method, answers its caller, and reports a panic to the runtime.
-pub fn run_sync<A, T>(ctx: &Context<A>, method: &'static str, reply: Reply<T>, f: impl FnOnce() -> T) -> Outcome
+pub fn run_sync<A, T>(
+    ctx: &Context<A>,
+    method: &'static str,
+    reply: Reply<T>,
+    f: impl FnOnce() -> T,
+) -> Outcome
 where
     A: Actor,
     T: Serialize + Send + 'static,
@@ -61,7 +96,12 @@ where
 }
 
 /// Runs an `async` method, answers its caller, and reports a panic to the runtime.
-pub async fn run_async<A, T, F>(ctx: &Context<A>, method: &'static str, reply: Reply<T>, fut: F) -> Outcome
+pub async fn run_async<A, T, F>(
+    ctx: &Context<A>,
+    method: &'static str,
+    reply: Reply<T>,
+    fut: F,
+) -> Outcome
 where
     A: Actor,
     T: Serialize + Send + 'static,
@@ -81,7 +121,11 @@ where
 }
 
 /// Answers a `&mut self` call that reached `handle_shared`, which the runtime never does.
-pub fn misrouted<A: Actor, T: Serialize + Send + 'static>(ctx: &Context<A>, method: &'static str, reply: Reply<T>) -> Outcome {
+pub fn misrouted<A: Actor, T: Serialize + Send + 'static>(
+    ctx: &Context<A>,
+    method: &'static str,
+    reply: Reply<T>,
+) -> Outcome {
     reply.send(Err(Error::ActorDied {
         actor: ctx.label().clone(),
         cause: crate::error::DeathCause::Panicked {
@@ -108,7 +152,13 @@ pub fn decode_args<Args: DeserializeOwned>(
 
 /// The error for a method name the actor type does not have.
 pub fn unknown_method(type_name: &str, method: &str, reply: EncodedReply) -> (Error, EncodedReply) {
-    (Error::UnknownMethod { type_name: type_name.to_string(), method: method.to_string() }, reply)
+    (
+        Error::UnknownMethod {
+            type_name: type_name.to_string(),
+            method: method.to_string(),
+        },
+        reply,
+    )
 }
 
 /// Turns a constructor's or hook's `Err(e)` into the message kt reports.

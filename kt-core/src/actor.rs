@@ -54,18 +54,30 @@ pub trait Actor: Sized + Send + Sync + 'static {
 
     /// Runs once when the actor stops gracefully (its last owning handle dropped, or
     /// [`Context::stop`]). It does not run after `kill()` or a panic that ends the actor.
-    fn on_stop(&mut self, ctx: &Context<Self>, cause: &DeathCause) -> impl Future<Output = ()> + Send {
+    fn on_stop(
+        &mut self,
+        ctx: &Context<Self>,
+        cause: &DeathCause,
+    ) -> impl Future<Output = ()> + Send {
         let _ = (ctx, cause);
         async {}
     }
 
     /// Runs one message with exclusive access to the state.
-    fn handle(&mut self, msg: Self::Message, ctx: &Context<Self>) -> impl Future<Output = Outcome> + Send;
+    fn handle(
+        &mut self,
+        msg: Self::Message,
+        ctx: &Context<Self>,
+    ) -> impl Future<Output = Outcome> + Send;
 
     /// Runs one message of a `&self` method ([`MethodInfo::shared`]); several may overlap.
     /// Messages of `&mut self` methods never reach this function; if one did, it is
     /// answered with an error rather than run.
-    fn handle_shared(&self, msg: Self::Message, ctx: &Context<Self>) -> impl Future<Output = Outcome> + Send;
+    fn handle_shared(
+        &self,
+        msg: Self::Message,
+        ctx: &Context<Self>,
+    ) -> impl Future<Output = Outcome> + Send;
 
     /// Rebuilds a message from its method name and encoded arguments, with a reply slot
     /// that encodes the answer. On failure the reply slot is handed back so that the

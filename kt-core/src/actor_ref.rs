@@ -47,17 +47,26 @@ pub struct RawRef<A: Actor> {
 
 impl<A: Actor> Clone for RawRef<A> {
     fn clone(&self) -> Self {
-        RawRef { route: self.route.clone(), owner: self.owner.clone() }
+        RawRef {
+            route: self.route.clone(),
+            owner: self.owner.clone(),
+        }
     }
 }
 
 impl<A: Actor> RawRef<A> {
     pub(crate) fn local(cell: Arc<LocalCell<A>>, owner: Option<Arc<OwnerGuard>>) -> Self {
-        RawRef { route: Route::Local(cell), owner }
+        RawRef {
+            route: Route::Local(cell),
+            owner,
+        }
     }
 
     pub(crate) fn encoded(erased: ErasedActor) -> Self {
-        RawRef { route: Route::Encoded(erased.route), owner: erased.owner }
+        RawRef {
+            route: Route::Encoded(erased.route),
+            owner: erased.owner,
+        }
     }
 
     fn dyn_route(&self) -> Arc<dyn EncodedRoute> {
@@ -84,8 +93,8 @@ impl<A: Actor> RawRef<A> {
         match &self.route {
             Route::Local(cell) => {
                 let (reply, rx) = Reply::local();
-                cell.enqueue(build(args, reply));
-                Call::local(rx, cell.clone())
+                let accepted = cell.enqueue(build(args, reply));
+                Call::local(rx, cell.clone(), accepted)
             }
             Route::Encoded(_) => {
                 match codec::encode(&args, &format!("arguments of `{}::{method}`", A::TYPE_NAME)) {
@@ -101,8 +110,8 @@ impl<A: Actor> RawRef<A> {
     pub fn call_encoded<T>(&self, method: &'static str, payload: &[u8]) -> Call<T> {
         let (reply, rx) = EncodedReply::channel();
         let route = self.dyn_route();
-        route.send_encoded(method, payload, reply);
-        Call::encoded(rx, route, method)
+        let accepted = route.send_encoded(method, payload, reply);
+        Call::encoded(rx, route, method, accepted)
     }
 
     /// Which actor this reaches.
@@ -153,7 +162,9 @@ pub struct ActorRef<A: Actor> {
 impl<A: Actor> ActorRef<A> {
     /// Wraps a raw reference.
     pub fn from_raw(raw: RawRef<A>) -> Self {
-        ActorRef { handle: A::Handle::from_raw(raw) }
+        ActorRef {
+            handle: A::Handle::from_raw(raw),
+        }
     }
 
     /// A typed handle from a type-erased one; fails if the actor is of another type.

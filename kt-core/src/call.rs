@@ -16,6 +16,7 @@ use futures_util::future::JoinAll;
 use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 
+use crate::cell::Accepted;
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::route::EncodedRoute;
@@ -25,31 +26,69 @@ use crate::route::EncodedRoute;
 #[must_use = "the call is already sent; await the Call for its reply, or call .forget() to say you do not need it"]
 pub struct Call<T> {
     state: State<T>,
+    accepted: Option<oneshot::Receiver<()>>,
 }
 
 enum State<T> {
     Failed(Option<Error>),
-    Local { rx: oneshot::Receiver<Result<T>>, route: Arc<dyn EncodedRoute> },
-    Encoded { rx: oneshot::Receiver<Vec<u8>>, route: Arc<dyn EncodedRoute>, method: &'static str },
+    Local {
+        rx: oneshot::Receiver<Result<T>>,
+        route: Arc<dyn EncodedRoute>,
+    },
+    Encoded {
+        rx: oneshot::Receiver<Vec<u8>>,
+        route: Arc<dyn EncodedRoute>,
+        method: &'static str,
+    },
     Done,
 }
 
 impl<T> Call<T> {
     /// A call that failed before it could be sent.
     pub fn failed(error: Error) -> Self {
-        Call { state: State::Failed(Some(error)) }
+        Call {
+            state: State::Failed(Some(error)),
+            accepted: None,
+        }
     }
 
-    pub(crate) fn local(rx: oneshot::Receiver<Result<T>>, route: Arc<dyn EncodedRoute>) -> Self {
-        Call { state: State::Local { rx, route } }
+    pub(crate) fn local(
+        rx: oneshot::Receiver<Result<T>>,
+        route: Arc<dyn EncodedRoute>,
+        accepted: Accepted,
+    ) -> Self {
+        Call {
+            state: State::Local { rx, route },
+            accepted: accepted.into_receiver(),
+        }
     }
 
     pub(crate) fn encoded(
         rx: oneshot::Receiver<Vec<u8>>,
         route: Arc<dyn EncodedRoute>,
         method: &'static str,
+        accepted: Accepted,
     ) -> Self {
-        Call { state: State::Encoded { rx, route, method } }
+        Call {
+            state: State::Encoded { rx, route, method },
+            accepted: accepted.into_receiver(),
+        }
+    }
+
+    /// Waits until the call is in the actor's mailbox: at once, unless the mailbox was
+    /// full when the call was made (rule B1). Await it in a fire-and-forget producer to be
+    /// slowed to the actor's pace; the reply can still be awaited afterwards.
+    pub async fn sent(&mut self) -> Result<()> {
+        let Some(accepted) = self.accepted.take() else {
+            return Ok(());
+        };
+        if accepted.await.is_ok() {
+            return Ok(());
+        }
+        match &self.state {
+            State::Local { route, .. } | State::Encoded { route, .. } => Err(route.gone()),
+            State::Failed(_) | State::Done => Ok(()),
+        }
     }
 
     /// Lets the call run without waiting for its reply (fire and forget). The call is
@@ -94,7 +133,9 @@ pub struct GroupCall<T: DeserializeOwned> {
 
 impl<T: DeserializeOwned> GroupCall<T> {
     pub(crate) fn new(calls: Vec<Call<T>>) -> Self {
-        GroupCall { calls: futures_util::future::join_all(calls) }
+        GroupCall {
+            calls: futures_util::future::join_all(calls),
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::AbortHandle;
 
 use crate::actor::{Actor, Message};
@@ -50,10 +50,21 @@ impl std::fmt::Debug for OwnerGuard {
     }
 }
 
-/// Calls parked while the mailbox was full, in call order.
+/// Calls parked while the mailbox was full, in call order, each with the signal that
+/// tells its caller when it entered the mailbox.
 struct Parked<M> {
-    queue: VecDeque<M>,
+    queue: VecDeque<(M, oneshot::Sender<()>)>,
     flusher_running: bool,
+}
+
+/// Whether a sent call is in the actor's mailbox yet.
+#[derive(Debug)]
+pub enum Accepted {
+    /// The call is in the mailbox (or, for a remote actor, handed to the transport).
+    Now,
+    /// The mailbox was full: the call is parked in order; the receiver fires when it
+    /// enters the mailbox, and fails if the actor died first.
+    Later(oneshot::Receiver<()>),
 }
 
 /// One actor's mailbox and status, shared by its handles and its run loop.
@@ -84,7 +95,10 @@ impl<A: Actor> LocalCell<A> {
             me: me.clone(),
             tx,
             parking: AtomicBool::new(false),
-            parked: Mutex::new(Parked { queue: VecDeque::new(), flusher_running: false }),
+            parked: Mutex::new(Parked {
+                queue: VecDeque::new(),
+                flusher_running: false,
+            }),
             death: OnceLock::new(),
             release: Notify::new(),
             abort: OnceLock::new(),
@@ -95,44 +109,55 @@ impl<A: Actor> LocalCell<A> {
 
     /// Puts a message in the mailbox now, or parks it in order if the mailbox is full.
     /// A message for an actor that is gone is answered with the reason at once.
-    pub(crate) fn enqueue(&self, msg: A::Message) {
+    pub(crate) fn enqueue(&self, msg: A::Message) -> Accepted {
         if self.death.get().is_some() {
-            return msg.reject(self.gone());
+            msg.reject(self.gone());
+            return Accepted::Now;
         }
         if self.parking.load(Ordering::Acquire) {
             return self.park(msg);
         }
         match self.tx.try_send(msg) {
-            Ok(()) => {}
+            Ok(()) => Accepted::Now,
             Err(mpsc::error::TrySendError::Full(msg)) => self.park(msg),
-            Err(mpsc::error::TrySendError::Closed(msg)) => msg.reject(self.gone()),
+            Err(mpsc::error::TrySendError::Closed(msg)) => {
+                msg.reject(self.gone());
+                Accepted::Now
+            }
         }
     }
 
-    fn park(&self, msg: A::Message) {
-        let mut parked = self.parked.lock().unwrap_or_else(|poison| poison.into_inner());
-        parked.queue.push_back(msg);
-        if parked.flusher_running {
-            return;
+    fn park(&self, msg: A::Message) -> Accepted {
+        let (accepted_tx, accepted_rx) = oneshot::channel();
+        let mut parked = self
+            .parked
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        parked.queue.push_back((msg, accepted_tx));
+        if !parked.flusher_running {
+            let Some(cell) = self.me.upgrade() else {
+                // Only reachable while the cell itself is being dropped: nobody can run the call.
+                drop(parked);
+                self.reject_parked();
+                return Accepted::Now;
+            };
+            parked.flusher_running = true;
+            self.parking.store(true, Ordering::Release);
+            self.runtime.spawn(async move { cell.flush_parked().await });
         }
-        let Some(cell) = self.me.upgrade() else {
-            // Only reachable while the cell itself is being dropped: nobody can run the call.
-            drop(parked);
-            return self.reject_parked();
-        };
-        parked.flusher_running = true;
-        self.parking.store(true, Ordering::Release);
-        drop(parked);
-        self.runtime.spawn(async move { cell.flush_parked().await });
+        Accepted::Later(accepted_rx)
     }
 
     /// Moves parked calls into the mailbox, oldest first, waiting for room.
     async fn flush_parked(&self) {
         loop {
-            let next = {
-                let mut parked = self.parked.lock().unwrap_or_else(|poison| poison.into_inner());
+            let (next, accepted) = {
+                let mut parked = self
+                    .parked
+                    .lock()
+                    .unwrap_or_else(|poison| poison.into_inner());
                 match parked.queue.pop_front() {
-                    Some(msg) => msg,
+                    Some(entry) => entry,
                     None => {
                         parked.flusher_running = false;
                         self.parking.store(false, Ordering::Release);
@@ -140,18 +165,24 @@ impl<A: Actor> LocalCell<A> {
                     }
                 }
             };
-            if let Err(mpsc::error::SendError(msg)) = self.tx.send(next).await {
-                msg.reject(self.gone());
+            match self.tx.send(next).await {
+                Ok(()) => {
+                    let _ = accepted.send(());
+                }
+                Err(mpsc::error::SendError(msg)) => msg.reject(self.gone()),
             }
         }
     }
 
     fn reject_parked(&self) {
         let drained: Vec<_> = {
-            let mut parked = self.parked.lock().unwrap_or_else(|poison| poison.into_inner());
+            let mut parked = self
+                .parked
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
             parked.queue.drain(..).collect()
         };
-        for msg in drained {
+        for (msg, _accepted) in drained {
             msg.reject(self.gone());
         }
     }
@@ -165,7 +196,11 @@ impl<A: Actor> LocalCell<A> {
     pub(crate) fn gone(&self) -> Error {
         Error::ActorDied {
             actor: self.label.clone(),
-            cause: self.death.get().cloned().unwrap_or(DeathCause::RuntimeShutdown),
+            cause: self
+                .death
+                .get()
+                .cloned()
+                .unwrap_or(DeathCause::RuntimeShutdown),
         }
     }
 
@@ -202,10 +237,13 @@ impl<A: Actor> EncodedRoute for LocalCell<A> {
         &self.label
     }
 
-    fn send_encoded(&self, method: &str, payload: &[u8], reply: EncodedReply) {
+    fn send_encoded(&self, method: &str, payload: &[u8], reply: EncodedReply) -> Accepted {
         match A::decode_message(method, payload, reply) {
             Ok(msg) => self.enqueue(msg),
-            Err((error, reply)) => reply.fail(error),
+            Err((error, reply)) => {
+                reply.fail(error);
+                Accepted::Now
+            }
         }
     }
 
@@ -219,5 +257,14 @@ impl<A: Actor> EncodedRoute for LocalCell<A> {
 
     fn is_alive(&self) -> bool {
         LocalCell::is_alive(self)
+    }
+}
+
+impl Accepted {
+    pub(crate) fn into_receiver(self) -> Option<oneshot::Receiver<()>> {
+        match self {
+            Accepted::Now => None,
+            Accepted::Later(rx) => Some(rx),
+        }
     }
 }

@@ -13,14 +13,18 @@ use crate::error::{Error, Result};
 
 /// Encodes `value` to MessagePack; `what` names the value in the error.
 pub fn encode<T: Serialize + ?Sized>(value: &T, what: &str) -> Result<Vec<u8>> {
-    rmp_serde::to_vec_named(value)
-        .map_err(|e| Error::Encode { what: what.to_string(), message: e.to_string() })
+    rmp_serde::to_vec_named(value).map_err(|e| Error::Encode {
+        what: what.to_string(),
+        message: e.to_string(),
+    })
 }
 
 /// Decodes a MessagePack value; `what` names the value in the error.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
-    rmp_serde::from_slice(bytes)
-        .map_err(|e| Error::Decode { what: what.to_string(), message: e.to_string() })
+    rmp_serde::from_slice(bytes).map_err(|e| Error::Decode {
+        what: what.to_string(),
+        message: e.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -35,8 +39,12 @@ mod tests {
 
     #[test]
     fn values_round_trip() {
-        let p = Point { x: -3, y: "up".into() };
-        let back: Point = decode(&encode(&p, "a point").expect("encode"), "a point").expect("decode");
+        let p = Point {
+            x: -3,
+            y: "up".into(),
+        };
+        let back: Point =
+            decode(&encode(&p, "a point").expect("encode"), "a point").expect("decode");
         assert_eq!(back, p);
     }
 

@@ -44,7 +44,8 @@ impl Compute {
         if cpus.is_finite() && cpus > 0.0 {
             self.cpus = Some(cpus);
         } else {
-            self.problems.push(format!("cpus must be a positive number, got {cpus}"));
+            self.problems
+                .push(format!("cpus must be a positive number, got {cpus}"));
         }
         self
     }
@@ -93,7 +94,9 @@ impl Compute {
         if self.problems.is_empty() {
             return Ok(());
         }
-        Err(Error::InvalidOptions { message: format!("compute: {}", self.problems.join("; ")) })
+        Err(Error::InvalidOptions {
+            message: format!("compute: {}", self.problems.join("; ")),
+        })
     }
 }
 
@@ -153,7 +156,12 @@ mod tests {
 
     #[test]
     fn builder_problems_surface_at_validation() {
-        let ok = Compute::new().cpus(8.0).gpus(1).memory("64Gi").image("img").env("A", "1");
+        let ok = Compute::new()
+            .cpus(8.0)
+            .gpus(1)
+            .memory("64Gi")
+            .image("img")
+            .env("A", "1");
         assert_eq!(ok.validate(), Ok(()));
         assert_eq!(ok.memory_bytes, Some(64 << 30));
         let bad = Compute::new().cpus(-1.0).memory("64 gigs");

@@ -28,7 +28,11 @@ pub struct ActorLabel {
 
 impl fmt::Display for ActorLabel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let short = self.type_name.rsplit("::").next().unwrap_or(&self.type_name);
+        let short = self
+            .type_name
+            .rsplit("::")
+            .next()
+            .unwrap_or(&self.type_name);
         match &self.name {
             Some(name) => write!(f, "{short} '{name}' (#{})", self.id),
             None => write!(f, "{short}#{}", self.id),
@@ -236,7 +240,11 @@ mod tests {
     use super::*;
 
     fn label(name: Option<&str>) -> ActorLabel {
-        ActorLabel { id: 7, type_name: Cow::Borrowed("app::Counter"), name: name.map(String::from) }
+        ActorLabel {
+            id: 7,
+            type_name: Cow::Borrowed("app::Counter"),
+            name: name.map(String::from),
+        }
     }
 
     #[test]
@@ -247,7 +255,10 @@ mod tests {
 
     #[test]
     fn errors_say_what_happened_and_what_to_do() {
-        let err = Error::ActorDied { actor: label(None), cause: DeathCause::Killed };
+        let err = Error::ActorDied {
+            actor: label(None),
+            cause: DeathCause::Killed,
+        };
         let text = err.to_string();
         assert!(text.contains("Counter#7 is gone: it was killed"), "{text}");
         assert!(text.contains("spawn a new actor"), "{text}");

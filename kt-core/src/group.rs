@@ -46,7 +46,11 @@ impl<A: Actor> GroupMembers<A> {
     {
         let what = format!("arguments of `{}::{method}`", A::TYPE_NAME);
         let calls = match codec::encode(args, &what) {
-            Ok(payload) => self.members.iter().map(|m| m.raw().call_encoded(method, &payload)).collect(),
+            Ok(payload) => self
+                .members
+                .iter()
+                .map(|m| m.raw().call_encoded(method, &payload))
+                .collect(),
             Err(error) => vec![Call::failed(error)],
         };
         GroupCall::new(calls)
@@ -65,7 +69,12 @@ pub struct ActorGroup<A: Actor> {
 
 impl<A: Actor> ActorGroup<A> {
     fn new(members: Vec<ActorRef<A>>) -> Self {
-        ActorGroup { handle: A::GroupHandle::from_members(GroupMembers { members, next: AtomicUsize::new(0) }) }
+        ActorGroup {
+            handle: A::GroupHandle::from_members(GroupMembers {
+                members,
+                next: AtomicUsize::new(0),
+            }),
+        }
     }
 
     /// Broadcast methods: each call goes to every member; results come back in rank order.
@@ -116,14 +125,21 @@ pub struct SpawnGroup<A: Actor> {
 impl<A: Actor> SpawnGroup<A> {
     /// A spawn of `size` members of `A`, each built with the arguments `args`.
     pub fn new(size: usize, args: A::Args) -> Self {
-        SpawnGroup { size, args, options: SpawnOptions::default(), placement: None }
+        SpawnGroup {
+            size,
+            args,
+            options: SpawnOptions::default(),
+            placement: None,
+        }
     }
 
     spawn_option_setters!();
 
     async fn run(self) -> Result<ActorGroup<A>> {
         if self.size == 0 {
-            return Err(Error::InvalidOptions { message: "a group needs at least one member".into() });
+            return Err(Error::InvalidOptions {
+                message: "a group needs at least one member".into(),
+            });
         }
         self.options.validate()?;
         let placement = self.placement.unwrap_or_else(default_placement);
@@ -131,10 +147,20 @@ impl<A: Actor> SpawnGroup<A> {
         let args: Arc<[u8]> = codec::encode(&self.args, &what)?.into();
         let spawns = (0..self.size).map(|rank| {
             let mut options = self.options.clone();
-            options.group = Some(GroupMember { rank, size: self.size });
-            options.name = self.options.name.as_ref().map(|name| format!("{name}-{rank}"));
-            let request =
-                SpawnRequest { actor_type: ActorType::of::<A>(), args: SpawnArgs::Encoded(args.clone()), options };
+            options.group = Some(GroupMember {
+                rank,
+                size: self.size,
+            });
+            options.name = self
+                .options
+                .name
+                .as_ref()
+                .map(|name| format!("{name}-{rank}"));
+            let request = SpawnRequest {
+                actor_type: ActorType::of::<A>(),
+                args: SpawnArgs::Encoded(args.clone()),
+                options,
+            };
             let placement = placement.clone();
             async move { placement.spawn(request).await?.into_ref::<A>() }
         });

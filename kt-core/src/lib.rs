@@ -63,7 +63,7 @@ pub mod __private;
 pub use actor::{Actor, Context, GroupHandle, Handle, Message, MethodInfo, Outcome};
 pub use actor_ref::{ActorRef, RawRef};
 pub use call::{Call, GroupCall};
-pub use cell::{OwnerGuard, Release};
+pub use cell::{Accepted, OwnerGuard, Release};
 pub use compute::Compute;
 pub use error::{ActorLabel, DeathCause, Error, Result};
 pub use group::{ActorGroup, GroupMember, GroupMembers, SpawnGroup};

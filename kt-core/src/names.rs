@@ -31,7 +31,9 @@ struct Named<A: Actor> {
 static DIRECTORY: LazyLock<Mutex<HashMap<String, Entry>>> = LazyLock::new(Default::default);
 
 fn directory() -> MutexGuard<'static, HashMap<String, Entry>> {
-    DIRECTORY.lock().unwrap_or_else(|poison| poison.into_inner())
+    DIRECTORY
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner())
 }
 
 /// Frees the name when the actor's task ends.
@@ -57,12 +59,27 @@ pub(crate) fn register<A: Actor>(
 ) -> Result<NameGuard> {
     let mut dir = directory();
     if dir.contains_key(name) {
-        return Err(Error::NameTaken { name: name.to_string() });
+        return Err(Error::NameTaken {
+            name: name.to_string(),
+        });
     }
-    let handle = Box::new(Named { cell: cell.clone(), owner });
+    let handle = Box::new(Named {
+        cell: cell.clone(),
+        owner,
+    });
     let id = cell.label.id;
-    dir.insert(name.to_string(), Entry { id, type_name: A::TYPE_NAME, handle });
-    Ok(NameGuard { name: name.to_string(), id })
+    dir.insert(
+        name.to_string(),
+        Entry {
+            id,
+            type_name: A::TYPE_NAME,
+            handle,
+        },
+    );
+    Ok(NameGuard {
+        name: name.to_string(),
+        id,
+    })
 }
 
 /// Finds the live actor named `name` in this process.
@@ -88,7 +105,10 @@ fn lookup_local<A: Actor>(name: &str) -> Option<Result<ActorRef<A>>> {
         // An owned actor whose owners are all gone is stopping: it is not found.
         Some(weak) => Some(weak.upgrade()?),
     };
-    Some(Ok(ActorRef::from_raw(RawRef::local(named.cell.clone(), owner))))
+    Some(Ok(ActorRef::from_raw(RawRef::local(
+        named.cell.clone(),
+        owner,
+    ))))
 }
 
 /// Finds the live actor named `name`, as a handle of type `A`.
@@ -102,6 +122,8 @@ pub async fn get_actor<A: Actor>(name: &str) -> Result<ActorRef<A>> {
     }
     match crate::placement::default_placement().lookup(name).await? {
         Some(placed) => placed.into_ref::<A>(),
-        None => Err(Error::ActorNotFound { name: name.to_string() }),
+        None => Err(Error::ActorNotFound {
+            name: name.to_string(),
+        }),
     }
 }

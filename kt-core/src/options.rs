@@ -57,7 +57,11 @@ impl Default for SpawnOptions {
 impl SpawnOptions {
     /// Checks the options make sense together; every spawn calls this first.
     pub fn validate(&self) -> Result<()> {
-        let invalid = |message: &str| Err(Error::InvalidOptions { message: message.to_string() });
+        let invalid = |message: &str| {
+            Err(Error::InvalidOptions {
+                message: message.to_string(),
+            })
+        };
         if self.lifetime == Lifetime::Detached && self.name.is_none() {
             return invalid(
                 "a detached actor needs a name (`.name(\"...\")`): once its handles are dropped, \
@@ -138,16 +142,28 @@ mod tests {
 
     #[test]
     fn detached_actors_need_a_name() {
-        let options = SpawnOptions { lifetime: Lifetime::Detached, ..SpawnOptions::default() };
+        let options = SpawnOptions {
+            lifetime: Lifetime::Detached,
+            ..SpawnOptions::default()
+        };
         let err = options.validate().expect_err("must fail");
-        assert!(err.to_string().contains("a detached actor needs a name"), "{err}");
+        assert!(
+            err.to_string().contains("a detached actor needs a name"),
+            "{err}"
+        );
     }
 
     #[test]
     fn zero_concurrency_or_capacity_is_rejected() {
-        let zero_conc = SpawnOptions { max_concurrency: 0, ..SpawnOptions::default() };
+        let zero_conc = SpawnOptions {
+            max_concurrency: 0,
+            ..SpawnOptions::default()
+        };
         assert!(zero_conc.validate().is_err());
-        let zero_cap = SpawnOptions { mailbox_capacity: 0, ..SpawnOptions::default() };
+        let zero_cap = SpawnOptions {
+            mailbox_capacity: 0,
+            ..SpawnOptions::default()
+        };
         assert!(zero_cap.validate().is_err());
         assert!(SpawnOptions::default().validate().is_ok());
     }

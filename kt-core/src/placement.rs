@@ -74,18 +74,28 @@ pub struct Placed {
 }
 
 enum PlacedInner {
-    InProcess { typed: Box<dyn Any + Send>, erased: ErasedActor },
+    InProcess {
+        typed: Box<dyn Any + Send>,
+        erased: ErasedActor,
+    },
     Elsewhere(ErasedActor),
 }
 
 impl Placed {
     pub(crate) fn in_process<A: Actor>(raw: RawRef<A>, erased: ErasedActor) -> Self {
-        Placed { inner: PlacedInner::InProcess { typed: Box::new(raw), erased } }
+        Placed {
+            inner: PlacedInner::InProcess {
+                typed: Box::new(raw),
+                erased,
+            },
+        }
     }
 
     /// An actor reached through an encoded route (another process, a pod, loopback).
     pub fn elsewhere(erased: ErasedActor) -> Self {
-        Placed { inner: PlacedInner::Elsewhere(erased) }
+        Placed {
+            inner: PlacedInner::Elsewhere(erased),
+        }
     }
 
     /// The typed handle; fails if the actor is not an `A`.
@@ -147,15 +157,22 @@ static DEFAULT_PLACEMENT: LazyLock<RwLock<Arc<dyn Placement>>> =
 
 /// The placement used by spawns that do not name one (`.on(...)`).
 pub fn default_placement() -> Arc<dyn Placement> {
-    DEFAULT_PLACEMENT.read().unwrap_or_else(|poison| poison.into_inner()).clone()
+    DEFAULT_PLACEMENT
+        .read()
+        .unwrap_or_else(|poison| poison.into_inner())
+        .clone()
 }
 
 /// Sets the placement used by spawns that do not name one.
 pub fn set_default_placement(placement: Arc<dyn Placement>) {
-    *DEFAULT_PLACEMENT.write().unwrap_or_else(|poison| poison.into_inner()) = placement;
+    *DEFAULT_PLACEMENT
+        .write()
+        .unwrap_or_else(|poison| poison.into_inner()) = placement;
 }
 
 /// Fails with a clear error when a spawn request names an actor type this binary lacks.
 pub(crate) fn unknown_type(type_name: &str) -> Error {
-    Error::UnknownActorType { type_name: type_name.to_string() }
+    Error::UnknownActorType {
+        type_name: type_name.to_string(),
+    }
 }

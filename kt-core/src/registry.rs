@@ -30,7 +30,9 @@ pub struct ActorType {
 
 impl std::fmt::Debug for ActorType {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ActorType").field("type_name", &self.type_name).finish()
+        f.debug_struct("ActorType")
+            .field("type_name", &self.type_name)
+            .finish()
     }
 }
 
@@ -45,7 +47,10 @@ impl ActorType {
     }
 }
 
-fn spawn_boxed<A: Actor>(args: SpawnArgs, options: SpawnOptions) -> BoxFuture<'static, Result<Placed>> {
+fn spawn_boxed<A: Actor>(
+    args: SpawnArgs,
+    options: SpawnOptions,
+) -> BoxFuture<'static, Result<Placed>> {
     Box::pin(spawn_in_process::<A>(args, options))
 }
 
@@ -53,7 +58,10 @@ fn encode_args<A: Actor>(args: &(dyn Any + Send)) -> Result<Vec<u8>> {
     let what = format!("the constructor arguments of `{}`", A::TYPE_NAME);
     match args.downcast_ref::<A::Args>() {
         Some(args) => codec::encode(args, &what),
-        None => Err(Error::Encode { what, message: "the arguments have another type".into() }),
+        None => Err(Error::Encode {
+            what,
+            message: "the arguments have another type".into(),
+        }),
     }
 }
 
@@ -69,14 +77,21 @@ pub fn find(type_name: &str) -> Result<&'static ActorType> {
 
 /// The names of every actor type registered in this binary, sorted.
 pub fn registered_types() -> Vec<&'static str> {
-    let mut names: Vec<_> = inventory::iter::<ActorType>.into_iter().map(|e| e.type_name).collect();
+    let mut names: Vec<_> = inventory::iter::<ActorType>
+        .into_iter()
+        .map(|e| e.type_name)
+        .collect();
     names.sort_unstable();
     names
 }
 
 /// Builds an actor in this process from its type name and encoded constructor
 /// arguments, and returns a type-erased handle to it.
-pub async fn spawn_by_name(type_name: &str, args: Arc<[u8]>, options: SpawnOptions) -> Result<ErasedActor> {
+pub async fn spawn_by_name(
+    type_name: &str,
+    args: Arc<[u8]>,
+    options: SpawnOptions,
+) -> Result<ErasedActor> {
     let entry = find(type_name)?;
     let placed = (entry.spawn_in_process)(SpawnArgs::Encoded(args), options).await?;
     Ok(placed.into_erased())

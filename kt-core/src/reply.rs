@@ -89,12 +89,19 @@ impl<T: Serialize + Send + 'static> Reply<T> {
     /// A typed reply slot for a caller in this process, and the receiver it waits on.
     pub(crate) fn local() -> (Self, oneshot::Receiver<Result<T>>) {
         let (tx, rx) = oneshot::channel();
-        (Reply { inner: ReplyInner::Local(tx) }, rx)
+        (
+            Reply {
+                inner: ReplyInner::Local(tx),
+            },
+            rx,
+        )
     }
 
     /// A reply slot that encodes the answer for a caller that sent bytes.
     pub fn encoded(reply: EncodedReply) -> Self {
-        Reply { inner: ReplyInner::Encoded(reply) }
+        Reply {
+            inner: ReplyInner::Encoded(reply),
+        }
     }
 
     /// Sends the result to the caller. A caller that stopped waiting is not an error.

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use crate::cell::OwnerGuard;
+use crate::cell::{Accepted, OwnerGuard};
 use crate::codec;
 use crate::error::{ActorLabel, Error, Result};
 use crate::reply::EncodedReply;
@@ -20,7 +20,8 @@ pub trait EncodedRoute: Send + Sync + 'static {
 
     /// Sends one call now (before returning, rule E1); its answer goes to `reply`.
     /// A call that cannot be delivered is answered through `reply` with the reason.
-    fn send_encoded(&self, method: &str, payload: &[u8], reply: EncodedReply);
+    /// Returns whether the call is in the actor's mailbox yet (rule B1).
+    fn send_encoded(&self, method: &str, payload: &[u8], reply: EncodedReply) -> Accepted;
 
     /// The error for calls whose answer was lost because the actor is gone.
     fn gone(&self) -> Error;
@@ -42,7 +43,9 @@ pub struct ErasedActor {
 
 impl std::fmt::Debug for ErasedActor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ErasedActor").field("actor", self.route.label()).finish()
+        f.debug_struct("ErasedActor")
+            .field("actor", self.route.label())
+            .finish()
     }
 }
 
@@ -66,7 +69,7 @@ impl ErasedActor {
     /// Sends an encoded call and waits for its encoded reply (an encoded `Result<T, Error>`).
     pub async fn call_encoded(&self, method: &str, payload: &[u8]) -> Result<Vec<u8>> {
         let (reply, rx) = EncodedReply::channel();
-        self.route.send_encoded(method, payload, reply);
+        let _ = self.route.send_encoded(method, payload, reply);
         rx.await.map_err(|_| self.route.gone())
     }
 

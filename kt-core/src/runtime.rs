@@ -9,8 +9,8 @@
 use std::any::Any;
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use futures_util::FutureExt;
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -30,7 +30,10 @@ static NEXT_ACTOR_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Spawns an actor of type `A` in this process, on the current tokio runtime, and waits
 /// until its constructor and `on_start` have run.
-pub(crate) async fn spawn_in_process<A: Actor>(args: SpawnArgs, options: SpawnOptions) -> Result<Placed> {
+pub(crate) async fn spawn_in_process<A: Actor>(
+    args: SpawnArgs,
+    options: SpawnOptions,
+) -> Result<Placed> {
     options.validate()?;
     let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
     let (args, restart_args) = prepare_args::<A>(args, options.max_restarts > 0)?;
@@ -45,7 +48,11 @@ pub(crate) async fn spawn_in_process<A: Actor>(args: SpawnArgs, options: SpawnOp
         Lifetime::Detached => None,
     };
     let name_guard = match &options.name {
-        Some(name) => Some(names::register(name, &cell, owner.as_ref().map(Arc::downgrade))?),
+        Some(name) => Some(names::register(
+            name,
+            &cell,
+            owner.as_ref().map(Arc::downgrade),
+        )?),
         None => None,
     };
     let ctx = Context {
@@ -56,9 +63,15 @@ pub(crate) async fn spawn_in_process<A: Actor>(args: SpawnArgs, options: SpawnOp
         stop_requested: AtomicBool::new(false),
         restarts: AtomicU32::new(0),
     };
-    let supervisor = Supervisor { restart_args, restarts_left: options.max_restarts };
+    let supervisor = Supervisor {
+        restart_args,
+        restarts_left: options.max_restarts,
+    };
     let (ready_tx, ready_rx) = oneshot::channel();
-    let exit = ExitGuard { cell: cell.clone(), _name: name_guard };
+    let exit = ExitGuard {
+        cell: cell.clone(),
+        _name: name_guard,
+    };
     let task = runtime.spawn(run_actor(
         ctx,
         rx,
@@ -80,7 +93,10 @@ pub(crate) async fn spawn_in_process<A: Actor>(args: SpawnArgs, options: SpawnOp
 
 /// Turns the spawn arguments into the typed value, plus their encoding when restarts
 /// will need to rebuild the actor from them.
-fn prepare_args<A: Actor>(args: SpawnArgs, keep_encoded: bool) -> Result<(A::Args, Option<Arc<[u8]>>)> {
+fn prepare_args<A: Actor>(
+    args: SpawnArgs,
+    keep_encoded: bool,
+) -> Result<(A::Args, Option<Arc<[u8]>>)> {
     let what = || format!("the constructor arguments of `{}`", A::TYPE_NAME);
     match args {
         SpawnArgs::Encoded(bytes) => {
@@ -146,8 +162,13 @@ async fn run_actor<A: Actor>(
     let mut actor = match start::<A>(args, &ctx).await {
         Ok(actor) => actor,
         Err(message) => {
-            cell.set_death(DeathCause::StartFailed { message: message.clone() });
-            let _ = ready.send(Err(Error::StartFailed { actor: ctx.label.clone(), message }));
+            cell.set_death(DeathCause::StartFailed {
+                message: message.clone(),
+            });
+            let _ = ready.send(Err(Error::StartFailed {
+                actor: ctx.label.clone(),
+                message,
+            }));
             return;
         }
     };
@@ -171,15 +192,25 @@ async fn run_actor<A: Actor>(
             },
         };
         let outcome = if max_concurrency > 1 && msg.info().shared {
-            let (outcome, held) =
-                run_shared_batch(&actor, msg, &ctx, &mut rx, max_concurrency, pending.is_empty()).await;
+            let (outcome, held) = run_shared_batch(
+                &actor,
+                msg,
+                &ctx,
+                &mut rx,
+                max_concurrency,
+                pending.is_empty(),
+            )
+            .await;
             pending.extend(held);
             outcome
         } else {
             actor.handle(msg, &ctx).await
         };
         if let Outcome::Panicked { method, message } = outcome {
-            let cause = DeathCause::Panicked { method: method.to_string(), message };
+            let cause = DeathCause::Panicked {
+                method: method.to_string(),
+                message,
+            };
             match restart::<A>(&ctx, &mut rx, &mut supervisor, &mut pending, cause).await {
                 Some(next) => actor = next,
                 None => return,
@@ -207,7 +238,8 @@ async fn run_shared_batch<A: Actor>(
     let mut outcome = Outcome::Done;
     let mut held = None;
     loop {
-        let accepting = may_take_more && held.is_none() && outcome == Outcome::Done && running.len() < max;
+        let accepting =
+            may_take_more && held.is_none() && outcome == Outcome::Done && running.len() < max;
         tokio::select! {
             biased;
             Some(done) = running.next() => {
@@ -249,8 +281,14 @@ async fn restart<A: Actor>(
         }
     };
     supervisor.restarts_left -= 1;
-    let died = Error::ActorDied { actor: ctx.label.clone(), cause };
-    let waiting: Vec<_> = pending.drain(..).chain(std::iter::from_fn(|| rx.try_recv().ok())).collect();
+    let died = Error::ActorDied {
+        actor: ctx.label.clone(),
+        cause,
+    };
+    let waiting: Vec<_> = pending
+        .drain(..)
+        .chain(std::iter::from_fn(|| rx.try_recv().ok()))
+        .collect();
     for msg in waiting {
         if msg.info().idempotent {
             pending.push_back(msg);
@@ -306,7 +344,10 @@ async fn stop_now<A: Actor>(
 }
 
 async fn run_on_stop<A: Actor>(actor: &mut A, ctx: &Context<A>, cause: &DeathCause) {
-    if let Err(payload) = AssertUnwindSafe(actor.on_stop(ctx, cause)).catch_unwind().await {
+    if let Err(payload) = AssertUnwindSafe(actor.on_stop(ctx, cause))
+        .catch_unwind()
+        .await
+    {
         tracing::warn!(actor = %ctx.label, "on_stop panicked: {}", panic_message(&*payload));
     }
 }
@@ -319,7 +360,10 @@ fn reject_all<A: Actor>(
 ) {
     rx.close();
     let gone = ctx.cell.gone();
-    for msg in pending.into_iter().chain(std::iter::from_fn(|| rx.try_recv().ok())) {
+    for msg in pending
+        .into_iter()
+        .chain(std::iter::from_fn(|| rx.try_recv().ok()))
+    {
         msg.reject(gone.clone());
     }
 }
@@ -334,4 +378,3 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
         "a panic with a non-string payload".to_string()
     }
 }
-

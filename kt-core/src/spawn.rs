@@ -23,7 +23,11 @@ pub struct Spawn<A: Actor> {
 impl<A: Actor> Spawn<A> {
     /// A spawn of `A` with the constructor arguments `args` and default options.
     pub fn new(args: A::Args) -> Self {
-        Spawn { args, options: SpawnOptions::default(), placement: None }
+        Spawn {
+            args,
+            options: SpawnOptions::default(),
+            placement: None,
+        }
     }
 
     spawn_option_setters!();

@@ -1,0 +1,243 @@
+//! Test actors and coordination helpers shared by the integration tests.
+//!
+//! Coordination between a test and an actor goes through named gates and gauges kept in
+//! statics (keyed by a tag unique to each test), so tests wait on events, never on time.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+
+use kt::prelude::*;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+/// A process-wide table of watch channels by tag.
+struct Table<T>(LazyLock<Mutex<HashMap<String, watch::Sender<T>>>>);
+
+impl<T: Default + Clone> Table<T> {
+    const fn new() -> Self {
+        Table(LazyLock::new(Default::default))
+    }
+
+    fn get(&self, tag: &str) -> watch::Sender<T> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(tag.to_string())
+            .or_insert_with(|| watch::channel(T::default()).0)
+            .clone()
+    }
+}
+
+static GATES: Table<bool> = Table::new();
+static GAUGES: Table<usize> = Table::new();
+static STOPS: Table<Option<DeathCause>> = Table::new();
+
+/// Opens the gate `tag`: every waiter, present and future, passes.
+pub fn open_gate(tag: &str) {
+    GATES.get(tag).send_replace(true);
+}
+
+/// Waits until the gate `tag` is open.
+pub async fn wait_gate(tag: &str) {
+    let mut rx = GATES.get(tag).subscribe();
+    let _ = rx.wait_for(|open| *open).await;
+}
+
+/// Adds `delta` to the gauge `tag` and returns the new value.
+pub fn gauge_add(tag: &str, delta: isize) -> usize {
+    let gauge = GAUGES.get(tag);
+    let mut value = 0;
+    gauge.send_modify(|v| {
+        *v = v.checked_add_signed(delta).unwrap_or(0);
+        value = *v;
+    });
+    value
+}
+
+/// Waits until the gauge `tag` reaches `target`.
+pub async fn gauge_reaches(tag: &str, target: usize) {
+    let mut rx = GAUGES.get(tag).subscribe();
+    let _ = rx.wait_for(|v| *v == target).await;
+}
+
+/// The gauge's current value.
+pub fn gauge(tag: &str) -> usize {
+    *GAUGES.get(tag).borrow()
+}
+
+/// Records that the actor tagged `tag` ran `on_stop` with `cause`.
+pub fn record_stop(tag: &str, cause: DeathCause) {
+    STOPS.get(tag).send_replace(Some(cause));
+}
+
+/// Waits until the actor tagged `tag` ran `on_stop`, and returns the cause it saw.
+pub async fn stopped_with(tag: &str) -> DeathCause {
+    let mut rx = STOPS.get(tag).subscribe();
+    let seen = rx.wait_for(Option::is_some).await.map(|v| v.clone());
+    seen.ok().flatten().unwrap_or(DeathCause::RuntimeShutdown)
+}
+
+/// Whether the actor tagged `tag` has run `on_stop`.
+pub fn has_stopped(tag: &str) -> bool {
+    STOPS.get(tag).borrow().is_some()
+}
+
+/// A method's own error, which must reach the caller typed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
+pub enum CounterError {
+    /// Subtracting would go below zero.
+    #[error("cannot subtract {n} from {value}")]
+    Underflow { value: u64, n: u64 },
+}
+
+/// The workhorse test actor.
+#[kt::actor]
+pub struct Counter {
+    value: u64,
+    tag: String,
+}
+
+#[kt::actor]
+impl Counter {
+    pub fn new(start: u64, tag: String) -> Self {
+        Counter { value: start, tag }
+    }
+
+    pub fn increment(&mut self) -> u64 {
+        self.value += 1;
+        self.value
+    }
+
+    /// Async and exclusive: yields in the middle, so interleaving would show.
+    pub async fn add(&mut self, n: u64) -> u64 {
+        let before = self.value;
+        tokio::task::yield_now().await;
+        self.value = before + n;
+        self.value
+    }
+
+    pub fn get(&self) -> u64 {
+        self.value
+    }
+
+    #[kt(idempotent)]
+    pub fn get_again(&self) -> u64 {
+        self.value
+    }
+
+    pub fn checked_sub(&mut self, n: u64) -> Result<u64, CounterError> {
+        self.value = self.value.checked_sub(n).ok_or(CounterError::Underflow {
+            value: self.value,
+            n,
+        })?;
+        Ok(self.value)
+    }
+
+    pub fn boom(&mut self, message: String) -> u64 {
+        panic!("{message}")
+    }
+
+    /// Blocks the actor until the gate opens; the gauge of the same tag counts the waiters.
+    pub async fn wait_for_gate(&mut self, gate: String) -> u64 {
+        gauge_add(&gate, 1);
+        wait_gate(&gate).await;
+        self.value
+    }
+
+    pub fn stop_after_this(&mut self, ctx: &Context<Self>) -> u64 {
+        ctx.stop();
+        self.value
+    }
+
+    pub fn whoami(&self, ctx: &Context<Self>) -> (Option<String>, Option<GroupMember>, u32) {
+        (
+            ctx.name().map(String::from),
+            ctx.group().copied(),
+            ctx.restarts(),
+        )
+    }
+
+    #[kt(on_stop)]
+    fn stopped(&mut self, cause: &DeathCause) {
+        record_stop(&self.tag, cause.clone());
+    }
+}
+
+/// `&self` methods that hold until a gate opens, tracking how many run at once.
+#[kt::actor]
+pub struct Holder {
+    tag: String,
+    in_flight: AtomicUsize,
+    max_seen: AtomicUsize,
+}
+
+#[kt::actor]
+impl Holder {
+    pub fn new(tag: String) -> Self {
+        Holder {
+            tag,
+            in_flight: AtomicUsize::new(0),
+            max_seen: AtomicUsize::new(0),
+        }
+    }
+
+    pub async fn hold(&self) -> usize {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_seen.fetch_max(now, Ordering::SeqCst);
+        gauge_add(&self.tag, 1);
+        wait_gate(&self.tag).await;
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        now
+    }
+
+    pub fn max_seen(&self) -> usize {
+        self.max_seen.load(Ordering::SeqCst)
+    }
+}
+
+/// A second actor type, for type mismatches.
+#[kt::actor]
+pub struct Other;
+
+#[kt::actor]
+impl Other {
+    pub fn new() -> Self {
+        Other
+    }
+
+    pub fn ping(&self) -> String {
+        "pong".into()
+    }
+}
+
+/// An actor whose async constructor can fail.
+#[kt::actor]
+pub struct Fragile {
+    label: String,
+}
+
+#[kt::actor]
+impl Fragile {
+    pub async fn new(label: String, fail: bool) -> Result<Self, String> {
+        tokio::task::yield_now().await;
+        if fail {
+            Err(format!("refusing to build '{label}'"))
+        } else {
+            Ok(Fragile { label })
+        }
+    }
+
+    pub fn label_text(&self) -> String {
+        self.label.clone()
+    }
+}
+
+/// Placements under test, by name.
+pub fn placement(backend: &str) -> Arc<dyn kt::Placement> {
+    match backend {
+        "in_process" => Arc::new(kt::InProcess),
+        "loopback" => Arc::new(kt::Loopback),
+        other => panic!("unknown backend {other}"),
+    }
+}

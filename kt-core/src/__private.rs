@@ -56,8 +56,9 @@ use crate::runtime::panic_message;
     label = "this type is sent to or returned from an actor",
     note = "derive them: `#[derive(serde::Serialize, serde::Deserialize)]`; handles and large data should be owned types (use `String`, not `&str`)"
 )]
-pub trait Wire: Serialize + DeserializeOwned + Send + 'static {}
-impl<T: Serialize + DeserializeOwned + Send + 'static> Wire for T {}
+pub trait Wire {}
+// Bounds on the impl, not supertraits: a type that misses several of them gets one error.
+impl<T> Wire for T where T: Serialize + DeserializeOwned + Send + 'static {}
 
 /// A compile-time check that `T` can cross an actor boundary.
 pub const fn assert_wire<T: Wire>() {}

@@ -37,14 +37,15 @@ pub fn actor_impl(actor: &ActorImpl) -> TokenStream {
     let actor_trait = actor_trait(actor);
     let wire_checks = wire_checks(actor);
     let ident = &actor.self_ident;
+    // The wire checks come first so that their targeted errors are the first ones shown.
     quote! {
+        #wire_checks
         #item
         #message_enum
         #handle
         #group
         #spawn_fns
         #actor_trait
-        #wire_checks
         ::kt::__private::inventory::submit! {
             ::kt::__private::ActorType::of::<#ident>()
         }
@@ -99,12 +100,14 @@ fn message_enum(actor: &ActorImpl) -> TokenStream {
         let shared = m.receiver == Receiver::Shared;
         let idempotent = m.idempotent;
         quote! {
-            Self::#variant(..) => &::kt::__private::MethodInfo { name: #name, shared: #shared, idempotent: #idempotent }
+            Self::#variant(..) => {
+                &::kt::__private::MethodInfo { name: #name, shared: #shared, idempotent: #idempotent }
+            }
         }
     });
     let rejects = actor.methods.iter().map(|m| {
         let variant = variant_ident(m);
-        quote! { Self::#variant(.., reply) => reply.send(::core::result::Result::Err(error)) }
+        quote! { Self::#variant(.., reply) => { reply.send(::core::result::Result::Err(error)) } }
     });
     quote! {
         #[doc = #doc]
@@ -115,11 +118,11 @@ fn message_enum(actor: &ActorImpl) -> TokenStream {
 
         impl ::kt::__private::Message for #message {
             fn info(&self) -> &'static ::kt::__private::MethodInfo {
-                match self { #(#infos,)* }
+                match self { #(#infos)* }
             }
 
             fn reject(self, error: ::kt::__private::Error) {
-                match self { #(#rejects,)* }
+                match self { #(#rejects)* }
             }
         }
     }
@@ -359,14 +362,14 @@ fn actor_trait(actor: &ActorImpl) -> TokenStream {
             fn handle(&mut self, msg: Self::Message, ctx: &::kt::__private::Context<Self>) -> impl ::core::future::Future<Output = ::kt::__private::Outcome> + ::core::marker::Send {
                 async move {
                     let _ = &ctx;
-                    match msg { #(#exclusive_arms,)* }
+                    match msg { #(#exclusive_arms)* }
                 }
             }
 
             fn handle_shared(&self, msg: Self::Message, ctx: &::kt::__private::Context<Self>) -> impl ::core::future::Future<Output = ::kt::__private::Outcome> + ::core::marker::Send {
                 async move {
                     let _ = &ctx;
-                    match msg { #(#shared_arms,)* }
+                    match msg { #(#shared_arms)* }
                 }
             }
 
@@ -392,7 +395,7 @@ fn dispatch_arm(message: &syn::Ident, m: &Method, exclusive: bool) -> TokenStrea
     let idents = arg_idents(m);
     if !exclusive && m.receiver == Receiver::Exclusive {
         return quote! {
-            #message::#variant(.., reply) => ::kt::__private::misrouted(ctx, #name, reply)
+            #message::#variant(.., reply) => { ::kt::__private::misrouted(ctx, #name, reply) }
         };
     }
     let args = call_args(&m.params);
@@ -401,7 +404,7 @@ fn dispatch_arm(message: &syn::Ident, m: &Method, exclusive: bool) -> TokenStrea
     } else {
         quote!(::kt::__private::run_sync(ctx, #name, reply, || self.#method(#(#args),*)))
     };
-    quote! { #message::#variant(#(#idents,)* reply) => #body }
+    quote! { #message::#variant(#(#idents,)* reply) => { #body } }
 }
 
 /// Compile-time checks that every argument and return type can cross an actor boundary,

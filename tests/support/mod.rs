@@ -55,10 +55,10 @@ pub fn gauge_add(tag: &str, delta: isize) -> usize {
     value
 }
 
-/// Waits until the gauge `tag` reaches `target`.
+/// Waits until the gauge `tag` reaches at least `target`.
 pub async fn gauge_reaches(tag: &str, target: usize) {
     let mut rx = GAUGES.get(tag).subscribe();
-    let _ = rx.wait_for(|v| *v == target).await;
+    let _ = rx.wait_for(|v| *v >= target).await;
 }
 
 /// The gauge's current value.

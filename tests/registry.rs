@@ -1,0 +1,114 @@
+//! The type registry and the encoded path: building actors from a type name and bytes
+//! (what a worker does), and staying up when the bytes are wrong.
+
+mod support;
+
+use std::sync::Arc;
+
+use kt::codec;
+use kt::prelude::*;
+use kt::registry;
+use support::Counter;
+
+fn counter_type() -> &'static str {
+    <Counter as kt::Actor>::TYPE_NAME
+}
+
+#[test]
+fn every_actor_type_registers_under_its_module_path() {
+    let types = registry::registered_types();
+    assert_eq!(counter_type(), "registry::support::Counter");
+    for name in [
+        "registry::support::Counter",
+        "registry::support::Holder",
+        "registry::support::Other",
+    ] {
+        assert!(types.contains(&name), "{name} missing from {types:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_actor_is_built_from_its_type_name_and_encoded_arguments() {
+    let args = codec::encode(&(41u64, "registry-build".to_string()), "args").unwrap();
+    let actor = registry::spawn_by_name(counter_type(), Arc::from(args), SpawnOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(actor.call::<_, u64>("increment", &()).await.unwrap(), 42);
+    let typed = ActorRef::<Counter>::from_erased(actor.clone()).unwrap();
+    assert_eq!(typed.get().await.unwrap(), 42);
+    assert!(matches!(
+        ActorRef::<support::Other>::from_erased(actor),
+        Err(Error::WrongActorType { .. })
+    ));
+}
+
+#[tokio::test]
+async fn unknown_types_and_bad_constructor_bytes_are_clear_errors() {
+    let err = registry::spawn_by_name("nope::Nothing", Arc::from(vec![]), SpawnOptions::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::UnknownActorType { type_name } if type_name == "nope::Nothing"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("#[kt::actor]"));
+
+    let wrong = codec::encode(&("not a number", 3u8), "args").unwrap();
+    let err = registry::spawn_by_name(counter_type(), Arc::from(wrong), SpawnOptions::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Decode { what, .. } if what.contains("constructor arguments")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn malformed_calls_get_errors_and_the_actor_keeps_serving() {
+    let args = codec::encode(&(1u64, "registry-malformed".to_string()), "args").unwrap();
+    let actor = registry::spawn_by_name(counter_type(), Arc::from(args), SpawnOptions::default())
+        .await
+        .unwrap();
+
+    let decode_reply = |bytes: Vec<u8>| codec::decode::<kt::Result<u64>>(&bytes, "reply").unwrap();
+    let unknown = decode_reply(actor.call_encoded("no_such_method", &[]).await.unwrap());
+    assert!(
+        matches!(unknown, Err(Error::UnknownMethod { ref method, .. }) if method == "no_such_method"),
+        "{unknown:?}"
+    );
+
+    let garbage = decode_reply(
+        actor
+            .call_encoded("checked_sub", &[0xc1, 0xff, 0x13])
+            .await
+            .unwrap(),
+    );
+    assert!(matches!(garbage, Err(Error::Decode { .. })), "{garbage:?}");
+
+    let wrong_types = codec::encode(&("seven",), "args").unwrap();
+    let wrong = decode_reply(
+        actor
+            .call_encoded("checked_sub", &wrong_types)
+            .await
+            .unwrap(),
+    );
+    match wrong {
+        Err(Error::Decode { what, .. }) => assert!(what.contains("checked_sub"), "{what}"),
+        other => panic!("expected a decode error, got {other:?}"),
+    }
+
+    let truncated = codec::encode(&(5u64,), "args").unwrap();
+    let short = decode_reply(
+        actor
+            .call_encoded("checked_sub", &truncated[..truncated.len() - 1])
+            .await
+            .unwrap(),
+    );
+    assert!(matches!(short, Err(Error::Decode { .. })), "{short:?}");
+
+    assert_eq!(
+        actor.call::<_, u64>("increment", &()).await.unwrap(),
+        2,
+        "still serving"
+    );
+}

@@ -1,0 +1,6 @@
+#[kt::actor]
+pub struct Cache<T> {
+    items: Vec<T>,
+}
+
+fn main() {}

@@ -1,0 +1,16 @@
+pub struct Counter {
+    value: u64,
+}
+
+#[kt::actor]
+impl Counter {
+    pub fn new() -> Self {
+        Counter { value: 0 }
+    }
+
+    pub fn get(&self) -> u64 {
+        self.value
+    }
+}
+
+fn main() {}

@@ -7,9 +7,6 @@ impl ::kt::__private::ActorStruct for Counter {
 }
 const _: () = {
     ::kt::__private::assert_wire::<u64>();
-    ::kt::__private::assert_wire::<u64>();
-    ::kt::__private::assert_wire::<u64>();
-    ::kt::__private::assert_wire::<u64>();
 };
 impl Counter {
     pub fn new(start: u64) -> Self {

@@ -415,8 +415,10 @@ fn wire_checks(actor: &ActorImpl) -> TokenStream {
         .methods
         .iter()
         .flat_map(|m| m.args().map(|a| &a.ty).chain(std::iter::once(&m.output)));
+    let mut seen = std::collections::HashSet::new();
     let checks = ctor_types
         .chain(method_types)
+        .filter(|ty| seen.insert(quote!(#ty).to_string()))
         .map(|ty| quote_spanned!(ty.span()=> ::kt::__private::assert_wire::<#ty>();));
     quote! {
         const _: () = {

@@ -26,6 +26,9 @@ use crate::options::{Lifetime, SpawnOptions};
 use crate::placement::{Placed, SpawnArgs};
 use crate::route::ErasedActor;
 
+/// Constructor arguments in their MessagePack form, shared by restarts.
+type EncodedArgs = Arc<[u8]>;
+
 static NEXT_ACTOR_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Spawns an actor of type `A` in this process, on the current tokio runtime, and waits
@@ -96,7 +99,7 @@ pub(crate) async fn spawn_in_process<A: Actor>(
 fn prepare_args<A: Actor>(
     args: SpawnArgs,
     keep_encoded: bool,
-) -> Result<(A::Args, Option<Arc<[u8]>>)> {
+) -> Result<(A::Args, Option<EncodedArgs>)> {
     let what = || format!("the constructor arguments of `{}`", A::TYPE_NAME);
     match args {
         SpawnArgs::Encoded(bytes) => {
@@ -132,7 +135,7 @@ impl<A: Actor> Drop for ExitGuard<A> {
 
 /// What the actor needs to come back after a panic.
 struct Supervisor {
-    restart_args: Option<Arc<[u8]>>,
+    restart_args: Option<EncodedArgs>,
     restarts_left: u32,
 }
 

@@ -11,6 +11,8 @@ pub struct Arg {
 }
 
 /// How a function's parameters line up: plain arguments and where the context goes.
+// Built a handful of times per macro call: the variants' size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Param {
     Arg(Arg),
     Context,

@@ -46,6 +46,8 @@
 //! actor), [`Error`] (what can go wrong), [`ActorGroup`] (ranked groups),
 //! [`Placement`] (where actors run), and the `actor` macro's docs for what it generates.
 
+#![warn(missing_docs)]
+
 pub use kt_core::*;
 pub use kt_macros::{actor, main};
 

@@ -11,6 +11,8 @@
 //! assert!(source.contains("#[kt::actor]"));
 //! ```
 
+#![warn(missing_docs)]
+
 mod emit;
 mod main_attr;
 mod model;
@@ -142,7 +144,9 @@ mod tests {
             let (args, item) = strip_actor_attr(item);
             expanded.extend(expand_actor(args, quote::ToTokens::into_token_stream(item)));
         }
-        let got = format!("{HEADER}{}", rustfmt(&expanded.to_string()));
+        let formatted = rustfmt(&expanded.to_string());
+        assert_only_kt_paths(&formatted);
+        let got = format!("{HEADER}{formatted}");
         let want = include_str!("../doc/counter_expanded.rs");
         if got != want {
             let path = concat!(env!("CARGO_MANIFEST_DIR"), "/doc/counter_expanded.rs.new");
@@ -150,6 +154,27 @@ mod tests {
             panic!(
                 "the expansion changed: review kt-macros/doc/counter_expanded.rs.new and move it over the old file"
             );
+        }
+    }
+
+    /// Generated code must reach everything through `::kt` (or `::core`/`::std`), so that
+    /// users need no serde, tokio or inventory dependency of their own.
+    fn assert_only_kt_paths(code: &str) {
+        let bytes = code.as_bytes();
+        for (at, _) in code.match_indices("::") {
+            let before = at.checked_sub(1).map(|i| bytes[i] as char);
+            let is_root =
+                !before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '>' || c == ':');
+            if is_root {
+                let rest = &code[at + 2..];
+                assert!(
+                    ["kt::", "core::", "std::"]
+                        .iter()
+                        .any(|root| rest.starts_with(root)),
+                    "generated code names a path outside kt: ::{}",
+                    &rest[..rest.len().min(40)]
+                );
+            }
         }
     }
 

@@ -1,0 +1,67 @@
+//! Rule O1 through a full mailbox on a multi-threaded runtime: calls parked while the
+//! mailbox is full keep their order, from one caller and from several.
+
+mod support;
+
+use std::sync::Arc;
+
+use kt::prelude::*;
+use support::Counter;
+
+fn assert_handle_traits<T: Clone + Send + Sync + 'static>() {}
+
+#[test]
+fn handles_are_clone_send_sync() {
+    assert_handle_traits::<ActorRef<Counter>>();
+    assert_handle_traits::<kt::ErasedActor>();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_callers_calls_keep_their_order_through_a_tiny_mailbox() {
+    for placement in [
+        Arc::new(kt::InProcess) as Arc<dyn kt::Placement>,
+        Arc::new(kt::Loopback),
+    ] {
+        let c = Counter::spawn(0, "parking-one".into())
+            .mailbox_capacity(2)
+            .on(placement)
+            .await
+            .unwrap();
+        let calls: Vec<_> = (0..2_000).map(|_| c.add(1)).collect();
+        let results = futures_util::future::try_join_all(calls).await.unwrap();
+        assert_eq!(results, (1..=2_000).collect::<Vec<u64>>());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_of_several_callers_keeps_its_own_order() {
+    let c = Counter::spawn(0, "parking-many".into())
+        .mailbox_capacity(3)
+        .on(Arc::new(kt::InProcess))
+        .await
+        .unwrap();
+    let callers: Vec<_> = (0..8)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                let calls: Vec<_> = (0..500).map(|_| c.increment()).collect();
+                futures_util::future::try_join_all(calls).await.unwrap()
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for caller in callers {
+        let seen = caller.await.unwrap();
+        assert!(
+            seen.windows(2).all(|w| w[0] < w[1]),
+            "a caller's calls ran out of order"
+        );
+        all.extend(seen);
+    }
+    all.sort_unstable();
+    assert_eq!(
+        all,
+        (1..=4_000).collect::<Vec<u64>>(),
+        "every call ran exactly once"
+    );
+}

@@ -63,15 +63,6 @@ impl<T> Wire for T where T: Serialize + DeserializeOwned + Send + 'static {}
 /// A compile-time check that `T` can cross an actor boundary.
 pub const fn assert_wire<T: Wire>() {}
 
-fn panicked<A: Actor>(ctx: &Context<A>, method: &'static str, message: String) -> (Error, Outcome) {
-    let error = Error::ActorPanicked {
-        actor: ctx.label().clone(),
-        method: method.to_string(),
-        message: message.clone(),
-    };
-    (error, Outcome::Panicked { method, message })
-}
-
 /// Runs a synchronous method, answers its caller, and reports a panic to the runtime.
 pub fn run_sync<A, T>(
     ctx: &Context<A>,
@@ -83,17 +74,12 @@ where
     A: Actor,
     T: Serialize + Send + 'static,
 {
-    match std::panic::catch_unwind(AssertUnwindSafe(f)) {
-        Ok(value) => {
-            reply.send(Ok(value));
-            Outcome::Done
-        }
-        Err(payload) => {
-            let (error, outcome) = panicked(ctx, method, panic_message(&*payload));
-            reply.send(Err(error));
-            outcome
-        }
-    }
+    answer(
+        ctx,
+        method,
+        reply,
+        std::panic::catch_unwind(AssertUnwindSafe(f)),
+    )
 }
 
 /// Runs an `async` method, answers its caller, and reports a panic to the runtime.
@@ -108,15 +94,39 @@ where
     T: Serialize + Send + 'static,
     F: Future<Output = T>,
 {
-    match AssertUnwindSafe(fut).catch_unwind().await {
+    answer(
+        ctx,
+        method,
+        reply,
+        AssertUnwindSafe(fut).catch_unwind().await,
+    )
+}
+
+/// Sends a method's value, or its panic as `ActorPanicked`, to the caller.
+fn answer<A, T>(
+    ctx: &Context<A>,
+    method: &'static str,
+    reply: Reply<T>,
+    ran: std::thread::Result<T>,
+) -> Outcome
+where
+    A: Actor,
+    T: Serialize + Send + 'static,
+{
+    match ran {
         Ok(value) => {
             reply.send(Ok(value));
             Outcome::Done
         }
         Err(payload) => {
-            let (error, outcome) = panicked(ctx, method, panic_message(&*payload));
+            let message = panic_message(&*payload);
+            let error = Error::ActorPanicked {
+                actor: ctx.label().clone(),
+                method: method.to_string(),
+                message: message.clone(),
+            };
             reply.send(Err(error));
-            outcome
+            Outcome::Panicked { method, message }
         }
     }
 }

@@ -136,20 +136,13 @@ fn handle_type(actor: &ActorImpl) -> TokenStream {
         "The methods of `ActorRef<{ident}>`: each sends its call at once and returns a `Call` future of the reply."
     );
     let methods = actor.methods.iter().map(|m| {
-        let method = &m.ident;
-        let vis = &m.vis;
-        let docs = &m.docs;
-        let name = method.to_string();
+        let name = m.ident.to_string();
         let variant = variant_ident(m);
         let idents = arg_idents(m);
-        let types = arg_types(m);
         let output = &m.output;
-        quote! {
-            #(#docs)*
-            #vis fn #method(&self, #(#idents: #types),*) -> ::kt::__private::Call<#output> {
-                self.0.call(#name, (#(#idents,)*), |(#(#idents,)*), reply| #message::#variant(#(#idents,)* reply))
-            }
-        }
+        handle_method(m, quote!(::kt::__private::Call<#output>), quote! {
+            self.0.call(#name, (#(#idents,)*), |(#(#idents,)*), reply| #message::#variant(#(#idents,)* reply))
+        })
     });
     quote! {
         #[doc = #doc]
@@ -171,6 +164,20 @@ fn handle_type(actor: &ActorImpl) -> TokenStream {
     }
 }
 
+/// A method of a generated handle type: the actor method's name, docs, visibility and
+/// arguments, returning `returns` by running `body`.
+fn handle_method(m: &Method, returns: TokenStream, body: TokenStream) -> TokenStream {
+    let (method, vis, docs) = (&m.ident, &m.vis, &m.docs);
+    let idents = arg_idents(m);
+    let types = arg_types(m);
+    quote! {
+        #(#docs)*
+        #vis fn #method(&self, #(#idents: #types),*) -> #returns {
+            #body
+        }
+    }
+}
+
 fn group_type(actor: &ActorImpl) -> TokenStream {
     let ident = &actor.self_ident;
     let group = format_ident!("{}Group", ident);
@@ -179,19 +186,16 @@ fn group_type(actor: &ActorImpl) -> TokenStream {
          every member and resolves to their results in rank order."
     );
     let methods = actor.methods.iter().map(|m| {
-        let method = &m.ident;
-        let vis = &m.vis;
-        let docs = &m.docs;
-        let name = method.to_string();
+        let name = m.ident.to_string();
         let idents = arg_idents(m);
-        let types = arg_types(m);
         let output = &m.output;
-        quote! {
-            #(#docs)*
-            #vis fn #method(&self, #(#idents: #types),*) -> ::kt::__private::GroupCall<#output> {
+        handle_method(
+            m,
+            quote!(::kt::__private::GroupCall<#output>),
+            quote! {
                 self.0.broadcast(#name, &(#(#idents,)*))
-            }
-        }
+            },
+        )
     });
     quote! {
         #[doc = #doc]

@@ -16,9 +16,9 @@ use futures_util::future::JoinAll;
 use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 
-use crate::cell::Accepted;
 use crate::codec;
 use crate::error::{Error, Result};
+use crate::ordered::Accepted;
 use crate::route::EncodedRoute;
 
 /// The pending reply of one call. Await it for the result, or drop it (or call

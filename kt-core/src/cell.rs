@@ -1,22 +1,21 @@
 //! The in-process home of one actor: its bounded mailbox, its status, and the signals
 //! that stop it.
 //!
-//! The mailbox is a bounded tokio channel. A call made while it is full is *parked*
-//! in an ordered queue beside it and moved in by a flusher task as room frees up, so
-//! that sending never blocks the calling thread, never drops a call, and never lets a
-//! later call from the same caller overtake an earlier one (rule O1 in
-//! [`crate::semantics`]). The caller's `Call` future resolves only after the actor has
-//! run the call, so a caller that awaits its calls is slowed to the actor's pace.
+//! The mailbox is an [`OrderedSender`]: a call made while it is full is parked in order
+//! and moved in as room frees up, so sending never blocks the calling thread, never drops
+//! a call and never lets a later call overtake an earlier one. The caller's `Call` future
+//! resolves only after the actor has run the call, so a caller that awaits its calls is
+//! slowed to the actor's pace.
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 
-use tokio::sync::{Notify, mpsc, oneshot};
+use futures_util::future::BoxFuture;
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::AbortHandle;
 
 use crate::actor::{Actor, Message};
 use crate::error::{ActorLabel, DeathCause, Error};
+use crate::ordered::{Accepted, OrderedSender, Undeliverable};
 use crate::reply::EncodedReply;
 use crate::route::EncodedRoute;
 
@@ -50,37 +49,17 @@ impl std::fmt::Debug for OwnerGuard {
     }
 }
 
-/// Calls parked while the mailbox was full, in call order, each with the signal that
-/// tells its caller when it entered the mailbox.
-struct Parked<M> {
-    queue: VecDeque<(M, oneshot::Sender<()>)>,
-    flusher_running: bool,
-}
-
-/// Whether a sent call is in the actor's mailbox yet.
-#[derive(Debug)]
-pub enum Accepted {
-    /// The call is in the mailbox (or, for a remote actor, handed to the transport).
-    Now,
-    /// The mailbox was full: the call is parked in order; the receiver fires when it
-    /// enters the mailbox, and fails if the actor died first.
-    Later(oneshot::Receiver<()>),
-}
-
 /// One actor's mailbox and status, shared by its handles and its run loop.
 pub(crate) struct LocalCell<A: Actor> {
     pub(crate) label: ActorLabel,
-    me: Weak<LocalCell<A>>,
-    tx: mpsc::Sender<A::Message>,
-    /// True while calls are parked: later calls must park behind them to keep order.
-    parking: AtomicBool,
-    parked: Mutex<Parked<A::Message>>,
+    mailbox: Arc<OrderedSender<A::Message>>,
     /// Set once, before the actor stops taking calls; read by every failing call.
     death: OnceLock<DeathCause>,
     /// Wakes the run loop when the last owning handle drops.
     pub(crate) release: Notify,
     abort: OnceLock<AbortHandle>,
-    runtime: tokio::runtime::Handle,
+    /// Holds the cause of death once the actor's task has ended, for whatever reason.
+    finished: watch::Sender<Option<DeathCause>>,
 }
 
 impl<A: Actor> LocalCell<A> {
@@ -89,21 +68,31 @@ impl<A: Actor> LocalCell<A> {
         capacity: usize,
         runtime: tokio::runtime::Handle,
     ) -> (Arc<Self>, mpsc::Receiver<A::Message>) {
-        let (tx, rx) = mpsc::channel(capacity);
-        let cell = Arc::new_cyclic(|me| LocalCell {
-            label,
-            me: me.clone(),
-            tx,
-            parking: AtomicBool::new(false),
-            parked: Mutex::new(Parked {
-                queue: VecDeque::new(),
-                flusher_running: false,
-            }),
-            death: OnceLock::new(),
-            release: Notify::new(),
-            abort: OnceLock::new(),
-            runtime,
+        let mut receiver = None;
+        let cell = Arc::new_cyclic(|me: &Weak<LocalCell<A>>| {
+            let me = me.clone();
+            let undeliverable = Undeliverable {
+                bounce: |msg: A::Message, error| msg.reject(error),
+                reason: Box::new(move || match me.upgrade() {
+                    Some(cell) => cell.gone(),
+                    None => Error::ActorDied {
+                        actor: unknown_label(),
+                        cause: DeathCause::RuntimeShutdown,
+                    },
+                }),
+            };
+            let (mailbox, rx) = OrderedSender::new(capacity, runtime, undeliverable);
+            receiver = Some(rx);
+            LocalCell {
+                label,
+                mailbox,
+                death: OnceLock::new(),
+                release: Notify::new(),
+                abort: OnceLock::new(),
+                finished: watch::channel(None).0,
+            }
         });
+        let rx = receiver.unwrap_or_else(|| unreachable!("new_cyclic ran the closure"));
         (cell, rx)
     }
 
@@ -114,82 +103,18 @@ impl<A: Actor> LocalCell<A> {
             msg.reject(self.gone());
             return Accepted::Now;
         }
-        if self.parking.load(Ordering::Acquire) {
-            return self.park(msg);
-        }
-        match self.tx.try_send(msg) {
-            Ok(()) => Accepted::Now,
-            Err(mpsc::error::TrySendError::Full(msg)) => self.park(msg),
-            Err(mpsc::error::TrySendError::Closed(msg)) => {
-                msg.reject(self.gone());
-                Accepted::Now
-            }
-        }
-    }
-
-    fn park(&self, msg: A::Message) -> Accepted {
-        let (accepted_tx, accepted_rx) = oneshot::channel();
-        let mut parked = self
-            .parked
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        parked.queue.push_back((msg, accepted_tx));
-        if !parked.flusher_running {
-            let Some(cell) = self.me.upgrade() else {
-                // Only reachable while the cell itself is being dropped: nobody can run the call.
-                drop(parked);
-                self.reject_parked();
-                return Accepted::Now;
-            };
-            parked.flusher_running = true;
-            self.parking.store(true, Ordering::Release);
-            self.runtime.spawn(async move { cell.flush_parked().await });
-        }
-        Accepted::Later(accepted_rx)
-    }
-
-    /// Moves parked calls into the mailbox, oldest first, waiting for room.
-    async fn flush_parked(&self) {
-        loop {
-            let (next, accepted) = {
-                let mut parked = self
-                    .parked
-                    .lock()
-                    .unwrap_or_else(|poison| poison.into_inner());
-                match parked.queue.pop_front() {
-                    Some(entry) => entry,
-                    None => {
-                        parked.flusher_running = false;
-                        self.parking.store(false, Ordering::Release);
-                        return;
-                    }
-                }
-            };
-            match self.tx.send(next).await {
-                Ok(()) => {
-                    let _ = accepted.send(());
-                }
-                Err(mpsc::error::SendError(msg)) => msg.reject(self.gone()),
-            }
-        }
-    }
-
-    fn reject_parked(&self) {
-        let drained: Vec<_> = {
-            let mut parked = self
-                .parked
-                .lock()
-                .unwrap_or_else(|poison| poison.into_inner());
-            parked.queue.drain(..).collect()
-        };
-        for (msg, _accepted) in drained {
-            msg.reject(self.gone());
-        }
+        self.mailbox.send(msg)
     }
 
     /// Records why the actor is gone; the first cause recorded wins.
     pub(crate) fn set_death(&self, cause: DeathCause) {
         let _ = self.death.set(cause);
+    }
+
+    /// Marks the actor's task as ended (its cause of death is recorded by then).
+    pub(crate) fn set_finished(&self) {
+        self.set_death(DeathCause::RuntimeShutdown);
+        self.finished.send_replace(self.death.get().cloned());
     }
 
     /// The error every call to this actor gets once it is gone.
@@ -222,6 +147,15 @@ impl<A: Actor> LocalCell<A> {
 
     pub(crate) fn is_alive(&self) -> bool {
         self.death.get().is_none()
+    }
+}
+
+/// The label of an actor whose cell is already gone (only seen in shutdown races).
+fn unknown_label() -> ActorLabel {
+    ActorLabel {
+        id: 0,
+        type_name: "unknown".into(),
+        name: None,
     }
 }
 
@@ -258,13 +192,14 @@ impl<A: Actor> EncodedRoute for LocalCell<A> {
     fn is_alive(&self) -> bool {
         LocalCell::is_alive(self)
     }
-}
 
-impl Accepted {
-    pub(crate) fn into_receiver(self) -> Option<oneshot::Receiver<()>> {
-        match self {
-            Accepted::Now => None,
-            Accepted::Later(rx) => Some(rx),
-        }
+    fn stopped(&self) -> BoxFuture<'static, DeathCause> {
+        let mut finished = self.finished.subscribe();
+        Box::pin(async move {
+            match finished.wait_for(Option::is_some).await {
+                Ok(cause) => cause.clone().unwrap_or(DeathCause::RuntimeShutdown),
+                Err(_) => DeathCause::RuntimeShutdown,
+            }
+        })
     }
 }

@@ -66,6 +66,21 @@ pub enum DeathCause {
     },
     /// The runtime that hosted the actor shut down under it.
     RuntimeShutdown,
+    /// The actor's process exited on its own with this code.
+    Exited {
+        /// The exit code.
+        code: i32,
+    },
+    /// The actor's process was killed by this signal (9 for `kill -9`, ...).
+    Signaled {
+        /// The signal number.
+        signal: i32,
+    },
+    /// The connection to the actor's process broke and the backend gave up on it.
+    ConnectionLost {
+        /// What the transport reported.
+        message: String,
+    },
 }
 
 impl fmt::Display for DeathCause {
@@ -79,6 +94,13 @@ impl fmt::Display for DeathCause {
             }
             DeathCause::StartFailed { message } => write!(f, "it failed to start: {message}"),
             DeathCause::RuntimeShutdown => f.write_str("the runtime hosting it shut down"),
+            DeathCause::Exited { code } => write!(f, "its process exited with code {code}"),
+            DeathCause::Signaled { signal } => {
+                write!(f, "its process was killed by signal {signal}")
+            }
+            DeathCause::ConnectionLost { message } => {
+                write!(f, "the connection to it was lost: {message}")
+            }
         }
     }
 }

@@ -8,9 +8,13 @@
 
 use std::sync::Arc;
 
-use crate::cell::{Accepted, OwnerGuard};
+use futures_util::future::BoxFuture;
+
+use crate::cell::OwnerGuard;
 use crate::codec;
+use crate::error::DeathCause;
 use crate::error::{ActorLabel, Error, Result};
+use crate::ordered::Accepted;
 use crate::reply::EncodedReply;
 
 /// Sends encoded calls to one actor, wherever it lives.
@@ -31,6 +35,15 @@ pub trait EncodedRoute: Send + Sync + 'static {
 
     /// False once the actor is known to be gone.
     fn is_alive(&self) -> bool;
+
+    /// Resolves when the actor has stopped for good, with the reason.
+    fn stopped(&self) -> BoxFuture<'static, DeathCause>;
+
+    /// Where other processes reach this actor, for a route that already crosses
+    /// processes; `None` for an actor in this process (the transport exports it).
+    fn address(&self) -> Option<crate::handle_wire::HandleAddress> {
+        None
+    }
 }
 
 /// A handle to an actor of a type known only by name: what a worker holds for the
@@ -87,5 +100,23 @@ impl ErasedActor {
     /// Stops the actor now.
     pub fn kill(&self) {
         self.route.kill();
+    }
+
+    /// Resolves when the actor has stopped for good, with the reason.
+    pub fn stopped(&self) -> BoxFuture<'static, DeathCause> {
+        self.route.stopped()
+    }
+
+    /// True when this handle keeps the actor alive.
+    pub fn is_owning(&self) -> bool {
+        self.owner.is_some()
+    }
+
+    /// The same handle without a share of ownership.
+    pub fn without_ownership(&self) -> ErasedActor {
+        ErasedActor {
+            route: self.route.clone(),
+            owner: None,
+        }
     }
 }

@@ -31,6 +31,12 @@ type EncodedArgs = Arc<[u8]>;
 
 static NEXT_ACTOR_ID: AtomicU64 = AtomicU64::new(1);
 
+/// A new actor id, unique among the live processes of this machine: the process id in
+/// the high half, a counter in the low half (handles travel between processes).
+fn next_actor_id() -> u64 {
+    (u64::from(std::process::id()) << 32) | NEXT_ACTOR_ID.fetch_add(1, Ordering::Relaxed)
+}
+
 /// Spawns an actor of type `A` in this process, on the current tokio runtime, and waits
 /// until its constructor and `on_start` have run.
 pub(crate) async fn spawn_in_process<A: Actor>(
@@ -41,7 +47,7 @@ pub(crate) async fn spawn_in_process<A: Actor>(
     let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
     let (args, restart_args) = prepare_args::<A>(args, options.max_restarts > 0)?;
     let label = ActorLabel {
-        id: NEXT_ACTOR_ID.fetch_add(1, Ordering::Relaxed),
+        id: next_actor_id(),
         type_name: A::TYPE_NAME.into(),
         name: options.name.clone(),
     };
@@ -129,7 +135,7 @@ struct ExitGuard<A: Actor> {
 
 impl<A: Actor> Drop for ExitGuard<A> {
     fn drop(&mut self) {
-        self.cell.set_death(DeathCause::RuntimeShutdown);
+        self.cell.set_finished();
     }
 }
 

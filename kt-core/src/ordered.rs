@@ -1,0 +1,212 @@
+//! [`OrderedSender`]: a bounded queue whose `send` never blocks, never drops, and never
+//! reorders (rules E1, O1, B1 in [`crate::semantics`]).
+//!
+//! Items go straight into a bounded tokio channel while it has room. When it is full,
+//! an item is *parked* in an ordered queue beside it, and a flusher task moves parked
+//! items in, oldest first, as room frees up; while anything is parked, later items park
+//! behind it so that nothing overtakes. The sender learns when a parked item got in
+//! through [`Accepted::Later`]. Actor mailboxes are built on it, and so are the
+//! transports' outgoing call queues.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::Error;
+
+/// Whether a sent item is in the queue yet.
+#[derive(Debug)]
+pub enum Accepted {
+    /// The item is in the queue (or was answered at once because the receiver is gone).
+    Now,
+    /// The queue was full: the item is parked in order; the receiver fires when it gets
+    /// into the queue, and fails if the receiving side closed first.
+    Later(oneshot::Receiver<()>),
+}
+
+impl Accepted {
+    pub(crate) fn into_receiver(self) -> Option<oneshot::Receiver<()>> {
+        match self {
+            Accepted::Now => None,
+            Accepted::Later(rx) => Some(rx),
+        }
+    }
+}
+
+/// What to do with an item that can no longer be delivered, and why it cannot.
+pub struct Undeliverable<M> {
+    /// Hands the item back to its sender with the error (answers a call, say).
+    pub bounce: fn(M, Error),
+    /// The error to bounce with, computed when it happens (the cause may be known only then).
+    pub reason: Box<dyn Fn() -> Error + Send + Sync>,
+}
+
+struct Parked<M> {
+    queue: VecDeque<(M, oneshot::Sender<()>)>,
+    flusher_running: bool,
+}
+
+/// The sending side of a bounded, ordered, never-dropping queue.
+pub struct OrderedSender<M: Send + 'static> {
+    me: Weak<OrderedSender<M>>,
+    tx: mpsc::Sender<M>,
+    /// True while items are parked: later items must park behind them to keep order.
+    parking: AtomicBool,
+    parked: Mutex<Parked<M>>,
+    undeliverable: Undeliverable<M>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl<M: Send + 'static> OrderedSender<M> {
+    /// A queue holding `capacity` items before parking; the flusher runs on `runtime`.
+    pub fn new(
+        capacity: usize,
+        runtime: tokio::runtime::Handle,
+        undeliverable: Undeliverable<M>,
+    ) -> (Arc<Self>, mpsc::Receiver<M>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let sender = Arc::new_cyclic(|me| OrderedSender {
+            me: me.clone(),
+            tx,
+            parking: AtomicBool::new(false),
+            parked: Mutex::new(Parked {
+                queue: VecDeque::new(),
+                flusher_running: false,
+            }),
+            undeliverable,
+            runtime,
+        });
+        (sender, rx)
+    }
+
+    /// Puts `item` in the queue now, or parks it in order if the queue is full. An item
+    /// for a closed queue is bounced at once.
+    pub fn send(&self, item: M) -> Accepted {
+        if self.parking.load(Ordering::Acquire) {
+            return self.park(item);
+        }
+        match self.tx.try_send(item) {
+            Ok(()) => Accepted::Now,
+            Err(mpsc::error::TrySendError::Full(item)) => self.park(item),
+            Err(mpsc::error::TrySendError::Closed(item)) => {
+                self.bounce(item);
+                Accepted::Now
+            }
+        }
+    }
+
+    fn bounce(&self, item: M) {
+        (self.undeliverable.bounce)(item, (self.undeliverable.reason)());
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Parked<M>> {
+        self.parked
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    fn park(&self, item: M) -> Accepted {
+        let (accepted_tx, accepted_rx) = oneshot::channel();
+        let mut parked = self.lock();
+        parked.queue.push_back((item, accepted_tx));
+        if !parked.flusher_running {
+            let Some(me) = self.me.upgrade() else {
+                // Only reachable while the sender itself is being dropped.
+                let stranded: Vec<_> = parked.queue.drain(..).collect();
+                drop(parked);
+                stranded.into_iter().for_each(|(item, _)| self.bounce(item));
+                return Accepted::Now;
+            };
+            parked.flusher_running = true;
+            self.parking.store(true, Ordering::Release);
+            self.runtime.spawn(async move { me.flush().await });
+        }
+        Accepted::Later(accepted_rx)
+    }
+
+    /// Moves parked items into the queue, oldest first, waiting for room.
+    async fn flush(&self) {
+        loop {
+            let (item, accepted) = {
+                let mut parked = self.lock();
+                match parked.queue.pop_front() {
+                    Some(entry) => entry,
+                    None => {
+                        parked.flusher_running = false;
+                        self.parking.store(false, Ordering::Release);
+                        return;
+                    }
+                }
+            };
+            match self.tx.send(item).await {
+                Ok(()) => {
+                    let _ = accepted.send(());
+                }
+                Err(mpsc::error::SendError(item)) => self.bounce(item),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::FutureExt;
+
+    fn sender(
+        capacity: usize,
+    ) -> (
+        Arc<OrderedSender<(u32, Option<oneshot::Sender<Error>>)>>,
+        mpsc::Receiver<(u32, Option<oneshot::Sender<Error>>)>,
+    ) {
+        OrderedSender::new(
+            capacity,
+            tokio::runtime::Handle::current(),
+            Undeliverable {
+                bounce: |(_, tx), error| {
+                    if let Some(tx) = tx {
+                        let _ = tx.send(error);
+                    }
+                },
+                reason: Box::new(|| Error::NoRuntime),
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn parked_items_arrive_in_order_after_the_ones_that_fit() {
+        let (tx, mut rx) = sender(2);
+        let accepted: Vec<_> = (0..6).map(|i| tx.send((i, None))).collect();
+        assert!(matches!(accepted[0], Accepted::Now));
+        assert!(matches!(accepted[1], Accepted::Now));
+        assert!(
+            accepted[2..]
+                .iter()
+                .all(|a| matches!(a, Accepted::Later(_)))
+        );
+        let mut got = Vec::new();
+        for _ in 0..6 {
+            got.push(rx.recv().await.expect("item").0);
+        }
+        assert_eq!(got, vec![0, 1, 2, 3, 4, 5]);
+    }
+
+    #[tokio::test]
+    async fn parked_items_are_bounced_when_the_receiver_closes() {
+        let (tx, rx) = sender(1);
+        let _ = tx.send((0, None));
+        let (bounced_tx, bounced_rx) = oneshot::channel();
+        let accepted = tx.send((1, Some(bounced_tx)));
+        drop(rx);
+        assert_eq!(bounced_rx.await.expect("bounced"), Error::NoRuntime);
+        let Accepted::Later(signal) = accepted else {
+            panic!("should have parked")
+        };
+        assert!(
+            signal.now_or_never().expect("settled").is_err(),
+            "never accepted"
+        );
+    }
+}

@@ -155,12 +155,10 @@ mod tests {
     use super::*;
     use futures_util::FutureExt;
 
-    fn sender(
-        capacity: usize,
-    ) -> (
-        Arc<OrderedSender<(u32, Option<oneshot::Sender<Error>>)>>,
-        mpsc::Receiver<(u32, Option<oneshot::Sender<Error>>)>,
-    ) {
+    /// A test item: a number and where to report its bounce.
+    type Item = (u32, Option<oneshot::Sender<Error>>);
+
+    fn sender(capacity: usize) -> (Arc<OrderedSender<Item>>, mpsc::Receiver<Item>) {
         OrderedSender::new(
             capacity,
             tokio::runtime::Handle::current(),

@@ -49,7 +49,71 @@
 #![warn(missing_docs)]
 
 pub use kt_core::*;
-pub use kt_macros::{actor, main};
+pub use kt_macros::{actor, main, test};
+pub use kt_transport::{LocalProcess, is_worker, serve_if_worker};
+
+/// Support for generated code; not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use kt_core::__private::*;
+
+    use std::future::Future;
+
+    /// Runs the body of `#[kt::main]`: in worker mode serves instead (and never returns);
+    /// otherwise runs the body on a multi-threaded tokio runtime.
+    ///
+    /// The body runs as a task of the runtime, not on the thread that waits for it: calls
+    /// between main and in-process actors then stay on one worker thread (tokio runs a
+    /// task woken by the running one next, on the same thread), instead of paying a
+    /// cross-thread wake-up per call (about 0.5 µs against 25 µs per round trip on a
+    /// 2-core VM).
+    pub fn block_on_main<F>(body: F) -> F::Output
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        kt_transport::serve_if_worker();
+        let runtime = match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(error) => {
+                eprintln!("kt: could not start the tokio runtime: {error}");
+                std::process::exit(1)
+            }
+        };
+        match runtime.block_on(runtime.spawn(body)) {
+            Ok(output) => output,
+            Err(join_error) => match join_error.try_into_panic() {
+                Ok(payload) => std::panic::resume_unwind(payload),
+                Err(join_error) => {
+                    eprintln!("kt: main was cancelled: {join_error}");
+                    std::process::exit(1)
+                }
+            },
+        }
+    }
+
+    /// Runs the body of a `#[kt::test]` (`path` is its `module_path!()::name`). In worker
+    /// mode serves instead; otherwise records how to start this test binary as a worker
+    /// (run only this test: the harness's `--exact` filter) and runs the body.
+    pub fn run_test<F>(path: &str, body: F) -> F::Output
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        kt_transport::serve_if_worker();
+        // The harness names tests without the crate's own name.
+        let name = path.split_once("::").map_or(path, |(_, rest)| rest);
+        kt_transport::set_worker_args(
+            [name, "--exact", "--nocapture", "--test-threads=1", "-q"]
+                .map(String::from)
+                .to_vec(),
+        );
+        block_on_main(body)
+    }
+}
 
 /// Everything most programs need: `use kt::prelude::*;`.
 pub mod prelude {

@@ -20,7 +20,6 @@ pub use crate::reply::{EncodedReply, Reply};
 pub use crate::spawn::Spawn;
 pub use inventory;
 pub use serde;
-pub use tokio;
 
 /// Implemented by `#[kt::actor]` on the struct: names the actor type.
 #[diagnostic::on_unimplemented(
@@ -31,20 +30,6 @@ pub use tokio;
 pub trait ActorStruct {
     /// The stable type name (`module::path::Type`, or the `name = \"...\"` option).
     const TYPE_NAME: &'static str;
-}
-
-/// Runs the body of `#[kt::main]` on a multi-threaded tokio runtime.
-pub fn block_on_main<F: Future>(body: F) -> F::Output {
-    match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime.block_on(body),
-        Err(error) => {
-            eprintln!("kt: could not start the tokio runtime: {error}");
-            std::process::exit(1)
-        }
-    }
 }
 
 use crate::runtime::panic_message;

@@ -234,6 +234,48 @@ pub enum Error {
         message: String,
     },
 
+    /// A message is larger than the transport accepts.
+    #[error(
+        "a message of {size} bytes is over the limit of {limit} bytes. Send bulk data through \
+         the data store or a streamed payload, or raise the limit (KT_MAX_MESSAGE_BYTES)"
+    )]
+    MessageTooLarge {
+        /// The message's size in bytes.
+        size: usize,
+        /// The largest message accepted.
+        limit: usize,
+    },
+
+    /// A peer could not be reached (yet); it is not known to be dead.
+    #[error(
+        "{target} is unreachable: {message}. It may come back; retry, or check that it is running"
+    )]
+    Unavailable {
+        /// What could not be reached (an actor, a node address).
+        target: String,
+        /// What the transport reported.
+        message: String,
+    },
+
+    /// A peer broke the wire protocol (garbage bytes, a truncated frame, another version).
+    #[error(
+        "protocol error: {message}. The peer sent bytes kt cannot read; make sure both sides run \
+         the same build of kt"
+    )]
+    Protocol {
+        /// What was wrong with the bytes.
+        message: String,
+    },
+
+    /// A backend could not start the process or pod that hosts an actor.
+    #[error("could not start a worker for `{type_name}`: {message}")]
+    WorkerStartFailed {
+        /// The actor type the worker was for.
+        type_name: String,
+        /// What went wrong.
+        message: String,
+    },
+
     /// A kt operation needs a tokio runtime and none is running on this thread.
     #[error(
         "no tokio runtime is running on this thread. Call kt from inside `#[kt::main]`, \

@@ -152,8 +152,24 @@ impl Placement for Loopback {
     }
 }
 
-static DEFAULT_PLACEMENT: LazyLock<RwLock<Arc<dyn Placement>>> =
-    LazyLock::new(|| RwLock::new(Arc::new(InProcess)));
+/// Registers the placement spawns use when they name none (`inventory::submit!`). The
+/// transport registers local processes; without it, the default is [`InProcess`].
+pub struct DefaultPlacementRegistration {
+    /// Makes the placement.
+    pub placement: fn() -> Arc<dyn Placement>,
+}
+
+inventory::collect!(DefaultPlacementRegistration);
+
+static DEFAULT_PLACEMENT: LazyLock<RwLock<Arc<dyn Placement>>> = LazyLock::new(|| {
+    let registered = inventory::iter::<DefaultPlacementRegistration>
+        .into_iter()
+        .next();
+    RwLock::new(registered.map_or_else(
+        || Arc::new(InProcess) as Arc<dyn Placement>,
+        |r| (r.placement)(),
+    ))
+});
 
 /// The placement used by spawns that do not name one (`.on(...)`).
 pub fn default_placement() -> Arc<dyn Placement> {

@@ -17,6 +17,7 @@ mod emit;
 mod main_attr;
 mod model;
 mod parse;
+mod test_attr;
 
 use proc_macro::TokenStream;
 
@@ -105,6 +106,26 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
         .into()
 }
 
+/// An async test that runs on kt's runtime, and that test binaries use as the entry
+/// point of their worker processes: a test binary has no `main`, so when the local-process
+/// backend starts the binary as a worker, it asks the test harness to run one
+/// `#[kt::test]`, which serves the actor instead of running its body.
+///
+/// ```text
+/// #[kt::test]
+/// async fn counts() -> kt::Result<()> {
+///     let counter = Counter::spawn(0).await?; // a child process of this test binary
+///     assert_eq!(counter.increment().await?, 1);
+///     Ok(())
+/// }
+/// ```
+#[proc_macro_attribute]
+pub fn test(args: TokenStream, item: TokenStream) -> TokenStream {
+    test_attr::expand(args.into(), item.into())
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,7 +156,7 @@ mod tests {
 
     /// Keeps "What the macro generates" true: the documented expansion must be the
     /// macro's output, formatted by rustfmt.
-    #[test]
+    #[::core::prelude::v1::test]
     fn documented_expansion_is_the_real_one() {
         let file: syn::File =
             syn::parse_str(include_str!("../doc/counter_input.rs")).expect("input parses");

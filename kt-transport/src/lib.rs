@@ -1,16 +1,56 @@
 //! # kt-transport: remote actors over QUIC
 //!
-//! This crate will carry kt's calls between processes: QUIC endpoints (quinn) with
-//! mutual TLS (rustls, a per-session CA made with rcgen), length-delimited MessagePack
-//! frames, the worker runtime that serves actors built by type name from kt-core's
-//! registry, and the local-process placement — kt's embedded default. It plugs into
-//! kt-core through two interfaces: `kt_core::Placement` (spawning) and
-//! `kt_core::EncodedRoute` (calls), which kt-core's `Loopback` placement already
-//! exercises in-process.
+//! Calls between processes travel over QUIC (quinn) with mutual TLS (rustls, a CA per
+//! session made with rcgen), as length-delimited MessagePack [`frame`]s. Each process has
+//! one [`Node`]: a loopback endpoint that serves the actors it exports and holds its
+//! connections to other nodes. Handles that travel in messages resolve to routes on the
+//! receiving node, so actors call each other directly.
 //!
-//! It has no public items yet; see the remote-actors issue.
+//! It plugs into kt-core through `kt_core::EncodedRoute` (calls) and
+//! `kt_core::handle_wire::HandleTransport` (handles in messages), which it registers at
+//! link time.
 //!
 //! ```
-//! // The interfaces this crate implements live in kt-core:
-//! fn _uses(_: &dyn kt_core::Placement, _: &dyn kt_core::EncodedRoute) {}
+//! use kt_transport::tls::ClusterCa;
+//!
+//! // Every process of a session gets an identity signed by the session's CA.
+//! let ca = ClusterCa::generate().expect("a CA");
+//! let identity = ca.issue("worker").expect("a leaf");
+//! assert!(identity.client_config().is_ok() && identity.server_config().is_ok());
 //! ```
+
+#![warn(missing_docs)]
+
+mod endpoint;
+pub mod frame;
+mod handles;
+mod local;
+mod route;
+mod serve;
+pub mod tls;
+pub mod worker;
+
+pub use endpoint::Node;
+pub use local::{LocalProcess, set_worker_args};
+pub use route::RemoteRoute;
+pub use worker::{is_worker, serve_if_worker};
+
+/// A failure of the transport layer itself (before any call is involved).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransportError {
+    /// Certificates or TLS configuration could not be made.
+    #[error("TLS setup failed: {0}")]
+    Tls(String),
+    /// A socket could not be opened.
+    #[error("network setup failed: {0}")]
+    Io(String),
+}
+
+impl From<TransportError> for kt_core::Error {
+    fn from(error: TransportError) -> Self {
+        kt_core::Error::Unavailable {
+            target: "this process's QUIC endpoint".into(),
+            message: error.to_string(),
+        }
+    }
+}

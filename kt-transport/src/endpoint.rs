@@ -1,0 +1,347 @@
+//! The node: this process's QUIC endpoint, serving the actors it exports and holding
+//! its connections to other nodes.
+//!
+//! One UDP socket per process, bound to loopback on a port the kernel picks, is both
+//! server and client, so a connection's remote address is also the peer's listening
+//! address. Each connection, whoever opened it, gets a [`Peer`]: the calls this process
+//! has pending on it, and a reader for replies that arrive on their own streams.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use kt_core::handle_wire::HandleAddress;
+use kt_core::{EncodedReply, ErasedActor, Error};
+use tokio::sync::{OnceCell, oneshot};
+use tokio_util::codec::FramedRead;
+
+use crate::TransportError;
+use crate::frame::{Frame, codec, decode_frame, max_message_bytes};
+use crate::route::{RemoteRoute, RouteState};
+use crate::tls::{ClusterCa, Identity, SERVER_NAME};
+
+/// QUIC settings shared by every connection: room for large replies, and keep-alives so
+/// that a silent peer is noticed.
+pub(crate) fn transport_config() -> Arc<quinn::TransportConfig> {
+    let mut config = quinn::TransportConfig::default();
+    config.max_concurrent_bidi_streams(quinn::VarInt::from_u32(4096));
+    config.max_concurrent_uni_streams(quinn::VarInt::from_u32(4096));
+    config.stream_receive_window(quinn::VarInt::from_u32(32 << 20));
+    config.receive_window(quinn::VarInt::from_u32(256 << 20));
+    config.send_window(256 << 20);
+    config.keep_alive_interval(Some(Duration::from_secs(2)));
+    config.max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(
+        10_000,
+    ))));
+    Arc::new(config)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poison| poison.into_inner())
+}
+
+/// What a driver receives when a worker it started reports in.
+pub(crate) struct HelloStream {
+    /// The hosted actor's address, or why it could not start.
+    pub result: Result<HandleAddress, Error>,
+    /// Driver → worker: `Release`.
+    pub control: quinn::SendStream,
+    /// Worker → driver: `Gone`.
+    pub events: crate::serve::Frames,
+}
+
+/// This process's endpoint.
+pub struct Node {
+    me: Weak<Node>,
+    endpoint: quinn::Endpoint,
+    address: SocketAddr,
+    ca: Option<ClusterCa>,
+    exports: Mutex<HashMap<u64, ErasedActor>>,
+    peers: Mutex<HashMap<SocketAddr, Arc<OnceCell<Arc<Peer>>>>>,
+    routes: Mutex<HashMap<(String, u64), Weak<RemoteRoute>>>,
+    hellos: Mutex<HashMap<u64, oneshot::Sender<HelloStream>>>,
+}
+
+static GLOBAL: Mutex<Option<Arc<Node>>> = Mutex::new(None);
+
+impl Node {
+    /// This process's node, started on first use (as a driver, with a fresh session CA).
+    pub fn global() -> Result<Arc<Node>, TransportError> {
+        let mut global = lock(&GLOBAL);
+        if let Some(node) = &*global {
+            return Ok(node.clone());
+        }
+        let ca = ClusterCa::generate()?;
+        let identity = ca.issue("kt driver")?;
+        let node = Node::start(&identity, Some(ca))?;
+        *global = Some(node.clone());
+        Ok(node)
+    }
+
+    /// Starts this process's node with an identity given by its driver (worker mode).
+    pub fn install(identity: &Identity) -> Result<Arc<Node>, TransportError> {
+        let node = Node::start(identity, None)?;
+        *lock(&GLOBAL) = Some(node.clone());
+        Ok(node)
+    }
+
+    /// Starts a node on loopback with `identity`; `ca` lets it issue identities to workers.
+    pub fn start(identity: &Identity, ca: Option<ClusterCa>) -> Result<Arc<Node>, TransportError> {
+        let bind = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        let mut endpoint = quinn::Endpoint::server(identity.server_config()?, bind)
+            .map_err(|e| TransportError::Io(e.to_string()))?;
+        endpoint.set_default_client_config(identity.client_config()?);
+        let address = endpoint
+            .local_addr()
+            .map_err(|e| TransportError::Io(e.to_string()))?;
+        let node = Arc::new_cyclic(|me| Node {
+            me: me.clone(),
+            endpoint,
+            address,
+            ca,
+            exports: Mutex::new(HashMap::new()),
+            peers: Mutex::new(HashMap::new()),
+            routes: Mutex::new(HashMap::new()),
+            hellos: Mutex::new(HashMap::new()),
+        });
+        let acceptor = node.clone();
+        tokio::spawn(async move { acceptor.accept_loop().await });
+        Ok(node)
+    }
+
+    /// The address other processes reach this node at.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// The session CA, on a driver.
+    pub(crate) fn ca(&self) -> Option<&ClusterCa> {
+        self.ca.as_ref()
+    }
+
+    fn arc(&self) -> Result<Arc<Node>, Error> {
+        self.me.upgrade().ok_or(Error::NoRuntime)
+    }
+
+    /// Makes `actor` reachable from other processes and returns its address. The entry
+    /// does not keep the actor alive and goes away when the actor stops.
+    pub fn export(&self, actor: &ErasedActor) -> Result<HandleAddress, Error> {
+        let label = actor.label().clone();
+        let mut exports = lock(&self.exports);
+        if !exports.contains_key(&label.id) {
+            exports.insert(label.id, actor.without_ownership());
+            let node = self.me.clone();
+            let stopped = actor.stopped();
+            let id = label.id;
+            tokio::spawn(async move {
+                stopped.await;
+                if let Some(node) = node.upgrade() {
+                    lock(&node.exports).remove(&id);
+                }
+            });
+        }
+        Ok(HandleAddress {
+            node: self.address.to_string(),
+            label,
+        })
+    }
+
+    pub(crate) fn exported(&self, actor_id: u64) -> Option<ErasedActor> {
+        lock(&self.exports).get(&actor_id).cloned()
+    }
+
+    /// A handle to the actor at `address`: the local actor itself if this node serves it,
+    /// otherwise a route over QUIC (shared with other handles to the same actor).
+    pub fn import(&self, address: HandleAddress) -> Result<ErasedActor, Error> {
+        if address.node == self.address.to_string()
+            && let Some(local) = self.exported(address.label.id)
+        {
+            return Ok(local);
+        }
+        let key = (address.node.clone(), address.label.id);
+        let mut routes = lock(&self.routes);
+        if let Some(route) = routes.get(&key).and_then(Weak::upgrade) {
+            return Ok(ErasedActor::new(route, None));
+        }
+        let route = RemoteRoute::new(self.arc()?, address, false, None);
+        routes.retain(|_, weak| weak.strong_count() > 0);
+        routes.insert(key, Arc::downgrade(&route));
+        Ok(ErasedActor::new(route, None))
+    }
+
+    /// Registers a worker about to start; its hello arrives on the returned receiver.
+    pub(crate) fn expect_hello(&self, token: u64) -> oneshot::Receiver<HelloStream> {
+        let (tx, rx) = oneshot::channel();
+        lock(&self.hellos).insert(token, tx);
+        rx
+    }
+
+    pub(crate) fn forget_hello(&self, token: u64) {
+        lock(&self.hellos).remove(&token);
+    }
+
+    /// The connection to the node at `address`, made on first use.
+    pub(crate) async fn peer(&self, address: SocketAddr) -> Result<Arc<Peer>, Error> {
+        let cell = {
+            let mut peers = lock(&self.peers);
+            let cell = peers.entry(address).or_default();
+            if cell
+                .get()
+                .is_some_and(|peer| peer.conn.close_reason().is_some())
+            {
+                *cell = Arc::default();
+            }
+            cell.clone()
+        };
+        let unavailable = |message: String| Error::Unavailable {
+            target: format!("node {address}"),
+            message,
+        };
+        let peer = cell
+            .get_or_try_init(|| async {
+                let connecting = self
+                    .endpoint
+                    .connect(address, SERVER_NAME)
+                    .map_err(|e| unavailable(e.to_string()))?;
+                let conn = connecting.await.map_err(|e| unavailable(e.to_string()))?;
+                Ok::<_, Error>(Peer::new(self.arc()?, conn))
+            })
+            .await?;
+        Ok(peer.clone())
+    }
+
+    /// Keeps an incoming connection as the way to reach its peer (the peer's socket is
+    /// also its listening address).
+    fn adopt(self: &Arc<Self>, conn: quinn::Connection) -> Arc<Peer> {
+        let peer = Peer::new(self.clone(), conn.clone());
+        let mut peers = lock(&self.peers);
+        let cell = peers.entry(conn.remote_address()).or_default();
+        match cell.get() {
+            Some(existing) if existing.conn.close_reason().is_none() => {}
+            _ => *cell = Arc::new(OnceCell::new_with(Some(peer.clone()))),
+        }
+        peer
+    }
+
+    async fn accept_loop(self: Arc<Self>) {
+        while let Some(incoming) = self.endpoint.accept().await {
+            let node = self.clone();
+            tokio::spawn(async move {
+                // A peer without a certificate from the session CA fails here, in the
+                // handshake, before any of its bytes reach kt.
+                let conn = match incoming.await {
+                    Ok(conn) => conn,
+                    Err(error) => return tracing::debug!("refused a connection: {error}"),
+                };
+                node.adopt(conn);
+            });
+        }
+    }
+
+    pub(crate) fn deliver_hello(&self, token: u64, hello: HelloStream) {
+        if let Some(waiter) = lock(&self.hellos).remove(&token) {
+            let _ = waiter.send(hello);
+        }
+    }
+
+    /// Closes the endpoint, giving peers a moment to receive what was already sent.
+    pub async fn shutdown(&self) {
+        self.endpoint.close(quinn::VarInt::from_u32(0), b"bye");
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+    }
+}
+
+/// Calls waiting for replies on one connection.
+pub(crate) struct Peer {
+    pub(crate) conn: quinn::Connection,
+    next_call: AtomicU64,
+    pending: Mutex<HashMap<u64, (EncodedReply, Arc<RouteState>)>>,
+}
+
+impl Peer {
+    /// Wraps a connection, whichever side opened it: both sides serve the streams the
+    /// other opens, and read replies that come on streams of their own.
+    fn new(node: Arc<Node>, conn: quinn::Connection) -> Arc<Peer> {
+        let peer = Arc::new(Peer {
+            conn: conn.clone(),
+            next_call: AtomicU64::new(1),
+            pending: Mutex::new(HashMap::new()),
+        });
+        let reader = peer.clone();
+        tokio::spawn(async move { reader.read_out_of_band_replies().await });
+        tokio::spawn(async move {
+            while let Ok((send, recv)) = conn.accept_bi().await {
+                let node = node.clone();
+                let conn = conn.clone();
+                tokio::spawn(
+                    async move { crate::serve::serve_stream(node, conn, send, recv).await },
+                );
+            }
+        });
+        peer
+    }
+
+    /// Registers a pending call and returns its id.
+    pub(crate) fn register(&self, reply: EncodedReply, route: Arc<RouteState>) -> u64 {
+        let id = self.next_call.fetch_add(1, Ordering::Relaxed);
+        lock(&self.pending).insert(id, (reply, route));
+        id
+    }
+
+    /// Answers a pending call.
+    pub(crate) fn resolve(&self, call_id: u64, payload: bytes::Bytes) {
+        let entry = lock(&self.pending).remove(&call_id);
+        if let Some((reply, _)) = entry {
+            reply.deliver(Vec::from(payload));
+        }
+    }
+
+    /// Fails one pending call.
+    pub(crate) fn fail_call(&self, call_id: u64, error: Error) {
+        let entry = lock(&self.pending).remove(&call_id);
+        if let Some((reply, _)) = entry {
+            reply.fail(error);
+        }
+    }
+
+    /// Fails every call of `route` still pending on this connection.
+    pub(crate) fn fail_route(&self, route: &Arc<RouteState>) {
+        let failed: Vec<_> = {
+            let mut pending = lock(&self.pending);
+            let ids: Vec<u64> = pending
+                .iter()
+                .filter(|(_, (_, r))| Arc::ptr_eq(r, route))
+                .map(|(id, _)| *id)
+                .collect();
+            ids.into_iter()
+                .filter_map(|id| pending.remove(&id))
+                .collect()
+        };
+        let error = route.gone();
+        for (reply, _) in failed {
+            reply.fail(error.clone());
+        }
+    }
+
+    /// Large replies come on streams of their own, so they never hold up small ones.
+    async fn read_out_of_band_replies(self: Arc<Self>) {
+        while let Ok(recv) = self.conn.accept_uni().await {
+            let peer = self.clone();
+            tokio::spawn(async move {
+                let mut frames = FramedRead::new(recv, codec(max_message_bytes()));
+                while let Some(Ok(body)) = frames.next().await {
+                    match decode_frame(&body) {
+                        Ok(Frame::Reply { call_id, payload }) => peer.resolve(call_id, payload),
+                        Ok(other) => {
+                            tracing::warn!("unexpected frame on a reply stream: {other:?}")
+                        }
+                        Err(error) => tracing::warn!("unreadable reply stream: {error}"),
+                    }
+                }
+            });
+        }
+    }
+}

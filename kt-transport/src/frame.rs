@@ -1,0 +1,187 @@
+//! The wire format: length-delimited MessagePack frames on QUIC streams.
+//!
+//! Every frame is a 4-byte big-endian length followed by the MessagePack encoding of a
+//! [`Frame`]. The first frame of every stream says what the stream is for and carries
+//! the protocol version. Frames longer than the message limit are refused with
+//! [`Error::MessageTooLarge`] before they are sent, and a receiver never buffers more than
+//! the limit for one frame.
+
+use bytes::{Bytes, BytesMut};
+use kt_core::handle_wire::HandleAddress;
+use kt_core::{Error, codec};
+use serde::{Deserialize, Serialize};
+use tokio_util::codec::{Encoder, LengthDelimitedCodec};
+
+/// The version of this wire protocol; peers of another version are refused.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// The default limit on one message, in bytes (override with `KT_MAX_MESSAGE_BYTES`).
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 128 * 1024 * 1024;
+
+/// Room for a frame's own fields around its payload.
+const FRAME_OVERHEAD: usize = 4096;
+
+/// The largest payload (call arguments or reply) this process sends or accepts.
+pub fn max_message_bytes() -> usize {
+    static LIMIT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        std::env::var("KT_MAX_MESSAGE_BYTES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES)
+    })
+}
+
+/// One unit of the wire protocol.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Frame {
+    /// Worker → driver, first frame of the worker's control stream: the actor it hosts
+    /// is ready (its address) or failed to start.
+    Hello {
+        /// The sender's protocol version.
+        version: u16,
+        /// The token the driver gave this worker.
+        token: u64,
+        /// The hosted actor's address, or why it could not start.
+        result: Result<HandleAddress, Error>,
+    },
+    /// Caller → node, first frame of a call stream: the calls that follow are for this actor.
+    Open {
+        /// The sender's protocol version.
+        version: u16,
+        /// The actor the calls are for.
+        actor_id: u64,
+    },
+    /// Caller → node: one call.
+    Call {
+        /// Unique among the caller's pending calls on this connection.
+        call_id: u64,
+        /// The method name.
+        method: String,
+        /// The MessagePack encoding of the arguments tuple.
+        payload: Bytes,
+    },
+    /// Node → caller: the encoded `Result<T, Error>` of a call.
+    Reply {
+        /// The call this answers.
+        call_id: u64,
+        /// The encoded result.
+        payload: Bytes,
+    },
+    /// Node → caller: the stream cannot be served (unknown actor, malformed frame, ...).
+    /// Every call pending on the stream fails with this error.
+    Refused {
+        /// Why.
+        error: Error,
+    },
+    /// Driver → worker on the control stream: the driver's last owning handle is gone.
+    Release,
+    /// Caller → node on a call stream: kill the actor now.
+    Kill,
+    /// Worker → driver on the control stream: the hosted actor stopped, and why; the
+    /// worker exits next.
+    Gone {
+        /// Why the actor stopped.
+        cause: kt_core::DeathCause,
+    },
+}
+
+/// The length-delimited codec for frames of at most `limit` payload bytes.
+pub fn codec(limit: usize) -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        .max_frame_length(limit.saturating_add(FRAME_OVERHEAD))
+        .new_codec()
+}
+
+/// Appends `frame`, length-prefixed, to `out`.
+pub fn encode_frame(frame: &Frame, out: &mut BytesMut) -> Result<(), Error> {
+    let body = codec::encode(frame, "a frame")?;
+    let limit = max_message_bytes();
+    if body.len() > limit.saturating_add(FRAME_OVERHEAD) {
+        return Err(Error::MessageTooLarge {
+            size: body.len(),
+            limit,
+        });
+    }
+    codec(limit)
+        .encode(Bytes::from(body), out)
+        .map_err(|e| Error::Protocol {
+            message: e.to_string(),
+        })
+}
+
+/// Decodes one frame body (without its length prefix).
+pub fn decode_frame(body: &[u8]) -> Result<Frame, Error> {
+    codec::decode::<Frame>(body, "a frame").map_err(|error| Error::Protocol {
+        message: error.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio_util::codec::Decoder;
+
+    fn round_trip(frame: Frame) {
+        let mut buf = BytesMut::new();
+        encode_frame(&frame, &mut buf).expect("encode");
+        let body = codec(max_message_bytes())
+            .decode(&mut buf)
+            .expect("decode")
+            .expect("a whole frame");
+        assert_eq!(decode_frame(&body).expect("frame"), frame);
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn every_frame_round_trips() {
+        round_trip(Frame::Open {
+            version: PROTOCOL_VERSION,
+            actor_id: 7,
+        });
+        round_trip(Frame::Call {
+            call_id: 1,
+            method: "add".into(),
+            payload: Bytes::from_static(&[0x91, 0x05]),
+        });
+        round_trip(Frame::Reply {
+            call_id: 1,
+            payload: Bytes::from_static(b"\x81\xa2Ok\x05"),
+        });
+        round_trip(Frame::Refused {
+            error: Error::Protocol {
+                message: "x".into(),
+            },
+        });
+        round_trip(Frame::Release);
+        round_trip(Frame::Kill);
+    }
+
+    #[test]
+    fn garbage_and_truncated_bodies_are_protocol_errors() {
+        assert!(matches!(
+            decode_frame(&[0xc1, 0x00, 0xff]),
+            Err(Error::Protocol { .. })
+        ));
+        let mut buf = BytesMut::new();
+        encode_frame(
+            &Frame::Call {
+                call_id: 9,
+                method: "m".into(),
+                payload: Bytes::new(),
+            },
+            &mut buf,
+        )
+        .expect("encode");
+        let body = &buf[4..buf.len() - 1];
+        assert!(matches!(decode_frame(body), Err(Error::Protocol { .. })));
+    }
+
+    #[test]
+    fn oversized_frames_are_refused_by_the_decoder() {
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&u32::MAX.to_be_bytes());
+        buf.extend_from_slice(&[0u8; 16]);
+        assert!(codec(1024).decode(&mut buf).is_err());
+    }
+}

@@ -1,0 +1,263 @@
+//! [`LocalProcess`]: kt's embedded default placement — each actor in a child process of
+//! the current binary, started in worker mode, reached over QUIC on loopback.
+//!
+//! The driver learns of a child's death from the child itself (tokio reaps it on
+//! SIGCHLD), not from a timeout, so waiting callers get `ActorDied` with the exit code
+//! or signal within milliseconds of a `kill -9`.
+
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::future::BoxFuture;
+use kt_core::{
+    DeathCause, ErasedActor, Error, Lifetime, OwnerGuard, Placed, Placement, Release, SpawnRequest,
+};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::process::{Child, ChildStdin, Command};
+
+use crate::endpoint::{HelloStream, Node};
+use crate::frame::{Frame, PROTOCOL_VERSION, encode_frame};
+use crate::route::{RemoteRoute, RouteState};
+use crate::serve::next_frame;
+use crate::worker::{WORKER_ENV, WorkerConfig, encode_config};
+
+/// How long a worker may take to start and report in.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+static WORKER_ARGS: OnceLock<Vec<String>> = OnceLock::new();
+
+/// Sets the command-line arguments workers are started with. Test binaries use it (via
+/// `#[kt::test]`) to make the test harness run only a worker entry point.
+pub fn set_worker_args(args: Vec<String>) {
+    let _ = WORKER_ARGS.set(args);
+}
+
+/// Runs each actor in a child process of the current binary.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LocalProcess;
+
+impl Placement for LocalProcess {
+    fn name(&self) -> &str {
+        "local-process"
+    }
+
+    fn spawn(&self, request: SpawnRequest) -> BoxFuture<'static, kt_core::Result<Placed>> {
+        Box::pin(spawn_worker(request))
+    }
+}
+
+fn start_failed(type_name: &str, message: impl std::fmt::Display) -> Error {
+    Error::WorkerStartFailed {
+        type_name: type_name.to_string(),
+        message: message.to_string(),
+    }
+}
+
+async fn spawn_worker(request: SpawnRequest) -> kt_core::Result<Placed> {
+    request.options.validate()?;
+    let type_name = request.actor_type.type_name;
+    let node = Node::global()?;
+    let Some(ca) = node.ca() else {
+        return Err(start_failed(
+            type_name,
+            "only the driver process can start workers (actors cannot spawn yet)",
+        ));
+    };
+    static NEXT_TOKEN: AtomicU64 = AtomicU64::new(1);
+    let token = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
+    let config = WorkerConfig {
+        version: PROTOCOL_VERSION,
+        token,
+        driver: node.address().to_string(),
+        identity: ca.issue(type_name)?,
+        type_name: type_name.to_string(),
+        args: Bytes::from(request.encoded_args()?.to_vec()),
+        options: request.options.clone(),
+    };
+    let detached = request.options.lifetime == Lifetime::Detached;
+    let hello = node.expect_hello(token);
+    let mut child = start_child(type_name, detached)?;
+    let mut stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| start_failed(type_name, "no stdin pipe"))?;
+    let written = async {
+        stdin
+            .write_all(&encode_config(&config)?)
+            .await
+            .map_err(|e| start_failed(type_name, e))?;
+        stdin.flush().await.map_err(|e| start_failed(type_name, e))
+    };
+    if let Err(error) = written.await {
+        node.forget_hello(token);
+        let _ = child.start_kill();
+        return Err(error);
+    }
+    let name = request
+        .options
+        .name
+        .as_deref()
+        .unwrap_or(short_name(type_name));
+    forward_output(&mut child, name);
+
+    let reported = tokio::select! {
+        hello = hello => hello.map_err(|_| start_failed(type_name, "the driver stopped waiting")),
+        status = child.wait() => Err(start_failed(type_name, match status {
+            Ok(status) => format!("the worker exited ({status}) before reporting in; its output is above"),
+            Err(e) => e.to_string(),
+        })),
+        () = tokio::time::sleep(START_TIMEOUT) => Err(start_failed(type_name, "the worker did not report in within 60 s")),
+    };
+    let HelloStream {
+        result,
+        control,
+        events,
+    } = match reported {
+        Ok(hello) => hello,
+        Err(error) => {
+            node.forget_hello(token);
+            let _ = child.start_kill();
+            return Err(error);
+        }
+    };
+    let address = result?;
+    let pid = child.id();
+    let killer = Box::new(move || {
+        if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
+            // SAFETY: kill(2) with a pid this process spawned and has not reaped yet
+            // (the watcher owns the Child until it exits); it only sends a signal.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    });
+    let route = RemoteRoute::new(node, address, true, Some(killer));
+    let state = route.state().clone();
+    tokio::spawn(watch_child(child, stdin, state.clone()));
+    tokio::spawn(watch_events(events, state));
+    let owner =
+        (!detached).then(|| Arc::new(OwnerGuard::new(Arc::new(ReleaseOverControl::new(control)))));
+    Ok(Placed::elsewhere(ErasedActor::new(route, owner)))
+}
+
+inventory::submit! {
+    kt_core::placement::DefaultPlacementRegistration { placement: || Arc::new(LocalProcess) }
+}
+
+fn short_name(type_name: &str) -> &str {
+    type_name.rsplit("::").next().unwrap_or(type_name)
+}
+
+fn start_child(type_name: &str, detached: bool) -> kt_core::Result<Child> {
+    let exe = std::env::current_exe()
+        .map_err(|e| start_failed(type_name, format!("cannot find this binary: {e}")))?;
+    let mut command = Command::new(exe);
+    command
+        .args(WORKER_ARGS.get().cloned().unwrap_or_default())
+        .env(WORKER_ENV, "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if detached {
+        // Its own process group: a Ctrl-C to the driver's terminal does not reach it.
+        command.process_group(0);
+    }
+    command
+        .spawn()
+        .map_err(|e| start_failed(type_name, format!("cannot start a worker process: {e}")))
+}
+
+/// Prints the worker's output lines prefixed with the actor's name and pid, as Ray does.
+fn forward_output(child: &mut Child, name: &str) {
+    let prefix = format!("({name} pid={})", child.id().unwrap_or(0));
+    if let Some(stdout) = child.stdout.take() {
+        let prefix = prefix.clone();
+        tokio::spawn(async move {
+            let mut lines = tokio::io::BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                println!("{prefix} {line}");
+            }
+        });
+    }
+    if let Some(stderr) = child.stderr.take() {
+        tokio::spawn(async move {
+            let mut lines = tokio::io::BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                eprintln!("{prefix} {line}");
+            }
+        });
+    }
+}
+
+/// Waits for the worker process to end and fails its waiting calls with the reason.
+/// Holding `stdin` open until then is what lets the worker notice a vanished driver.
+async fn watch_child(mut child: Child, stdin: ChildStdin, state: Arc<RouteState>) {
+    let cause = match child.wait().await {
+        Ok(status) => exit_cause(status),
+        Err(error) => DeathCause::ConnectionLost {
+            message: format!("lost track of the worker process: {error}"),
+        },
+    };
+    drop(stdin);
+    state.die_and_fail(cause);
+}
+
+fn exit_cause(status: std::process::ExitStatus) -> DeathCause {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (_, Some(signal)) => DeathCause::Signaled { signal },
+        (Some(code), None) => DeathCause::Exited { code },
+        (None, None) => DeathCause::Exited { code: -1 },
+    }
+}
+
+/// Reads the worker's `Gone` report, which says why the actor stopped (more than an exit
+/// code can).
+async fn watch_events(events: crate::serve::Frames, state: Arc<RouteState>) {
+    let mut events = events;
+    while let Some(frame) = next_frame(&mut events).await {
+        if let Ok(Frame::Gone { cause }) = frame {
+            state.die_and_fail(cause);
+        }
+    }
+}
+
+/// Tells the worker that the driver's last owning handle is gone.
+struct ReleaseOverControl {
+    control: Mutex<Option<quinn::SendStream>>,
+}
+
+impl ReleaseOverControl {
+    fn new(control: quinn::SendStream) -> Self {
+        ReleaseOverControl {
+            control: Mutex::new(Some(control)),
+        }
+    }
+}
+
+impl Release for ReleaseOverControl {
+    fn release(&self) {
+        let control = self
+            .control
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let Some(mut control) = control else { return };
+        let mut buf = BytesMut::new();
+        if encode_frame(&Frame::Release, &mut buf).is_err() {
+            return;
+        }
+        let send = async move {
+            let _ = control.write_all(&buf).await;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(send);
+            }
+            Err(_) => tracing::warn!(
+                "a handle was dropped outside a tokio runtime; its worker stops with the driver"
+            ),
+        }
+    }
+}

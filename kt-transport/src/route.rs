@@ -1,0 +1,344 @@
+//! [`RemoteRoute`]: calls to an actor in another process, over one QUIC stream.
+//!
+//! All handles of this process to one remote actor share a route, and a route sends
+//! its calls in order on one bidirectional stream (rule O1), many frames per write when
+//! calls queue up. Replies come back on the same stream, or on a stream of their own
+//! when they are large. The route's outgoing queue is an [`OrderedSender`], so sending is
+//! eager, ordered and bounded exactly as for an actor in this process.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use kt_core::handle_wire::HandleAddress;
+use kt_core::{
+    Accepted, ActorLabel, DeathCause, EncodedReply, EncodedRoute, Error, OrderedSender,
+    Undeliverable,
+};
+use tokio::sync::{mpsc, watch};
+use tokio_util::codec::FramedRead;
+
+use crate::endpoint::{Node, Peer};
+use crate::frame::{Frame, PROTOCOL_VERSION, codec, decode_frame, encode_frame, max_message_bytes};
+
+/// How many calls a route queues before callers wait (rule B1).
+const ROUTE_QUEUE: usize = 4096;
+
+/// The most calls written in one batch.
+const MAX_BATCH: usize = 1024;
+
+/// What a route knows about its actor's fate, shared with pending calls.
+pub(crate) struct RouteState {
+    label: ActorLabel,
+    death: OnceLock<DeathCause>,
+    refused: OnceLock<Error>,
+    /// True when a backend watches the actor's process and reports its death; the
+    /// route then leaves pending calls to it instead of guessing from the connection.
+    watched: bool,
+    finished: watch::Sender<Option<DeathCause>>,
+    /// The connection the route's calls are pending on, once connected.
+    peer: OnceLock<std::sync::Weak<Peer>>,
+}
+
+impl RouteState {
+    /// Fails every call of this route still waiting for a reply.
+    pub(crate) fn fail_pending(self: &Arc<Self>) {
+        if let Some(peer) = self.peer.get().and_then(std::sync::Weak::upgrade) {
+            peer.fail_route(self);
+        }
+    }
+
+    /// The error for calls that cannot be answered any more.
+    pub(crate) fn gone(&self) -> Error {
+        if let Some(error) = self.refused.get() {
+            return error.clone();
+        }
+        match self.death.get() {
+            Some(cause) => Error::ActorDied {
+                actor: self.label.clone(),
+                cause: cause.clone(),
+            },
+            None => Error::Unavailable {
+                target: format!("actor {}", self.label),
+                message: "the connection to its process is gone".into(),
+            },
+        }
+    }
+
+    /// Records the actor's death (the first cause wins), wakes `stopped()` waiters, and
+    /// fails the calls still pending.
+    pub(crate) fn die_and_fail(self: &Arc<Self>, cause: DeathCause) {
+        self.die(cause);
+        self.fail_pending();
+    }
+
+    /// Records the actor's death (the first cause wins) and wakes `stopped()` waiters.
+    pub(crate) fn die(&self, cause: DeathCause) {
+        let _ = self.death.set(cause);
+        self.finished.send_replace(self.death.get().cloned());
+    }
+
+    fn lost_connection(&self, message: String) {
+        if !self.watched {
+            self.die(DeathCause::ConnectionLost { message });
+        }
+    }
+
+    fn refuse(&self, error: Error) {
+        let _ = self.refused.set(error);
+        self.finished.send_replace(Some(DeathCause::ConnectionLost {
+            message: "the node refused the stream".into(),
+        }));
+    }
+
+    fn is_dead(&self) -> bool {
+        self.death.get().is_some() || self.refused.get().is_some()
+    }
+}
+
+/// One item of a route's outgoing queue.
+enum Outgoing {
+    Call {
+        method: String,
+        payload: Bytes,
+        reply: EncodedReply,
+    },
+    Kill,
+}
+
+/// Calls to one actor in another process.
+pub struct RemoteRoute {
+    address: HandleAddress,
+    state: Arc<RouteState>,
+    outgoing: Arc<OrderedSender<Outgoing>>,
+    /// Kills the actor's process directly (a backend that owns the process sets it).
+    killer: Option<Box<dyn Fn() + Send + Sync>>,
+}
+
+impl RemoteRoute {
+    /// A route to the actor at `address`; `watched` says a backend reports its death;
+    /// `killer` kills its process.
+    pub(crate) fn new(
+        node: Arc<Node>,
+        address: HandleAddress,
+        watched: bool,
+        killer: Option<Box<dyn Fn() + Send + Sync>>,
+    ) -> Arc<RemoteRoute> {
+        let state = Arc::new(RouteState {
+            label: address.label.clone(),
+            death: OnceLock::new(),
+            refused: OnceLock::new(),
+            watched,
+            finished: watch::channel(None).0,
+            peer: OnceLock::new(),
+        });
+        let reason_state = state.clone();
+        let undeliverable = Undeliverable {
+            bounce: |item: Outgoing, error| {
+                if let Outgoing::Call { reply, .. } = item {
+                    reply.fail(error);
+                }
+            },
+            reason: Box::new(move || reason_state.gone()),
+        };
+        let runtime = tokio::runtime::Handle::current();
+        let (outgoing, rx) = OrderedSender::new(ROUTE_QUEUE, runtime, undeliverable);
+        let task_state = state.clone();
+        let target = address.clone();
+        tokio::spawn(async move { run_route(node, task_state, target, rx).await });
+        Arc::new(RemoteRoute {
+            address,
+            state,
+            outgoing,
+            killer,
+        })
+    }
+
+    pub(crate) fn state(&self) -> &Arc<RouteState> {
+        &self.state
+    }
+}
+
+impl EncodedRoute for RemoteRoute {
+    fn label(&self) -> &ActorLabel {
+        &self.address.label
+    }
+
+    fn send_encoded(&self, method: &str, payload: &[u8], reply: EncodedReply) -> Accepted {
+        if self.state.is_dead() {
+            reply.fail(self.state.gone());
+            return Accepted::Now;
+        }
+        let limit = max_message_bytes();
+        if payload.len() > limit {
+            reply.fail(Error::MessageTooLarge {
+                size: payload.len(),
+                limit,
+            });
+            return Accepted::Now;
+        }
+        let call = Outgoing::Call {
+            method: method.to_string(),
+            payload: Bytes::copy_from_slice(payload),
+            reply,
+        };
+        self.outgoing.send(call)
+    }
+
+    fn gone(&self) -> Error {
+        self.state.gone()
+    }
+
+    fn kill(&self) {
+        if self.state.is_dead() {
+            return;
+        }
+        self.state.die(DeathCause::Killed);
+        match &self.killer {
+            Some(kill) => kill(),
+            None => {
+                let _ = self.outgoing.send(Outgoing::Kill);
+            }
+        }
+    }
+
+    fn is_alive(&self) -> bool {
+        !self.state.is_dead()
+    }
+
+    fn stopped(&self) -> BoxFuture<'static, DeathCause> {
+        let mut finished = self.state.finished.subscribe();
+        Box::pin(async move {
+            match finished.wait_for(Option::is_some).await {
+                Ok(cause) => cause.clone().unwrap_or(DeathCause::RuntimeShutdown),
+                Err(_) => DeathCause::RuntimeShutdown,
+            }
+        })
+    }
+
+    fn address(&self) -> Option<HandleAddress> {
+        Some(self.address.clone())
+    }
+}
+
+/// Connects, opens the route's stream, and writes queued calls in batches until every
+/// handle to the route is gone.
+async fn run_route(
+    node: Arc<Node>,
+    state: Arc<RouteState>,
+    address: HandleAddress,
+    mut rx: mpsc::Receiver<Outgoing>,
+) {
+    let fail_queued = |rx: &mut mpsc::Receiver<Outgoing>, error: Error| {
+        rx.close();
+        while let Ok(item) = rx.try_recv() {
+            if let Outgoing::Call { reply, .. } = item {
+                reply.fail(error.clone());
+            }
+        }
+    };
+    let peer = match address.node.parse::<SocketAddr>() {
+        Ok(addr) => node.peer(addr).await,
+        Err(e) => Err(Error::Protocol {
+            message: format!("bad node address '{}': {e}", address.node),
+        }),
+    };
+    let peer = match peer {
+        Ok(peer) => peer,
+        Err(error) => {
+            state.lost_connection(error.to_string());
+            return fail_queued(&mut rx, state.gone());
+        }
+    };
+    let (mut send, recv) = match peer.conn.open_bi().await {
+        Ok(streams) => streams,
+        Err(error) => {
+            state.lost_connection(error.to_string());
+            return fail_queued(&mut rx, state.gone());
+        }
+    };
+    let _ = state.peer.set(Arc::downgrade(&peer));
+    tokio::spawn(read_replies(peer.clone(), state.clone(), recv));
+    let mut buf = BytesMut::new();
+    if let Err(error) = encode_frame(
+        &Frame::Open {
+            version: PROTOCOL_VERSION,
+            actor_id: address.label.id,
+        },
+        &mut buf,
+    ) {
+        return fail_queued(&mut rx, error);
+    }
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        for item in batch.drain(..) {
+            encode_outgoing(&peer, &state, item, &mut buf);
+        }
+        if let Err(error) = send.write_all(&buf).await {
+            state.lost_connection(error.to_string());
+            peer.fail_route(&state);
+            return fail_queued(&mut rx, state.gone());
+        }
+        buf.clear();
+    }
+    let _ = send.finish();
+}
+
+fn encode_outgoing(peer: &Peer, state: &Arc<RouteState>, item: Outgoing, buf: &mut BytesMut) {
+    match item {
+        Outgoing::Call {
+            method,
+            payload,
+            reply,
+        } => {
+            let call_id = peer.register(reply, state.clone());
+            if let Err(error) = encode_frame(
+                &Frame::Call {
+                    call_id,
+                    method,
+                    payload,
+                },
+                buf,
+            ) {
+                peer.fail_call(call_id, error);
+            }
+        }
+        Outgoing::Kill => {
+            let _ = encode_frame(&Frame::Kill, buf);
+        }
+    }
+}
+
+/// Reads the replies that come back on the route's own stream.
+async fn read_replies(peer: Arc<Peer>, state: Arc<RouteState>, recv: quinn::RecvStream) {
+    let mut frames = FramedRead::new(recv, codec(max_message_bytes()));
+    while let Some(frame) = frames.next().await {
+        let body = match frame {
+            Ok(body) => body,
+            Err(error) => {
+                state.lost_connection(error.to_string());
+                break;
+            }
+        };
+        match decode_frame(&body) {
+            Ok(Frame::Reply { call_id, payload }) => peer.resolve(call_id, payload),
+            Ok(Frame::Refused { error }) => {
+                state.refuse(error);
+                break;
+            }
+            Ok(other) => tracing::warn!("unexpected frame on a call stream: {other:?}"),
+            Err(error) => {
+                state.refuse(error);
+                break;
+            }
+        }
+    }
+    // The stream is over: unless a backend watching the process will say why, calls
+    // still pending here can no longer be answered.
+    state.lost_connection("the call stream ended".into());
+    if state.is_dead() {
+        peer.fail_route(&state);
+    }
+}

@@ -1,0 +1,270 @@
+//! The serving side of a stream: calls in, replies out.
+//!
+//! Each stream a peer opens starts with one frame that says what it is: `Open` (calls
+//! for one exported actor follow) or `Hello` (a worker this driver started reports in).
+//! Anything wrong with the bytes — garbage, a truncated or oversized frame, an unknown
+//! actor, another protocol version — is answered with a `Refused` frame on that stream
+//! and never affects other streams or the process (rule X3). Unknown methods and wrong
+//! argument types are answered per call by the actor's own decoding.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use kt_core::{Accepted, EncodedReply, ErasedActor, Error, ReplySink};
+use tokio::sync::mpsc;
+use tokio_util::codec::FramedRead;
+
+use crate::endpoint::{HelloStream, Node};
+use crate::frame::{Frame, PROTOCOL_VERSION, codec, decode_frame, encode_frame, max_message_bytes};
+
+/// Replies larger than this go on a stream of their own, so that they never hold up the
+/// small replies behind them.
+const OUT_OF_BAND_REPLY_BYTES: usize = 256 * 1024;
+
+pub(crate) type Frames = FramedRead<quinn::RecvStream, tokio_util::codec::LengthDelimitedCodec>;
+
+/// Serves one stream a peer opened.
+pub(crate) async fn serve_stream(
+    node: Arc<Node>,
+    conn: quinn::Connection,
+    mut send: quinn::SendStream,
+    recv: quinn::RecvStream,
+) {
+    let mut frames = FramedRead::new(recv, codec(max_message_bytes()));
+    let first = match next_frame(&mut frames).await {
+        Some(Ok(frame)) => frame,
+        Some(Err(error)) => return refuse(&mut send, error).await,
+        None => return,
+    };
+    match first {
+        Frame::Open { version, actor_id } => {
+            if version != PROTOCOL_VERSION {
+                return refuse(&mut send, version_error(version)).await;
+            }
+            let Some(actor) = node.exported(actor_id) else {
+                let error = Error::Unavailable {
+                    target: format!("actor #{actor_id}"),
+                    message: format!(
+                        "node {} serves no such actor: it stopped, or never lived here",
+                        node.address()
+                    ),
+                };
+                return refuse(&mut send, error).await;
+            };
+            serve_calls(actor, conn, send, frames).await;
+        }
+        Frame::Hello {
+            version,
+            token,
+            result,
+        } => {
+            if version != PROTOCOL_VERSION {
+                return refuse(&mut send, version_error(version)).await;
+            }
+            node.deliver_hello(
+                token,
+                HelloStream {
+                    result,
+                    control: send,
+                    events: frames,
+                },
+            );
+        }
+        other => {
+            let error = Error::Protocol {
+                message: format!("a stream cannot start with {}", frame_name(&other)),
+            };
+            refuse(&mut send, error).await;
+        }
+    }
+}
+
+fn version_error(version: u16) -> Error {
+    Error::Protocol {
+        message: format!(
+            "peer speaks protocol version {version}, this process speaks {PROTOCOL_VERSION}"
+        ),
+    }
+}
+
+fn frame_name(frame: &Frame) -> &'static str {
+    match frame {
+        Frame::Hello { .. } => "Hello",
+        Frame::Open { .. } => "Open",
+        Frame::Call { .. } => "Call",
+        Frame::Reply { .. } => "Reply",
+        Frame::Refused { .. } => "Refused",
+        Frame::Release => "Release",
+        Frame::Kill => "Kill",
+        Frame::Gone { .. } => "Gone",
+    }
+}
+
+/// The next frame of a stream: `None` at its end, an error for unreadable bytes.
+pub(crate) async fn next_frame(frames: &mut Frames) -> Option<Result<Frame, Error>> {
+    let body = match frames.next().await? {
+        Ok(body) => body,
+        Err(error) => {
+            let message = format!("unreadable frame: {error}");
+            return Some(Err(if error.to_string().contains("frame size too big") {
+                Error::MessageTooLarge {
+                    size: 0,
+                    limit: max_message_bytes(),
+                }
+            } else {
+                Error::Protocol { message }
+            }));
+        }
+    };
+    Some(decode_frame(&body))
+}
+
+async fn refuse(send: &mut quinn::SendStream, error: Error) {
+    tracing::debug!("refusing a stream: {error}");
+    let mut buf = BytesMut::new();
+    if encode_frame(&Frame::Refused { error }, &mut buf).is_ok() {
+        let _ = send.write_all(&buf).await;
+    }
+    let _ = send.finish();
+}
+
+/// What a call stream sends back.
+enum Outbound {
+    /// One call's encoded `Result<T, Error>`.
+    Reply { call_id: u64, payload: Vec<u8> },
+    /// The stream can no longer be read; pending calls fail with this error.
+    Refused(Error),
+}
+
+/// Where one call's reply goes: the stream's reply writer.
+struct StreamReply {
+    call_id: u64,
+    replies: mpsc::UnboundedSender<Outbound>,
+}
+
+impl ReplySink for StreamReply {
+    fn deliver(self: Box<Self>, payload: Vec<u8>) {
+        let _ = self.replies.send(Outbound::Reply {
+            call_id: self.call_id,
+            payload,
+        });
+    }
+}
+
+/// Runs the calls of one stream in order, each entering the actor's mailbox before the
+/// next frame is read, so a full mailbox slows the caller through QUIC flow control.
+async fn serve_calls(
+    actor: ErasedActor,
+    conn: quinn::Connection,
+    send: quinn::SendStream,
+    mut frames: Frames,
+) {
+    let (replies, replies_rx) = mpsc::unbounded_channel();
+    let writer = tokio::spawn(write_replies(conn, send, replies_rx));
+    while let Some(frame) = next_frame(&mut frames).await {
+        match frame {
+            Ok(Frame::Call {
+                call_id,
+                method,
+                payload,
+            }) => {
+                let sink = EncodedReply::new(StreamReply {
+                    call_id,
+                    replies: replies.clone(),
+                });
+                if let Accepted::Later(accepted) =
+                    actor.route().send_encoded(&method, &payload, sink)
+                {
+                    let _ = accepted.await;
+                }
+            }
+            Ok(Frame::Kill) => actor.kill(),
+            Ok(other) => {
+                let error = Error::Protocol {
+                    message: format!("unexpected {} frame on a call stream", frame_name(&other)),
+                };
+                let _ = replies.send(Outbound::Refused(error));
+                break;
+            }
+            Err(error) => {
+                // The stream's framing is lost: nothing after this can be read reliably.
+                let _ = replies.send(Outbound::Refused(error));
+                break;
+            }
+        }
+    }
+    drop(replies);
+    let _ = writer.await;
+}
+
+/// Writes replies as they come, batching the small ones and sending large ones on
+/// streams of their own.
+async fn write_replies(
+    conn: quinn::Connection,
+    mut send: quinn::SendStream,
+    mut rx: mpsc::UnboundedReceiver<Outbound>,
+) {
+    let mut batch = Vec::new();
+    let mut buf = BytesMut::new();
+    while rx.recv_many(&mut batch, 1024).await > 0 {
+        for outbound in batch.drain(..) {
+            let (call_id, payload) = match outbound {
+                Outbound::Reply { call_id, payload } => (call_id, payload),
+                Outbound::Refused(error) => {
+                    let _ = encode_frame(&Frame::Refused { error }, &mut buf);
+                    continue;
+                }
+            };
+            let frame = Frame::Reply {
+                call_id,
+                payload: Bytes::from(payload),
+            };
+            if let Frame::Reply { payload, .. } = &frame
+                && payload.len() > OUT_OF_BAND_REPLY_BYTES
+            {
+                let conn = conn.clone();
+                tokio::spawn(async move { write_out_of_band(conn, frame).await });
+                continue;
+            }
+            if let Err(error) = encode_frame(&frame, &mut buf) {
+                let failed = Frame::Reply {
+                    call_id,
+                    payload: Bytes::from(encode_error(error)),
+                };
+                let _ = encode_frame(&failed, &mut buf);
+            }
+        }
+        if send.write_all(&buf).await.is_err() {
+            return;
+        }
+        buf.clear();
+    }
+    let _ = send.finish();
+}
+
+fn encode_error(error: Error) -> Vec<u8> {
+    let err: Result<(), Error> = Err(error);
+    kt_core::codec::encode(&err, "an error reply").unwrap_or_default()
+}
+
+async fn write_out_of_band(conn: quinn::Connection, frame: Frame) {
+    let mut buf = BytesMut::new();
+    if let Frame::Reply { call_id, .. } = &frame
+        && let Err(error) = encode_frame(&frame, &mut buf)
+    {
+        buf.clear();
+        let failed = Frame::Reply {
+            call_id: *call_id,
+            payload: Bytes::from(encode_error(error)),
+        };
+        if encode_frame(&failed, &mut buf).is_err() {
+            return;
+        }
+    }
+    if let Ok(mut send) = conn.open_uni().await
+        && send.write_all(&buf).await.is_ok()
+    {
+        let _ = send.finish();
+    }
+}

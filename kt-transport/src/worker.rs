@@ -1,0 +1,223 @@
+//! Worker mode: the user's own binary, started by a backend, hosting one actor.
+//!
+//! A backend starts the binary with `KT_WORKER=1` in its environment and writes a
+//! [`WorkerConfig`] (the actor's type name, encoded constructor arguments, options, and
+//! the worker's TLS identity) to its stdin. `#[kt::main]` (or [`serve_if_worker`] as the
+//! first line of `main`, or `#[kt::test]` in test binaries) sees the variable and serves
+//! instead of running the program: it builds the actor by type name from the registry,
+//! dials the driver, reports in, and serves calls until the actor stops.
+//!
+//! A worker of an owned actor exits as soon as its driver is gone — its stdin pipe, which
+//! only the driver holds open, reads end-of-file even when the driver was killed with
+//! SIGKILL — so no orphan outlives its driver. A detached actor's worker ignores its
+//! driver and lives until the actor is killed.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use kt_core::{DeathCause, ErasedActor, Error, Lifetime, SpawnOptions, registry};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio_util::codec::FramedRead;
+
+use crate::endpoint::Node;
+use crate::frame::{Frame, PROTOCOL_VERSION, codec, encode_frame, max_message_bytes};
+use crate::serve::next_frame;
+use crate::tls::Identity;
+
+/// The environment variable that puts a binary in worker mode.
+pub const WORKER_ENV: &str = "KT_WORKER";
+
+/// Everything a worker needs, sent on its stdin (never through the environment, which
+/// other users can read in `/proc`).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WorkerConfig {
+    /// The driver's protocol version.
+    pub version: u16,
+    /// Identifies this worker's hello to the driver.
+    pub token: u64,
+    /// The driver's node address.
+    pub driver: String,
+    /// This worker's TLS identity, signed by the session CA.
+    pub identity: Identity,
+    /// The registered type name of the actor to host.
+    pub type_name: String,
+    /// The MessagePack encoding of the constructor's arguments.
+    pub args: Bytes,
+    /// How to run the actor.
+    pub options: SpawnOptions,
+}
+
+/// True when this process was started by a kt backend to host an actor.
+pub fn is_worker() -> bool {
+    std::env::var_os(WORKER_ENV).is_some()
+}
+
+/// In worker mode, serves the actor this process was started for and exits; otherwise
+/// returns at once. Call it first thing in `main` when not using `#[kt::main]`.
+pub fn serve_if_worker() {
+    if !is_worker() {
+        return;
+    }
+    let code = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(async { runtime_worker().await }),
+        Err(error) => {
+            eprintln!("kt worker: could not start the tokio runtime: {error}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+async fn runtime_worker() -> i32 {
+    match tokio::spawn(run_worker(tokio::io::stdin())).await {
+        Ok(Ok(())) => 0,
+        Ok(Err(error)) => {
+            eprintln!("kt worker: {error}");
+            1
+        }
+        Err(join) => {
+            eprintln!("kt worker: {join}");
+            1
+        }
+    }
+}
+
+/// Reads one length-delimited config frame.
+async fn read_config(stdin: &mut (impl AsyncRead + Unpin)) -> Result<WorkerConfig, Error> {
+    let protocol = |e: std::io::Error| Error::Protocol {
+        message: format!("reading the worker config: {e}"),
+    };
+    let len = stdin.read_u32().await.map_err(protocol)? as usize;
+    if len > max_message_bytes() + 65536 {
+        return Err(Error::MessageTooLarge {
+            size: len,
+            limit: max_message_bytes(),
+        });
+    }
+    let mut body = vec![0u8; len];
+    stdin.read_exact(&mut body).await.map_err(protocol)?;
+    kt_core::codec::decode(&body, "the worker config")
+}
+
+/// Writes a config frame for a worker's stdin.
+pub(crate) fn encode_config(config: &WorkerConfig) -> Result<Vec<u8>, Error> {
+    let body = kt_core::codec::encode(config, "the worker config")?;
+    let mut out = (body.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// What ends a worker.
+enum End {
+    ActorStopped(DeathCause),
+    Released,
+    DriverGone,
+}
+
+async fn run_worker(mut stdin: impl AsyncRead + Unpin + Send + 'static) -> Result<(), Error> {
+    let config = read_config(&mut stdin).await?;
+    if config.version != PROTOCOL_VERSION {
+        return Err(Error::Protocol {
+            message: format!("driver speaks version {}", config.version),
+        });
+    }
+    let node = Node::install(&config.identity)?;
+    let detached = config.options.lifetime == Lifetime::Detached;
+    let spawned = registry::spawn_by_name(
+        &config.type_name,
+        Arc::from(config.args.to_vec()),
+        config.options,
+    )
+    .await;
+    let result = spawned
+        .as_ref()
+        .map_err(Clone::clone)
+        .and_then(|actor| node.export(actor));
+
+    let driver = config.driver.parse().map_err(|e| Error::Protocol {
+        message: format!("bad driver address: {e}"),
+    })?;
+    let peer = node.peer(driver).await?;
+    let (mut control, events) = peer
+        .conn
+        .open_bi()
+        .await
+        .map_err(|e| unavailable(&config.driver, e))?;
+    let mut buf = BytesMut::new();
+    encode_frame(
+        &Frame::Hello {
+            version: PROTOCOL_VERSION,
+            token: config.token,
+            result,
+        },
+        &mut buf,
+    )?;
+    control
+        .write_all(&buf)
+        .await
+        .map_err(|e| unavailable(&config.driver, e))?;
+    let Ok(owner) = spawned else {
+        node.shutdown().await;
+        return Ok(());
+    };
+
+    let end = watch_for_end(&owner, events, stdin, detached).await;
+    let cause = match end {
+        End::ActorStopped(cause) => cause,
+        End::Released => {
+            let stopped = owner.stopped();
+            drop(owner);
+            stopped.await
+        }
+        End::DriverGone => {
+            owner.kill();
+            DeathCause::Killed
+        }
+    };
+    buf.clear();
+    if encode_frame(&Frame::Gone { cause }, &mut buf).is_ok() {
+        let _ = control.write_all(&buf).await;
+        let _ = control.finish();
+    }
+    node.shutdown().await;
+    Ok(())
+}
+
+fn unavailable(driver: &str, error: impl std::fmt::Display) -> Error {
+    Error::Unavailable {
+        target: format!("driver {driver}"),
+        message: error.to_string(),
+    }
+}
+
+async fn watch_for_end(
+    actor: &ErasedActor,
+    events: quinn::RecvStream,
+    mut stdin: impl AsyncRead + Unpin,
+    detached: bool,
+) -> End {
+    let stopped = actor.stopped();
+    let driver_control = async {
+        let mut frames = FramedRead::new(events, codec(max_message_bytes()));
+        loop {
+            match next_frame(&mut frames).await {
+                Some(Ok(Frame::Release)) => return End::Released,
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return End::DriverGone,
+            }
+        }
+    };
+    let stdin_closed = async {
+        let mut sink = [0u8; 256];
+        while matches!(stdin.read(&mut sink).await, Ok(n) if n > 0) {}
+    };
+    tokio::select! {
+        cause = stopped => End::ActorStopped(cause),
+        end = driver_control, if !detached => end,
+        () = stdin_closed, if !detached => End::DriverGone,
+    }
+}

@@ -83,6 +83,16 @@ pub mod __private {
                 std::process::exit(1)
             }
         };
+        kt_transport::use_runtime(runtime.handle().clone());
+        run_as_task(&runtime, body)
+    }
+
+    /// Runs `body` as a task of `runtime` and waits for it; a panic in it resumes here.
+    fn run_as_task<F>(runtime: &tokio::runtime::Runtime, body: F) -> F::Output
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
         match runtime.block_on(runtime.spawn(body)) {
             Ok(output) => output,
             Err(join_error) => match join_error.try_into_panic() {
@@ -111,7 +121,22 @@ pub mod __private {
                 .map(String::from)
                 .to_vec(),
         );
-        block_on_main(body)
+        // One runtime for every test of the binary: actors, connections and worker
+        // processes started by one test may outlive it (the transport's node does).
+        static TEST_RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> =
+            std::sync::OnceLock::new();
+        let runtime =
+            TEST_RUNTIME.get_or_init(|| {
+                match tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(error) => panic!("kt: could not start the test runtime: {error}"),
+                }
+            });
+        kt_transport::use_runtime(runtime.handle().clone());
+        run_as_task(runtime, body)
     }
 }
 

@@ -6,7 +6,7 @@ mod support;
 use std::sync::Arc;
 
 use kt::prelude::*;
-use support::Counter;
+use support::{Counter, probe};
 
 fn assert_handle_traits<T: Clone + Send + Sync + 'static>() {}
 
@@ -22,7 +22,7 @@ async fn one_callers_calls_keep_their_order_through_a_tiny_mailbox() {
         Arc::new(kt::InProcess) as Arc<dyn kt::Placement>,
         Arc::new(kt::Loopback),
     ] {
-        let c = Counter::spawn(0, "parking-one".into())
+        let c = Counter::spawn(0, "parking-one".into(), probe().await)
             .mailbox_capacity(2)
             .on(placement)
             .await
@@ -35,7 +35,7 @@ async fn one_callers_calls_keep_their_order_through_a_tiny_mailbox() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_of_several_callers_keeps_its_own_order() {
-    let c = Counter::spawn(0, "parking-many".into())
+    let c = Counter::spawn(0, "parking-many".into(), probe().await)
         .mailbox_capacity(3)
         .on(Arc::new(kt::InProcess))
         .await

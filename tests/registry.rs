@@ -8,18 +8,19 @@ use std::sync::Arc;
 use kt::codec;
 use kt::prelude::*;
 use kt::registry;
-use support::Counter;
+use support::Accumulator;
 
-fn counter_type() -> &'static str {
-    <Counter as kt::Actor>::TYPE_NAME
+fn accumulator_type() -> &'static str {
+    <Accumulator as kt::Actor>::TYPE_NAME
 }
 
 #[test]
 fn every_actor_type_registers_under_its_module_path() {
     let types = registry::registered_types();
-    assert_eq!(counter_type(), "registry::support::Counter");
+    assert_eq!(accumulator_type(), "registry::support::Accumulator");
     for name in [
         "registry::support::Counter",
+        "registry::support::Accumulator",
         "registry::support::Holder",
         "registry::support::Other",
     ] {
@@ -29,13 +30,14 @@ fn every_actor_type_registers_under_its_module_path() {
 
 #[tokio::test]
 async fn an_actor_is_built_from_its_type_name_and_encoded_arguments() {
-    let args = codec::encode(&(41u64, "registry-build".to_string()), "args").unwrap();
-    let actor = registry::spawn_by_name(counter_type(), Arc::from(args), SpawnOptions::default())
-        .await
-        .unwrap();
-    assert_eq!(actor.call::<_, u64>("increment", &()).await.unwrap(), 42);
-    let typed = ActorRef::<Counter>::from_erased(actor.clone()).unwrap();
-    assert_eq!(typed.get().await.unwrap(), 42);
+    let args = codec::encode(&(41u64,), "args").unwrap();
+    let actor =
+        registry::spawn_by_name(accumulator_type(), Arc::from(args), SpawnOptions::default())
+            .await
+            .unwrap();
+    assert_eq!(actor.call::<_, u64>("add", &(1u64,)).await.unwrap(), 42);
+    let typed = ActorRef::<Accumulator>::from_erased(actor.clone()).unwrap();
+    assert_eq!(typed.total().await.unwrap(), 42);
     assert!(matches!(
         ActorRef::<support::Other>::from_erased(actor),
         Err(Error::WrongActorType { .. })
@@ -54,9 +56,13 @@ async fn unknown_types_and_bad_constructor_bytes_are_clear_errors() {
     assert!(err.to_string().contains("#[kt::actor]"));
 
     let wrong = codec::encode(&("not a number", 3u8), "args").unwrap();
-    let err = registry::spawn_by_name(counter_type(), Arc::from(wrong), SpawnOptions::default())
-        .await
-        .unwrap_err();
+    let err = registry::spawn_by_name(
+        accumulator_type(),
+        Arc::from(wrong),
+        SpawnOptions::default(),
+    )
+    .await
+    .unwrap_err();
     assert!(
         matches!(&err, Error::Decode { what, .. } if what.contains("constructor arguments")),
         "{err:?}"
@@ -65,10 +71,11 @@ async fn unknown_types_and_bad_constructor_bytes_are_clear_errors() {
 
 #[tokio::test]
 async fn malformed_calls_get_errors_and_the_actor_keeps_serving() {
-    let args = codec::encode(&(1u64, "registry-malformed".to_string()), "args").unwrap();
-    let actor = registry::spawn_by_name(counter_type(), Arc::from(args), SpawnOptions::default())
-        .await
-        .unwrap();
+    let args = codec::encode(&(1u64,), "args").unwrap();
+    let actor =
+        registry::spawn_by_name(accumulator_type(), Arc::from(args), SpawnOptions::default())
+            .await
+            .unwrap();
 
     let decode_reply = |bytes: Vec<u8>| codec::decode::<kt::Result<u64>>(&bytes, "reply").unwrap();
     let unknown = decode_reply(actor.call_encoded("no_such_method", &[]).await.unwrap());
@@ -79,35 +86,30 @@ async fn malformed_calls_get_errors_and_the_actor_keeps_serving() {
 
     let garbage = decode_reply(
         actor
-            .call_encoded("checked_sub", &[0xc1, 0xff, 0x13])
+            .call_encoded("add", &[0xc1, 0xff, 0x13])
             .await
             .unwrap(),
     );
     assert!(matches!(garbage, Err(Error::Decode { .. })), "{garbage:?}");
 
     let wrong_types = codec::encode(&("seven",), "args").unwrap();
-    let wrong = decode_reply(
-        actor
-            .call_encoded("checked_sub", &wrong_types)
-            .await
-            .unwrap(),
-    );
+    let wrong = decode_reply(actor.call_encoded("add", &wrong_types).await.unwrap());
     match wrong {
-        Err(Error::Decode { what, .. }) => assert!(what.contains("checked_sub"), "{what}"),
+        Err(Error::Decode { what, .. }) => assert!(what.contains("::add"), "{what}"),
         other => panic!("expected a decode error, got {other:?}"),
     }
 
     let truncated = codec::encode(&(5u64,), "args").unwrap();
     let short = decode_reply(
         actor
-            .call_encoded("checked_sub", &truncated[..truncated.len() - 1])
+            .call_encoded("add", &truncated[..truncated.len() - 1])
             .await
             .unwrap(),
     );
     assert!(matches!(short, Err(Error::Decode { .. })), "{short:?}");
 
     assert_eq!(
-        actor.call::<_, u64>("increment", &()).await.unwrap(),
+        actor.call::<_, u64>("add", &(1u64,)).await.unwrap(),
         2,
         "still serving"
     );

@@ -56,6 +56,8 @@ pub(crate) struct HelloStream {
 /// This process's endpoint.
 pub struct Node {
     me: Weak<Node>,
+    /// Where the node's own tasks run (see [`use_runtime`]).
+    pub(crate) runtime: tokio::runtime::Handle,
     endpoint: quinn::Endpoint,
     address: SocketAddr,
     ca: Option<ClusterCa>,
@@ -63,9 +65,61 @@ pub struct Node {
     peers: Mutex<HashMap<SocketAddr, Arc<OnceCell<Arc<Peer>>>>>,
     routes: Mutex<HashMap<(String, u64), Weak<RemoteRoute>>>,
     hellos: Mutex<HashMap<u64, oneshot::Sender<HelloStream>>>,
+    /// On a worker: fires when the driver releases the hosted actor.
+    releases: Mutex<HashMap<u64, oneshot::Sender<()>>>,
+    /// Set when the process is about to exit: call streams stop taking calls.
+    draining: tokio::sync::watch::Sender<bool>,
+    /// How many call streams are still being served.
+    serving: Arc<tokio::sync::watch::Sender<usize>>,
+}
+
+/// Counts one call stream as served until dropped.
+pub(crate) struct Serving(Arc<tokio::sync::watch::Sender<usize>>);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
 }
 
 static GLOBAL: Mutex<Option<Arc<Node>>> = Mutex::new(None);
+
+static RUNTIME: std::sync::OnceLock<tokio::runtime::Handle> = std::sync::OnceLock::new();
+
+/// Tells the transport which runtime lives as long as the process (`#[kt::main]`'s, or the
+/// runtime shared by `#[kt::test]`s), so the node's tasks run there. Without it the node
+/// gets a runtime of its own on a background thread.
+pub fn use_runtime(runtime: tokio::runtime::Handle) {
+    let _ = RUNTIME.set(runtime);
+}
+
+/// The runtime the node's tasks run on: it must outlive every caller's runtime.
+fn node_runtime() -> Result<tokio::runtime::Handle, TransportError> {
+    if let Some(handle) = RUNTIME.get() {
+        return Ok(handle.clone());
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("kt-node".into())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => {
+                    let _ = tx.send(Ok(runtime.handle().clone()));
+                    runtime.block_on(std::future::pending::<()>());
+                }
+                Err(error) => {
+                    let _ = tx.send(Err(TransportError::Io(error.to_string())));
+                }
+            }
+        })
+        .map_err(|e| TransportError::Io(e.to_string()))?;
+    let handle = rx.recv().map_err(|e| TransportError::Io(e.to_string()))??;
+    Ok(RUNTIME.get_or_init(|| handle).clone())
+}
 
 impl Node {
     /// This process's node, started on first use (as a driver, with a fresh session CA).
@@ -83,6 +137,9 @@ impl Node {
 
     /// Starts this process's node with an identity given by its driver (worker mode).
     pub fn install(identity: &Identity) -> Result<Arc<Node>, TransportError> {
+        if let Ok(current) = tokio::runtime::Handle::try_current() {
+            use_runtime(current);
+        }
         let node = Node::start(identity, None)?;
         *lock(&GLOBAL) = Some(node.clone());
         Ok(node)
@@ -90,6 +147,8 @@ impl Node {
 
     /// Starts a node on loopback with `identity`; `ca` lets it issue identities to workers.
     pub fn start(identity: &Identity, ca: Option<ClusterCa>) -> Result<Arc<Node>, TransportError> {
+        let runtime = node_runtime()?;
+        let _in_runtime = runtime.enter();
         let bind = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
         let mut endpoint = quinn::Endpoint::server(identity.server_config()?, bind)
             .map_err(|e| TransportError::Io(e.to_string()))?;
@@ -99,6 +158,7 @@ impl Node {
             .map_err(|e| TransportError::Io(e.to_string()))?;
         let node = Arc::new_cyclic(|me| Node {
             me: me.clone(),
+            runtime: runtime.clone(),
             endpoint,
             address,
             ca,
@@ -106,9 +166,12 @@ impl Node {
             peers: Mutex::new(HashMap::new()),
             routes: Mutex::new(HashMap::new()),
             hellos: Mutex::new(HashMap::new()),
+            releases: Mutex::new(HashMap::new()),
+            draining: tokio::sync::watch::channel(false).0,
+            serving: Arc::new(tokio::sync::watch::channel(0).0),
         });
         let acceptor = node.clone();
-        tokio::spawn(async move { acceptor.accept_loop().await });
+        runtime.spawn(async move { acceptor.accept_loop().await });
         Ok(node)
     }
 
@@ -136,7 +199,7 @@ impl Node {
             let node = self.me.clone();
             let stopped = actor.stopped();
             let id = label.id;
-            tokio::spawn(async move {
+            self.runtime.spawn(async move {
                 stopped.await;
                 if let Some(node) = node.upgrade() {
                     lock(&node.exports).remove(&id);
@@ -213,17 +276,11 @@ impl Node {
         Ok(peer.clone())
     }
 
-    /// Keeps an incoming connection as the way to reach its peer (the peer's socket is
-    /// also its listening address).
-    fn adopt(self: &Arc<Self>, conn: quinn::Connection) -> Arc<Peer> {
-        let peer = Peer::new(self.clone(), conn.clone());
-        let mut peers = lock(&self.peers);
-        let cell = peers.entry(conn.remote_address()).or_default();
-        match cell.get() {
-            Some(existing) if existing.conn.close_reason().is_none() => {}
-            _ => *cell = Arc::new(OnceCell::new_with(Some(peer.clone()))),
-        }
-        peer
+    /// Serves an incoming connection. It is not reused for calls to that peer: calls go
+    /// out on connections this node opens itself, so each connection carries streams
+    /// opened by its client only.
+    fn adopt(self: &Arc<Self>, conn: quinn::Connection) {
+        Peer::new(self.clone(), conn);
     }
 
     async fn accept_loop(self: Arc<Self>) {
@@ -241,16 +298,45 @@ impl Node {
         }
     }
 
+    /// On a worker: the receiver fires when the driver releases the hosted actor.
+    pub(crate) fn on_release(&self, actor_id: u64) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        lock(&self.releases).insert(actor_id, tx);
+        rx
+    }
+
+    pub(crate) fn release_hosted(&self, actor_id: u64) {
+        if let Some(release) = lock(&self.releases).remove(&actor_id) {
+            let _ = release.send(());
+        }
+    }
+
     pub(crate) fn deliver_hello(&self, token: u64, hello: HelloStream) {
         if let Some(waiter) = lock(&self.hellos).remove(&token) {
             let _ = waiter.send(hello);
         }
     }
 
-    /// Closes the endpoint, giving peers a moment to receive what was already sent.
+    /// Closes the endpoint after finishing every call stream (each caller has read its
+    /// replies to the end), bounded to a few seconds.
     pub async fn shutdown(&self) {
+        self.draining.send_replace(true);
+        let mut serving = self.serving.subscribe();
+        let drained = serving.wait_for(|streams| *streams == 0);
+        let _ = tokio::time::timeout(Duration::from_secs(3), drained).await;
         self.endpoint.close(quinn::VarInt::from_u32(0), b"bye");
         let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+    }
+
+    /// Counts a call stream as served while the guard lives.
+    pub(crate) fn serving(&self) -> Serving {
+        self.serving.send_modify(|n| *n += 1);
+        Serving(self.serving.clone())
+    }
+
+    /// Becomes true when the process is about to exit.
+    pub(crate) fn draining(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.draining.subscribe()
     }
 }
 
@@ -271,8 +357,9 @@ impl Peer {
             pending: Mutex::new(HashMap::new()),
         });
         let reader = peer.clone();
-        tokio::spawn(async move { reader.read_out_of_band_replies().await });
-        tokio::spawn(async move {
+        let runtime = node.runtime.clone();
+        runtime.spawn(async move { reader.read_out_of_band_replies().await });
+        runtime.spawn(async move {
             while let Ok((send, recv)) = conn.accept_bi().await {
                 let node = node.clone();
                 let conn = conn.clone();

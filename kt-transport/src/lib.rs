@@ -30,7 +30,7 @@ mod serve;
 pub mod tls;
 pub mod worker;
 
-pub use endpoint::Node;
+pub use endpoint::{Node, use_runtime};
 pub use local::{LocalProcess, set_worker_args};
 pub use route::RemoteRoute;
 pub use worker::{is_worker, serve_if_worker};

@@ -7,19 +7,19 @@
 
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use kt_core::{
-    DeathCause, ErasedActor, Error, Lifetime, OwnerGuard, Placed, Placement, Release, SpawnRequest,
+    DeathCause, ErasedActor, Error, Lifetime, OwnerGuard, Placed, Placement, SpawnRequest,
 };
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, Command};
 
 use crate::endpoint::{HelloStream, Node};
-use crate::frame::{Frame, PROTOCOL_VERSION, encode_frame};
+use crate::frame::{Frame, PROTOCOL_VERSION};
 use crate::route::{RemoteRoute, RouteState};
 use crate::serve::next_frame;
 use crate::worker::{WORKER_ENV, WorkerConfig, encode_config};
@@ -79,7 +79,12 @@ async fn spawn_worker(request: SpawnRequest) -> kt_core::Result<Placed> {
     };
     let detached = request.options.lifetime == Lifetime::Detached;
     let hello = node.expect_hello(token);
-    let mut child = start_child(type_name, detached)?;
+    // The child is reaped, and its output read, by the node's long-lived runtime.
+    let runtime = node.runtime.clone();
+    let mut child = {
+        let _in_runtime = runtime.enter();
+        start_child(type_name, detached)?
+    };
     let mut stdin = child
         .stdin
         .take()
@@ -101,14 +106,22 @@ async fn spawn_worker(request: SpawnRequest) -> kt_core::Result<Placed> {
         .name
         .as_deref()
         .unwrap_or(short_name(type_name));
-    forward_output(&mut child, name);
+    forward_output(&runtime, &mut child, name);
 
+    let mut hello = hello;
     let reported = tokio::select! {
-        hello = hello => hello.map_err(|_| start_failed(type_name, "the driver stopped waiting")),
-        status = child.wait() => Err(start_failed(type_name, match status {
-            Ok(status) => format!("the worker exited ({status}) before reporting in; its output is above"),
-            Err(e) => e.to_string(),
-        })),
+        biased;
+        hello = &mut hello => hello.map_err(|_| start_failed(type_name, "the driver stopped waiting")),
+        status = child.wait() => {
+            // A report may still be in flight from a worker that exited right after it.
+            match tokio::time::timeout(Duration::from_millis(500), &mut hello).await {
+                Ok(Ok(hello)) => Ok(hello),
+                _ => Err(start_failed(type_name, match status {
+                    Ok(status) => format!("the worker exited ({status}) before reporting in; its output is above"),
+                    Err(e) => e.to_string(),
+                })),
+            }
+        }
         () = tokio::time::sleep(START_TIMEOUT) => Err(start_failed(type_name, "the worker did not report in within 60 s")),
     };
     let HelloStream {
@@ -134,10 +147,15 @@ async fn spawn_worker(request: SpawnRequest) -> kt_core::Result<Placed> {
     });
     let route = RemoteRoute::new(node, address, true, Some(killer));
     let state = route.state().clone();
-    tokio::spawn(watch_child(child, stdin, state.clone()));
-    tokio::spawn(watch_events(events, state));
-    let owner =
-        (!detached).then(|| Arc::new(OwnerGuard::new(Arc::new(ReleaseOverControl::new(control)))));
+    runtime.spawn(watch_child(child, stdin, state.clone()));
+    runtime.spawn(watch_events(events, state));
+    // The control stream stays open (unused) for the worker's life: its end tells the
+    // worker that the driver is gone.
+    runtime.spawn(async move {
+        let control = control;
+        let _ = control.stopped().await;
+    });
+    let owner = (!detached).then(|| Arc::new(OwnerGuard::new(route.releaser())));
     Ok(Placed::elsewhere(ErasedActor::new(route, owner)))
 }
 
@@ -169,11 +187,11 @@ fn start_child(type_name: &str, detached: bool) -> kt_core::Result<Child> {
 }
 
 /// Prints the worker's output lines prefixed with the actor's name and pid, as Ray does.
-fn forward_output(child: &mut Child, name: &str) {
+fn forward_output(runtime: &tokio::runtime::Handle, child: &mut Child, name: &str) {
     let prefix = format!("({name} pid={})", child.id().unwrap_or(0));
     if let Some(stdout) = child.stdout.take() {
         let prefix = prefix.clone();
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             let mut lines = tokio::io::BufReader::new(stdout).lines();
             while let Ok(Some(line)) = lines.next_line().await {
                 println!("{prefix} {line}");
@@ -181,7 +199,7 @@ fn forward_output(child: &mut Child, name: &str) {
         });
     }
     if let Some(stderr) = child.stderr.take() {
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             let mut lines = tokio::io::BufReader::new(stderr).lines();
             while let Ok(Some(line)) = lines.next_line().await {
                 eprintln!("{prefix} {line}");
@@ -200,6 +218,11 @@ async fn watch_child(mut child: Child, stdin: ChildStdin, state: Arc<RouteState>
         },
     };
     drop(stdin);
+    if state.was_reported() {
+        // The worker reported why it stopped and finished its streams before exiting:
+        // replies still being read are answers, not losses.
+        state.replies_read(Duration::from_secs(2)).await;
+    }
     state.die_and_fail(cause);
 }
 
@@ -218,46 +241,9 @@ async fn watch_events(events: crate::serve::Frames, state: Arc<RouteState>) {
     let mut events = events;
     while let Some(frame) = next_frame(&mut events).await {
         if let Ok(Frame::Gone { cause }) = frame {
-            state.die_and_fail(cause);
-        }
-    }
-}
-
-/// Tells the worker that the driver's last owning handle is gone.
-struct ReleaseOverControl {
-    control: Mutex<Option<quinn::SendStream>>,
-}
-
-impl ReleaseOverControl {
-    fn new(control: quinn::SendStream) -> Self {
-        ReleaseOverControl {
-            control: Mutex::new(Some(control)),
-        }
-    }
-}
-
-impl Release for ReleaseOverControl {
-    fn release(&self) {
-        let control = self
-            .control
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        let Some(mut control) = control else { return };
-        let mut buf = BytesMut::new();
-        if encode_frame(&Frame::Release, &mut buf).is_err() {
-            return;
-        }
-        let send = async move {
-            let _ = control.write_all(&buf).await;
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn(send);
-            }
-            Err(_) => tracing::warn!(
-                "a handle was dropped outside a tokio runtime; its worker stops with the driver"
-            ),
+            // New calls fail from now on; calls already sent keep waiting for the replies
+            // the worker is still flushing (the process watcher fails what is left).
+            state.report(cause);
         }
     }
 }

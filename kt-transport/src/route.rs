@@ -26,6 +26,9 @@ use crate::frame::{Frame, PROTOCOL_VERSION, codec, decode_frame, encode_frame, m
 /// How many calls a route queues before callers wait (rule B1).
 const ROUTE_QUEUE: usize = 4096;
 
+/// How long a watched route waits for its backend to say why the connection broke.
+const VERDICT_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The most calls written in one batch.
 const MAX_BATCH: usize = 1024;
 
@@ -40,9 +43,33 @@ pub(crate) struct RouteState {
     finished: watch::Sender<Option<DeathCause>>,
     /// The connection the route's calls are pending on, once connected.
     peer: OnceLock<std::sync::Weak<Peer>>,
+    /// True once the route's reply stream has ended (every reply sent was read).
+    replies_done: watch::Sender<bool>,
+    /// True once the actor's worker reported why it stopped (it then exits cleanly,
+    /// after finishing its streams).
+    reported: std::sync::atomic::AtomicBool,
 }
 
 impl RouteState {
+    /// Records the cause the actor's worker reported; calls already sent keep waiting for
+    /// the replies it is still flushing.
+    pub(crate) fn report(&self, cause: DeathCause) {
+        self.reported
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.die(cause);
+    }
+
+    /// True once the actor's worker reported why it stopped.
+    pub(crate) fn was_reported(&self) -> bool {
+        self.reported.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Waits (bounded) until every reply the actor's process sent has been read.
+    pub(crate) async fn replies_read(&self, within: std::time::Duration) {
+        let mut done = self.replies_done.subscribe();
+        let _ = tokio::time::timeout(within, done.wait_for(|done| *done)).await;
+    }
+
     /// Fails every call of this route still waiting for a reply.
     pub(crate) fn fail_pending(self: &Arc<Self>) {
         if let Some(peer) = self.peer.get().and_then(std::sync::Weak::upgrade) {
@@ -80,10 +107,18 @@ impl RouteState {
         self.finished.send_replace(self.death.get().cloned());
     }
 
-    fn lost_connection(&self, message: String) {
-        if !self.watched {
-            self.die(DeathCause::ConnectionLost { message });
+    /// The connection is gone: decides the actor's fate. A watched route waits (briefly)
+    /// for the backend's verdict — the exit code, the signal, or the worker's own report —
+    /// so that callers learn why, not just that the connection broke.
+    async fn settle_lost_connection(&self, message: String) {
+        if self.watched {
+            let mut finished = self.finished.subscribe();
+            let verdict = tokio::time::timeout(VERDICT_GRACE, finished.wait_for(Option::is_some));
+            if verdict.await.is_ok() {
+                return;
+            }
         }
+        self.die(DeathCause::ConnectionLost { message });
     }
 
     fn refuse(&self, error: Error) {
@@ -93,13 +128,15 @@ impl RouteState {
         }));
     }
 
-    fn is_dead(&self) -> bool {
+    pub(crate) fn is_dead(&self) -> bool {
         self.death.get().is_some() || self.refused.get().is_some()
     }
 }
 
 /// One item of a route's outgoing queue.
 enum Outgoing {
+    /// The last owning handle is gone: sent behind every call already made (rule L1).
+    Release,
     Call {
         method: String,
         payload: Bytes,
@@ -133,6 +170,8 @@ impl RemoteRoute {
             watched,
             finished: watch::channel(None).0,
             peer: OnceLock::new(),
+            replies_done: watch::channel(false).0,
+            reported: std::sync::atomic::AtomicBool::new(false),
         });
         let reason_state = state.clone();
         let undeliverable = Undeliverable {
@@ -143,11 +182,11 @@ impl RemoteRoute {
             },
             reason: Box::new(move || reason_state.gone()),
         };
-        let runtime = tokio::runtime::Handle::current();
-        let (outgoing, rx) = OrderedSender::new(ROUTE_QUEUE, runtime, undeliverable);
+        let runtime = node.runtime.clone();
+        let (outgoing, rx) = OrderedSender::new(ROUTE_QUEUE, runtime.clone(), undeliverable);
         let task_state = state.clone();
         let target = address.clone();
-        tokio::spawn(async move { run_route(node, task_state, target, rx).await });
+        runtime.spawn(async move { run_route(node, task_state, target, rx).await });
         Arc::new(RemoteRoute {
             address,
             state,
@@ -158,6 +197,25 @@ impl RemoteRoute {
 
     pub(crate) fn state(&self) -> &Arc<RouteState> {
         &self.state
+    }
+
+    /// What releases the actor when the driver's last owning handle drops: a `Release`
+    /// frame queued behind the calls already sent on this route.
+    pub(crate) fn releaser(&self) -> Arc<dyn kt_core::Release> {
+        Arc::new(ReleaseOnRoute {
+            outgoing: self.outgoing.clone(),
+        })
+    }
+}
+
+/// Sends `Release` on a route; keeps the route's queue open until it has.
+struct ReleaseOnRoute {
+    outgoing: Arc<OrderedSender<Outgoing>>,
+}
+
+impl kt_core::Release for ReleaseOnRoute {
+    fn release(&self) {
+        let _ = self.outgoing.send(Outgoing::Release);
     }
 }
 
@@ -248,14 +306,14 @@ async fn run_route(
     let peer = match peer {
         Ok(peer) => peer,
         Err(error) => {
-            state.lost_connection(error.to_string());
+            state.settle_lost_connection(error.to_string()).await;
             return fail_queued(&mut rx, state.gone());
         }
     };
     let (mut send, recv) = match peer.conn.open_bi().await {
         Ok(streams) => streams,
         Err(error) => {
-            state.lost_connection(error.to_string());
+            state.settle_lost_connection(error.to_string()).await;
             return fail_queued(&mut rx, state.gone());
         }
     };
@@ -277,7 +335,7 @@ async fn run_route(
             encode_outgoing(&peer, &state, item, &mut buf);
         }
         if let Err(error) = send.write_all(&buf).await {
-            state.lost_connection(error.to_string());
+            state.settle_lost_connection(error.to_string()).await;
             peer.fail_route(&state);
             return fail_queued(&mut rx, state.gone());
         }
@@ -294,6 +352,11 @@ fn encode_outgoing(peer: &Peer, state: &Arc<RouteState>, item: Outgoing, buf: &m
             reply,
         } => {
             let call_id = peer.register(reply, state.clone());
+            // Registered first, checked second: a death recorded before this point is seen
+            // here, and one recorded after it fails the call with the other pending ones.
+            if state.is_dead() {
+                return peer.fail_call(call_id, state.gone());
+            }
             if let Err(error) = encode_frame(
                 &Frame::Call {
                     call_id,
@@ -308,6 +371,9 @@ fn encode_outgoing(peer: &Peer, state: &Arc<RouteState>, item: Outgoing, buf: &m
         Outgoing::Kill => {
             let _ = encode_frame(&Frame::Kill, buf);
         }
+        Outgoing::Release => {
+            let _ = encode_frame(&Frame::Release, buf);
+        }
     }
 }
 
@@ -318,7 +384,7 @@ async fn read_replies(peer: Arc<Peer>, state: Arc<RouteState>, recv: quinn::Recv
         let body = match frame {
             Ok(body) => body,
             Err(error) => {
-                state.lost_connection(error.to_string());
+                state.settle_lost_connection(error.to_string()).await;
                 break;
             }
         };
@@ -337,7 +403,10 @@ async fn read_replies(peer: Arc<Peer>, state: Arc<RouteState>, recv: quinn::Recv
     }
     // The stream is over: unless a backend watching the process will say why, calls
     // still pending here can no longer be answered.
-    state.lost_connection("the call stream ended".into());
+    state.replies_done.send_replace(true);
+    state
+        .settle_lost_connection("the call stream ended".into())
+        .await;
     if state.is_dead() {
         peer.fail_route(&state);
     }

@@ -52,7 +52,7 @@ pub(crate) async fn serve_stream(
                 };
                 return refuse(&mut send, error).await;
             };
-            serve_calls(actor, conn, send, frames).await;
+            serve_calls(&node, actor, conn, send, frames).await;
         }
         Frame::Hello {
             version,
@@ -155,14 +155,24 @@ impl ReplySink for StreamReply {
 /// Runs the calls of one stream in order, each entering the actor's mailbox before the
 /// next frame is read, so a full mailbox slows the caller through QUIC flow control.
 async fn serve_calls(
+    node: &Node,
     actor: ErasedActor,
     conn: quinn::Connection,
     send: quinn::SendStream,
     mut frames: Frames,
 ) {
+    let _serving = node.serving();
+    let mut draining = node.draining();
     let (replies, replies_rx) = mpsc::unbounded_channel();
     let writer = tokio::spawn(write_replies(conn, send, replies_rx));
-    while let Some(frame) = next_frame(&mut frames).await {
+    loop {
+        // When the process is about to exit, stop taking calls and finish the replies.
+        let frame = tokio::select! {
+            biased;
+            frame = next_frame(&mut frames) => frame,
+            _ = draining.wait_for(|draining| *draining) => break,
+        };
+        let Some(frame) = frame else { break };
         match frame {
             Ok(Frame::Call {
                 call_id,
@@ -180,6 +190,7 @@ async fn serve_calls(
                 }
             }
             Ok(Frame::Kill) => actor.kill(),
+            Ok(Frame::Release) => node.release_hosted(actor.label().id),
             Ok(other) => {
                 let error = Error::Protocol {
                     message: format!("unexpected {} frame on a call stream", frame_name(&other)),
@@ -240,7 +251,10 @@ async fn write_replies(
         }
         buf.clear();
     }
+    // Finish the stream and wait until the caller has read it to the end, so that a
+    // worker about to exit loses no reply it has sent.
     let _ = send.finish();
+    let _ = send.stopped().await;
 }
 
 fn encode_error(error: Error) -> Vec<u8> {

@@ -25,6 +25,9 @@ use crate::frame::{Frame, PROTOCOL_VERSION, codec, encode_frame, max_message_byt
 use crate::serve::next_frame;
 use crate::tls::Identity;
 
+/// How long a worker that failed to start waits for its driver to read the report.
+const REPORT_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The environment variable that puts a binary in worker mode.
 pub const WORKER_ENV: &str = "KT_WORKER";
 
@@ -161,11 +164,20 @@ async fn run_worker(mut stdin: impl AsyncRead + Unpin + Send + 'static) -> Resul
         .await
         .map_err(|e| unavailable(&config.driver, e))?;
     let Ok(owner) = spawned else {
+        // Stay until the driver has read why (it closes the control stream), so that the
+        // report is not lost with the process.
+        control.finish().ok();
+        let mut events = FramedRead::new(events, codec(max_message_bytes()));
+        let _ = tokio::time::timeout(REPORT_GRACE, async {
+            while let Some(Ok(_)) = next_frame(&mut events).await {}
+        })
+        .await;
         node.shutdown().await;
         return Ok(());
     };
 
-    let end = watch_for_end(&owner, events, stdin, detached).await;
+    let released = node.on_release(owner.label().id);
+    let end = watch_for_end(&owner, events, released, stdin, detached).await;
     let cause = match end {
         End::ActorStopped(cause) => cause,
         End::Released => {
@@ -197,19 +209,15 @@ fn unavailable(driver: &str, error: impl std::fmt::Display) -> Error {
 async fn watch_for_end(
     actor: &ErasedActor,
     events: quinn::RecvStream,
+    released: tokio::sync::oneshot::Receiver<()>,
     mut stdin: impl AsyncRead + Unpin,
     detached: bool,
 ) -> End {
     let stopped = actor.stopped();
     let driver_control = async {
         let mut frames = FramedRead::new(events, codec(max_message_bytes()));
-        loop {
-            match next_frame(&mut frames).await {
-                Some(Ok(Frame::Release)) => return End::Released,
-                Some(Ok(_)) => continue,
-                Some(Err(_)) | None => return End::DriverGone,
-            }
-        }
+        while let Some(Ok(_)) = next_frame(&mut frames).await {}
+        End::DriverGone
     };
     let stdin_closed = async {
         let mut sink = [0u8; 256];
@@ -217,6 +225,7 @@ async fn watch_for_end(
     };
     tokio::select! {
         cause = stopped => End::ActorStopped(cause),
+        Ok(()) = released => End::Released,
         end = driver_control, if !detached => end,
         () = stdin_closed, if !detached => End::DriverGone,
     }

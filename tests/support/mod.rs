@@ -1,7 +1,10 @@
 //! Test actors and coordination helpers shared by the integration tests.
 //!
 //! Coordination between a test and an actor goes through named gates and gauges kept in
-//! statics (keyed by a tag unique to each test), so tests wait on events, never on time.
+//! statics of the test process (keyed by a tag unique to each test), so tests wait on
+//! events, never on time. Actors reach them through a [`Probe`] actor that lives in the
+//! test process and whose handle travels to them, so the same tests work when the actors
+//! run in other processes.
 
 #![allow(dead_code)]
 
@@ -91,17 +94,66 @@ pub enum CounterError {
     Underflow { value: u64, n: u64 },
 }
 
+/// The test process's side of coordination, callable from actors anywhere.
+#[kt::actor]
+pub struct Probe;
+
+#[kt::actor]
+impl Probe {
+    pub fn new() -> Self {
+        Probe
+    }
+
+    pub async fn wait_gate(&self, tag: String) {
+        wait_gate(&tag).await;
+    }
+
+    pub fn gauge_add(&self, tag: String, delta: i64) -> usize {
+        gauge_add(&tag, delta as isize)
+    }
+
+    pub fn record_stop(&self, tag: String, cause: DeathCause) {
+        record_stop(&tag, cause);
+    }
+}
+
+/// A probe for one test: many actors may wait on its gates at once. Handles that travel
+/// to other processes do not keep an actor alive, so the probe is also kept here until
+/// the test process ends.
+pub async fn probe() -> ActorRef<Probe> {
+    static KEEP: Mutex<Vec<ActorRef<Probe>>> = Mutex::new(Vec::new());
+    let probe = Probe::spawn()
+        .max_concurrency(1024)
+        .on(Arc::new(kt::InProcess))
+        .await
+        .expect("spawn the probe");
+    KEEP.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(probe.clone());
+    probe
+}
+
 /// The workhorse test actor.
 #[kt::actor]
 pub struct Counter {
     value: u64,
     tag: String,
+    probe: ActorRef<Probe>,
 }
 
 #[kt::actor]
 impl Counter {
-    pub fn new(start: u64, tag: String) -> Self {
-        Counter { value: start, tag }
+    pub fn new(start: u64, tag: String, probe: ActorRef<Probe>) -> Self {
+        Counter {
+            value: start,
+            tag,
+            probe,
+        }
+    }
+
+    /// The id of the process the actor runs in.
+    pub fn pid(&self) -> u32 {
+        std::process::id()
     }
 
     pub fn increment(&mut self) -> u64 {
@@ -140,8 +192,8 @@ impl Counter {
 
     /// Blocks the actor until the gate opens; the gauge of the same tag counts the waiters.
     pub async fn wait_for_gate(&mut self, gate: String) -> u64 {
-        gauge_add(&gate, 1);
-        wait_gate(&gate).await;
+        self.probe.gauge_add(gate.clone(), 1).await.expect("probe");
+        self.probe.wait_gate(gate).await.expect("probe");
         self.value
     }
 
@@ -159,8 +211,11 @@ impl Counter {
     }
 
     #[kt(on_stop)]
-    fn stopped(&mut self, cause: &DeathCause) {
-        record_stop(&self.tag, cause.clone());
+    async fn stopped(&mut self, cause: &DeathCause) {
+        let _ = self
+            .probe
+            .record_stop(self.tag.clone(), cause.clone())
+            .await;
     }
 }
 
@@ -168,15 +223,17 @@ impl Counter {
 #[kt::actor]
 pub struct Holder {
     tag: String,
+    probe: ActorRef<Probe>,
     in_flight: AtomicUsize,
     max_seen: AtomicUsize,
 }
 
 #[kt::actor]
 impl Holder {
-    pub fn new(tag: String) -> Self {
+    pub fn new(tag: String, probe: ActorRef<Probe>) -> Self {
         Holder {
             tag,
+            probe,
             in_flight: AtomicUsize::new(0),
             max_seen: AtomicUsize::new(0),
         }
@@ -185,14 +242,37 @@ impl Holder {
     pub async fn hold(&self) -> usize {
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_seen.fetch_max(now, Ordering::SeqCst);
-        gauge_add(&self.tag, 1);
-        wait_gate(&self.tag).await;
+        let tag = self.tag.clone();
+        self.probe.gauge_add(tag.clone(), 1).await.expect("probe");
+        self.probe.wait_gate(tag).await.expect("probe");
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
         now
     }
 
     pub fn max_seen(&self) -> usize {
         self.max_seen.load(Ordering::SeqCst)
+    }
+}
+
+/// A minimal actor built from plain arguments (no handles), for the encoded path.
+#[kt::actor]
+pub struct Accumulator {
+    total: u64,
+}
+
+#[kt::actor]
+impl Accumulator {
+    pub fn new(start: u64) -> Self {
+        Accumulator { total: start }
+    }
+
+    pub fn add(&mut self, n: u64) -> u64 {
+        self.total += n;
+        self.total
+    }
+
+    pub fn total(&self) -> u64 {
+        self.total
     }
 }
 
@@ -238,6 +318,12 @@ pub fn placement(backend: &str) -> Arc<dyn kt::Placement> {
     match backend {
         "in_process" => Arc::new(kt::InProcess),
         "loopback" => Arc::new(kt::Loopback),
+        "local_process" => Arc::new(kt::LocalProcess),
         other => panic!("unknown backend {other}"),
     }
+}
+
+/// True for backends that run the actor in this process.
+pub fn in_this_process(backend: &str) -> bool {
+    matches!(backend, "in_process" | "loopback")
 }

@@ -64,6 +64,12 @@ impl RouteState {
         self.reported.load(std::sync::atomic::Ordering::Acquire)
     }
 
+    /// Resolves once the actor is known to be dead (or its node refused the route).
+    async fn died(&self) {
+        let mut finished = self.finished.subscribe();
+        let _ = finished.wait_for(Option::is_some).await;
+    }
+
     /// Waits (bounded) until every reply the actor's process sent has been read.
     pub(crate) async fn replies_read(&self, within: std::time::Duration) {
         let mut done = self.replies_done.subscribe();
@@ -297,21 +303,28 @@ async fn run_route(
             }
         }
     };
-    let peer = match address.node.parse::<SocketAddr>() {
-        Ok(addr) => node.peer(addr).await,
-        Err(e) => Err(Error::Protocol {
-            message: format!("bad node address '{}': {e}", address.node),
-        }),
+    // Connecting to a process that has just died would wait out the handshake timeout:
+    // stop as soon as the actor is known to be dead.
+    let connect = async {
+        let addr = address
+            .node
+            .parse::<SocketAddr>()
+            .map_err(|e| Error::Protocol {
+                message: format!("bad node address '{}': {e}", address.node),
+            })?;
+        let peer = node.peer(addr).await?;
+        let streams = peer.conn.open_bi().await.map_err(|e| Error::Unavailable {
+            target: format!("node {addr}"),
+            message: e.to_string(),
+        })?;
+        Ok::<_, Error>((peer, streams))
     };
-    let peer = match peer {
-        Ok(peer) => peer,
-        Err(error) => {
-            state.settle_lost_connection(error.to_string()).await;
-            return fail_queued(&mut rx, state.gone());
-        }
+    let connected = tokio::select! {
+        connected = connect => connected,
+        _ = state.died() => return fail_queued(&mut rx, state.gone()),
     };
-    let (mut send, recv) = match peer.conn.open_bi().await {
-        Ok(streams) => streams,
+    let (peer, (mut send, recv)) = match connected {
+        Ok(connected) => connected,
         Err(error) => {
             state.settle_lost_connection(error.to_string()).await;
             return fail_queued(&mut rx, state.gone());

@@ -114,13 +114,6 @@ pub(crate) fn encode_config(config: &WorkerConfig) -> Result<Vec<u8>, Error> {
     Ok(out)
 }
 
-/// What ends a worker.
-enum End {
-    ActorStopped(DeathCause),
-    Released,
-    DriverGone,
-}
-
 async fn run_worker(mut stdin: impl AsyncRead + Unpin + Send + 'static) -> Result<(), Error> {
     let config = read_config(&mut stdin).await?;
     if config.version != PROTOCOL_VERSION {
@@ -177,26 +170,49 @@ async fn run_worker(mut stdin: impl AsyncRead + Unpin + Send + 'static) -> Resul
     };
 
     let released = node.on_release(owner.label().id);
-    let end = watch_for_end(&owner, events, released, stdin, detached).await;
-    let cause = match end {
-        End::ActorStopped(cause) => cause,
-        End::Released => {
-            let stopped = owner.stopped();
-            drop(owner);
-            stopped.await
+    let driver_gone = driver_gone(events, stdin, detached);
+    let cause = serve_until_end(owner, released, driver_gone).await;
+    if let Some(cause) = cause {
+        buf.clear();
+        if encode_frame(&Frame::Gone { cause }, &mut buf).is_ok() {
+            let _ = control.write_all(&buf).await;
+            let _ = control.finish();
         }
-        End::DriverGone => {
-            owner.kill();
-            DeathCause::Killed
-        }
-    };
-    buf.clear();
-    if encode_frame(&Frame::Gone { cause }, &mut buf).is_ok() {
-        let _ = control.write_all(&buf).await;
-        let _ = control.finish();
     }
     node.shutdown().await;
     Ok(())
+}
+
+/// Serves until the actor stops, and returns why — or `None` when the driver is gone
+/// (the actor was then killed: an owned actor never outlives its driver).
+async fn serve_until_end(
+    owner: ErasedActor,
+    released: tokio::sync::oneshot::Receiver<()>,
+    driver_gone: impl std::future::Future<Output = ()>,
+) -> Option<DeathCause> {
+    let stopped = owner.stopped();
+    let handle = owner.without_ownership();
+    tokio::pin!(stopped, driver_gone);
+    let mut owner = Some(owner);
+    let mut released = Some(released);
+    loop {
+        tokio::select! {
+            cause = &mut stopped => return Some(cause),
+            // The driver's last owning handle is gone: stop gracefully (queued calls
+            // run, then on_stop) — still watching for the driver itself to vanish.
+            outcome = async { released.as_mut()?.await.ok() }, if released.is_some() => {
+                released = None;
+                if outcome.is_some() {
+                    owner = None;
+                }
+            }
+            () = &mut driver_gone => {
+                handle.kill();
+                drop(owner);
+                return None;
+            }
+        }
+    }
 }
 
 fn unavailable(driver: &str, error: impl std::fmt::Display) -> Error {
@@ -206,27 +222,22 @@ fn unavailable(driver: &str, error: impl std::fmt::Display) -> Error {
     }
 }
 
-async fn watch_for_end(
-    actor: &ErasedActor,
-    events: quinn::RecvStream,
-    released: tokio::sync::oneshot::Receiver<()>,
-    mut stdin: impl AsyncRead + Unpin,
-    detached: bool,
-) -> End {
-    let stopped = actor.stopped();
-    let driver_control = async {
+/// Resolves when the driver is gone: its stdin pipe (held open only by the driver)
+/// reads end-of-file, or its control stream ends. Never resolves for a detached actor.
+async fn driver_gone(events: quinn::RecvStream, mut stdin: impl AsyncRead + Unpin, detached: bool) {
+    if detached {
+        return std::future::pending().await;
+    }
+    let control_closed = async {
         let mut frames = FramedRead::new(events, codec(max_message_bytes()));
         while let Some(Ok(_)) = next_frame(&mut frames).await {}
-        End::DriverGone
     };
     let stdin_closed = async {
         let mut sink = [0u8; 256];
         while matches!(stdin.read(&mut sink).await, Ok(n) if n > 0) {}
     };
     tokio::select! {
-        cause = stopped => End::ActorStopped(cause),
-        Ok(()) = released => End::Released,
-        end = driver_control, if !detached => end,
-        () = stdin_closed, if !detached => End::DriverGone,
+        () = control_closed => {}
+        () = stdin_closed => {}
     }
 }

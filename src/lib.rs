@@ -117,9 +117,16 @@ pub mod __private {
         // The harness names tests without the crate's own name.
         let name = path.split_once("::").map_or(path, |(_, rest)| rest);
         kt_transport::set_worker_args(
-            [name, "--exact", "--nocapture", "--test-threads=1", "-q"]
-                .map(String::from)
-                .to_vec(),
+            [
+                name,
+                "--exact",
+                "--include-ignored",
+                "--nocapture",
+                "--test-threads=1",
+                "-q",
+            ]
+            .map(String::from)
+            .to_vec(),
         );
         // One runtime for every test of the binary: actors, connections and worker
         // processes started by one test may outlive it (the transport's node does).

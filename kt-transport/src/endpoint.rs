@@ -328,6 +328,12 @@ impl Node {
         let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
     }
 
+    /// Closes the endpoint at once, dropping whatever is unsent.
+    pub fn close_now(&self) {
+        self.endpoint
+            .close(quinn::VarInt::from_u32(1), b"driver gone");
+    }
+
     /// Counts a call stream as served while the guard lives.
     pub(crate) fn serving(&self) -> Serving {
         self.serving.send_modify(|n| *n += 1);

@@ -172,14 +172,18 @@ async fn run_worker(mut stdin: impl AsyncRead + Unpin + Send + 'static) -> Resul
     let released = node.on_release(owner.label().id);
     let driver_gone = driver_gone(events, stdin, detached);
     let cause = serve_until_end(owner, released, driver_gone).await;
-    if let Some(cause) = cause {
-        buf.clear();
-        if encode_frame(&Frame::Gone { cause }, &mut buf).is_ok() {
-            let _ = control.write_all(&buf).await;
-            let _ = control.finish();
+    match cause {
+        Some(cause) => {
+            buf.clear();
+            if encode_frame(&Frame::Gone { cause }, &mut buf).is_ok() {
+                let _ = control.write_all(&buf).await;
+                let _ = control.finish();
+            }
+            node.shutdown().await;
         }
+        // Nobody is left to read replies: exit at once.
+        None => node.close_now(),
     }
-    node.shutdown().await;
     Ok(())
 }
 

@@ -276,6 +276,24 @@ impl Accumulator {
     }
 }
 
+/// Calls another actor through a handle it was given, to show handles travel.
+#[kt::actor]
+pub struct Relay;
+
+#[kt::actor]
+impl Relay {
+    pub fn new() -> Self {
+        Relay
+    }
+
+    /// Adds `n` on `target`, and says which node this process reached it at.
+    pub async fn add_through(&self, target: ActorRef<Accumulator>, n: u64) -> (u64, String) {
+        let node = kt::handle_wire::address_of(&target.raw().erase()).map(|a| a.node);
+        let total = target.add(n).await.expect("the target answers");
+        (total, node.unwrap_or_default())
+    }
+}
+
 /// A second actor type, for type mismatches.
 #[kt::actor]
 pub struct Other;

@@ -1,0 +1,142 @@
+//! Remote-only behaviour of the local-process backend: death seen from the process
+//! itself, handles that travel peer to peer, and no orphans when a driver is killed.
+
+mod support;
+
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kt::prelude::*;
+use support::{Accumulator, Counter, Relay, open_gate, probe};
+use tokio::io::AsyncBufReadExt;
+
+fn local() -> Arc<dyn kt::Placement> {
+    Arc::new(kt::LocalProcess)
+}
+
+/// Resolves when process `pid` has exited, without polling: a pidfd becomes readable.
+async fn exited(pid: i32) {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return; // ESRCH: already gone.
+    }
+    // SAFETY: `fd` was just returned by pidfd_open and is owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    // SAFETY: the AsyncFd takes ownership of the pidfd and closes it when dropped.
+    let fd = unsafe { tokio::io::unix::AsyncFd::register(fd) }.expect("register pidfd");
+    let _ = fd.readable().await.expect("pidfd readable");
+}
+
+#[kt::test]
+async fn a_worker_killed_with_sigkill_fails_waiting_calls_with_its_signal() {
+    let tag = "remote/sigkill".to_string();
+    let c = Counter::spawn(0, tag.clone(), probe().await)
+        .on(local())
+        .await
+        .unwrap();
+    let pid = c.pid().await.unwrap() as i32;
+    let waiting = c.wait_for_gate(tag.clone());
+    support::gauge_reaches(&tag, 1).await;
+    let killed_at = Instant::now();
+    // SAFETY: sends SIGKILL to the worker process this test spawned.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    let result = waiting.await;
+    let took = killed_at.elapsed();
+    match result {
+        Err(Error::ActorDied {
+            cause: DeathCause::Signaled { signal },
+            ..
+        }) => assert_eq!(signal, libc::SIGKILL),
+        other => panic!("expected ActorDied(Signaled(9)), got {other:?}"),
+    }
+    println!("kill -9 to ActorDied: {took:?}");
+    assert!(matches!(
+        c.get().await,
+        Err(Error::ActorDied {
+            cause: DeathCause::Signaled { .. },
+            ..
+        })
+    ));
+    open_gate(&tag);
+}
+
+#[kt::test]
+async fn a_handle_sent_to_an_actor_reaches_the_target_directly() {
+    let target = Accumulator::spawn(10).on(local()).await.unwrap();
+    let relay = Relay::spawn().on(local()).await.unwrap();
+    let (total, reached_at) = relay.add_through(target.clone(), 5).await.unwrap();
+    assert_eq!(total, 15);
+    assert_eq!(target.total().await.unwrap(), 15);
+    // The relay reached the target at the target's own node, not through this driver.
+    let target_node = kt::handle_wire::address_of(&target.raw().erase())
+        .unwrap()
+        .node;
+    let driver_node = kt_transport::Node::global().unwrap().address().to_string();
+    assert_eq!(reached_at, target_node);
+    assert_ne!(reached_at, driver_node);
+}
+
+/// The environment variable that turns the next test into a driver for the orphan test.
+const DRIVER_ROLE: &str = "KT_TEST_DRIVER_ROLE";
+
+/// Not a test of its own: the driver process of `workers_exit_when_their_driver_is_killed`.
+#[kt::test]
+#[ignore = "run as a child process by workers_exit_when_their_driver_is_killed"]
+async fn driver_role_spawns_a_worker_and_waits_forever() {
+    if std::env::var_os(DRIVER_ROLE).is_none() {
+        return;
+    }
+    let c = Accumulator::spawn(0).on(local()).await.unwrap();
+    let pid = {
+        let relay = Relay::spawn().on(local()).await.unwrap();
+        relay.add_through(c.clone(), 1).await.unwrap();
+        std::mem::forget(relay);
+        c.add(0).await.unwrap();
+        worker_pid(&c).await
+    };
+    println!("WORKER_PID={pid}");
+    std::future::pending::<()>().await;
+}
+
+async fn worker_pid(actor: &ActorRef<Accumulator>) -> u32 {
+    // The actor id holds its process id in the high half.
+    let _ = actor.total().await;
+    (actor.id() >> 32) as u32
+}
+
+#[kt::test]
+async fn workers_exit_when_their_driver_is_killed() {
+    let exe = std::env::current_exe().unwrap();
+    let mut driver = tokio::process::Command::new(exe)
+        .args([
+            "driver_role_spawns_a_worker_and_waits_forever",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(DRIVER_ROLE, "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(driver.stdout.take().unwrap()).lines();
+    let worker: i32 = loop {
+        let line = lines
+            .next_line()
+            .await
+            .unwrap()
+            .expect("the driver reports its worker");
+        if let Some(pid) = line.strip_prefix("WORKER_PID=") {
+            break pid.trim().parse().unwrap();
+        }
+    };
+    driver.start_kill().unwrap();
+    driver.wait().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), exited(worker))
+        .await
+        .expect("the worker outlived its SIGKILLed driver");
+}

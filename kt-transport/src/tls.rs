@@ -75,7 +75,7 @@ impl ClusterCa {
 /// Handed to a worker over its stdin pipe (never through the environment).
 #[derive(Clone, Serialize, Deserialize)]
 pub struct Identity {
-    ca_der: Vec<u8>,
+    pub(crate) ca_der: Vec<u8>,
     cert_der: Vec<u8>,
     key_der: Vec<u8>,
 }
@@ -92,7 +92,7 @@ impl Identity {
         &self.ca_der
     }
 
-    fn roots(&self) -> Result<Arc<rustls::RootCertStore>, TransportError> {
+    pub(crate) fn roots(&self) -> Result<Arc<rustls::RootCertStore>, TransportError> {
         let mut roots = rustls::RootCertStore::empty();
         roots
             .add(CertificateDer::from(self.ca_der.clone()))
@@ -100,11 +100,11 @@ impl Identity {
         Ok(Arc::new(roots))
     }
 
-    fn chain(&self) -> Vec<CertificateDer<'static>> {
+    pub(crate) fn chain(&self) -> Vec<CertificateDer<'static>> {
         vec![CertificateDer::from(self.cert_der.clone())]
     }
 
-    fn key(&self) -> PrivateKeyDer<'static> {
+    pub(crate) fn key(&self) -> PrivateKeyDer<'static> {
         PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der.clone()))
     }
 

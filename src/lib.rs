@@ -56,6 +56,7 @@ pub use kt_transport::{LocalProcess, is_worker, serve_if_worker};
 #[doc(hidden)]
 pub mod __private {
     pub use kt_core::__private::*;
+    pub use kt_transport::use_runtime;
 
     use std::future::Future;
 

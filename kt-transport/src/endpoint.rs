@@ -328,6 +328,14 @@ impl Node {
         let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
     }
 
+    /// Drops (and closes) the connection to a node whose process is gone.
+    pub(crate) fn forget_peer(&self, address: SocketAddr) {
+        let cell = lock(&self.peers).remove(&address);
+        if let Some(peer) = cell.as_ref().and_then(|cell| cell.get()) {
+            peer.conn.close(quinn::VarInt::from_u32(2), b"process gone");
+        }
+    }
+
     /// Closes the endpoint at once, dropping whatever is unsent.
     pub fn close_now(&self) {
         self.endpoint

@@ -137,6 +137,7 @@ async fn spawn_worker(request: SpawnRequest) -> kt_core::Result<Placed> {
         }
     };
     let address = result?;
+    let worker_node = address.node.clone();
     let pid = child.id();
     let killer = Box::new(move || {
         if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
@@ -145,9 +146,15 @@ async fn spawn_worker(request: SpawnRequest) -> kt_core::Result<Placed> {
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
     });
-    let route = RemoteRoute::new(node, address, true, Some(killer));
+    let route = RemoteRoute::new(node.clone(), address, true, Some(killer));
     let state = route.state().clone();
-    runtime.spawn(watch_child(child, stdin, state.clone()));
+    runtime.spawn(watch_child(
+        child,
+        stdin,
+        state.clone(),
+        node.clone(),
+        worker_node,
+    ));
     runtime.spawn(watch_events(events, state));
     // The control stream stays open (unused) for the worker's life: its end tells the
     // worker that the driver is gone.
@@ -210,7 +217,13 @@ fn forward_output(runtime: &tokio::runtime::Handle, child: &mut Child, name: &st
 
 /// Waits for the worker process to end and fails its waiting calls with the reason.
 /// Holding `stdin` open until then is what lets the worker notice a vanished driver.
-async fn watch_child(mut child: Child, stdin: ChildStdin, state: Arc<RouteState>) {
+async fn watch_child(
+    mut child: Child,
+    stdin: ChildStdin,
+    state: Arc<RouteState>,
+    node: Arc<Node>,
+    worker_node: String,
+) {
     let cause = match child.wait().await {
         Ok(status) => exit_cause(status),
         Err(error) => DeathCause::ConnectionLost {
@@ -224,6 +237,10 @@ async fn watch_child(mut child: Child, stdin: ChildStdin, state: Arc<RouteState>
         state.replies_read(Duration::from_secs(2)).await;
     }
     state.die_and_fail(cause);
+    // Its port may be handed to a new process: never reuse a connection to the dead one.
+    if let Ok(addr) = worker_node.parse() {
+        node.forget_peer(addr);
+    }
 }
 
 fn exit_cause(status: std::process::ExitStatus) -> DeathCause {

@@ -1,0 +1,328 @@
+//! Remote-call benchmarks on the local-process backend (DESIGN.md §4), each beside the
+//! floors measured in the same run: a raw quinn ping-pong (16-byte messages, mutual TLS)
+//! and a raw Unix-socket ping-pong between two threads.
+//!
+//! Run with `cargo bench --bench remote`. The workers are this bench binary itself
+//! (`kt::serve_if_worker()` first thing in `main`). Percentiles and memory, which
+//! criterion does not report, are printed as `figure:` lines.
+
+use std::future::IntoFuture;
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput};
+use kt::prelude::*;
+
+#[kt::actor]
+pub struct Echo {
+    total: u64,
+}
+
+#[kt::actor]
+impl Echo {
+    pub fn new() -> Self {
+        Echo { total: 0 }
+    }
+
+    pub fn add(&mut self, n: u64) -> u64 {
+        self.total += n;
+        self.total
+    }
+
+    pub fn pid(&self) -> u32 {
+        std::process::id()
+    }
+
+    /// Never answers (until the process dies).
+    pub async fn hang(&self) {
+        std::future::pending::<()>().await
+    }
+
+    /// Calls `target` once, for actor-to-actor round trips.
+    pub async fn call(&self, target: ActorRef<Echo>, times: u64) -> u64 {
+        let mut last = 0;
+        for _ in 0..times {
+            last = target.add(1).await.expect("target answers");
+        }
+        last
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    kt::__private::use_runtime(rt.handle().clone());
+    rt
+}
+
+fn spawn_echo(rt: &tokio::runtime::Runtime) -> ActorRef<Echo> {
+    rt.block_on(Echo::spawn().on(Arc::new(kt::LocalProcess)).into_future())
+        .expect("spawn")
+}
+
+/// Runs `body` as a task of `rt` (callers are runtime tasks, as under `#[kt::main]`).
+fn run<F>(rt: &tokio::runtime::Runtime, body: F) -> F::Output
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    rt.block_on(rt.spawn(body)).expect("bench task")
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p) as usize]
+}
+
+fn round_trips(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
+    let echo = spawn_echo(rt);
+    let mut group = c.benchmark_group("remote");
+    group.bench_function("round_trip", |b| {
+        b.iter_custom(|iters| {
+            let echo = echo.clone();
+            run(rt, async move {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    echo.add(1).await.expect("call");
+                }
+                start.elapsed()
+            })
+        })
+    });
+    let caller = spawn_echo(rt);
+    group.bench_function("actor_to_actor_round_trip", |b| {
+        b.iter_custom(|iters| {
+            let (caller, target) = (caller.clone(), echo.clone());
+            run(rt, async move {
+                let start = Instant::now();
+                caller.call(target, iters).await.expect("call");
+                start.elapsed()
+            })
+        })
+    });
+    group.finish();
+
+    let latencies = run(rt, async move {
+        let mut latencies = Vec::with_capacity(20_000);
+        for _ in 0..20_000 {
+            let start = Instant::now();
+            echo.add(1).await.expect("call");
+            latencies.push(start.elapsed());
+        }
+        latencies.sort_unstable();
+        latencies
+    });
+    println!(
+        "figure: remote round trip over 20000 calls: p50 {:?}, p99 {:?}",
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.99)
+    );
+}
+
+const IN_FLIGHT: u64 = 10_000;
+
+fn pipelined(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
+    let mut group = c.benchmark_group("remote/pipelined");
+    group.throughput(Throughput::Elements(IN_FLIGHT));
+    let echo = spawn_echo(rt);
+    group.bench_function("one_caller_one_actor", |b| {
+        b.iter_custom(|iters| {
+            let echo = echo.clone();
+            run(rt, async move {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let calls: Vec<_> = (0..IN_FLIGHT).map(|_| echo.add(1)).collect();
+                    for call in calls {
+                        call.await.expect("call");
+                    }
+                }
+                start.elapsed()
+            })
+        })
+    });
+    let second = spawn_echo(rt);
+    group.bench_function("two_callers_two_actors", |b| {
+        b.iter_custom(|iters| {
+            let actors = [echo.clone(), second.clone()];
+            run(rt, async move {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let callers: Vec<_> = actors
+                        .iter()
+                        .cloned()
+                        .map(|actor| {
+                            tokio::spawn(async move {
+                                let calls: Vec<_> =
+                                    (0..IN_FLIGHT / 2).map(|_| actor.add(1)).collect();
+                                for call in calls {
+                                    call.await.expect("call");
+                                }
+                            })
+                        })
+                        .collect();
+                    for caller in callers {
+                        caller.await.expect("caller");
+                    }
+                }
+                start.elapsed()
+            })
+        })
+    });
+    group.finish();
+}
+
+fn lifecycle(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
+    let mut group = c.benchmark_group("remote/lifecycle");
+    group.sample_size(10);
+    group.bench_function("spawn_to_first_reply", |b| {
+        b.iter_custom(|iters| {
+            run(rt, async move {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let start = Instant::now();
+                    let echo = Echo::spawn()
+                        .on(Arc::new(kt::LocalProcess))
+                        .await
+                        .expect("spawn");
+                    echo.add(1).await.expect("first reply");
+                    total += start.elapsed();
+                    echo.kill();
+                }
+                total
+            })
+        })
+    });
+    group.bench_function("kill_9_to_actor_died", |b| {
+        b.iter_custom(|iters| {
+            run(rt, async move {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let echo = Echo::spawn()
+                        .max_concurrency(2)
+                        .on(Arc::new(kt::LocalProcess))
+                        .await
+                        .expect("spawn");
+                    let waiting = echo.hang();
+                    // Answered after `hang` started (calls start in order): the call waits.
+                    let pid = echo.pid().await.expect("pid") as i32;
+                    let start = Instant::now();
+                    // SAFETY: sends SIGKILL to a worker process this bench spawned.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                    let died = waiting.await;
+                    total += start.elapsed();
+                    assert!(matches!(died, Err(Error::ActorDied { .. })), "{died:?}");
+                }
+                total
+            })
+        })
+    });
+    group.bench_function("next_call_to_a_dead_actor", |b| {
+        let echo = spawn_echo(rt);
+        echo.kill();
+        b.iter(|| {
+            futures_util::FutureExt::now_or_never(echo.add(1))
+                .expect("fails at once")
+                .expect_err("dead")
+        })
+    });
+    group.finish();
+
+    let echo = spawn_echo(rt);
+    let pid = run(rt, async move { echo.pid().await.expect("pid") });
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS"))
+        .unwrap_or("VmRSS: unknown");
+    println!("figure: idle worker process memory: {rss}");
+}
+
+/// The floor of the transport: 16-byte ping-pong on one quinn stream with mutual TLS.
+fn quinn_floor(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
+    let ca = kt_transport::tls::ClusterCa::generate().expect("ca");
+    let server_id = ca.issue("server").expect("leaf");
+    let client_id = ca.issue("client").expect("leaf");
+    let (mut send, mut recv) = rt.block_on(async move {
+        let server = quinn::Endpoint::server(
+            server_id.server_config().expect("server"),
+            "127.0.0.1:0".parse().expect("addr"),
+        )
+        .expect("server");
+        let addr = server.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let conn = server
+                .accept()
+                .await
+                .expect("incoming")
+                .await
+                .expect("handshake");
+            let (mut send, mut recv) = conn.accept_bi().await.expect("stream");
+            let mut buf = [0u8; 16];
+            while recv.read_exact(&mut buf).await.is_ok() {
+                if send.write_all(&buf).await.is_err() {
+                    break;
+                }
+            }
+            drop(server);
+        });
+        let mut client =
+            quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("client");
+        client.set_default_client_config(client_id.client_config().expect("client"));
+        let conn = client
+            .connect(addr, kt_transport::tls::SERVER_NAME)
+            .expect("connect")
+            .await
+            .expect("handshake");
+        let streams = conn.open_bi().await.expect("stream");
+        // Both stay up for the whole run: closing either would close the stream.
+        std::mem::forget(client);
+        std::mem::forget(conn);
+        streams
+    });
+    c.bench_function("floor/quinn_ping_pong_16_bytes", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                send.write_all(&[7u8; 16]).await.expect("write");
+                let mut buf = [0u8; 16];
+                recv.read_exact(&mut buf).await.expect("read");
+            })
+        })
+    });
+}
+
+/// The floor of the machine: a blocking Unix-socket ping-pong between two threads.
+fn os_floor(c: &mut Criterion) {
+    let (mut near, mut far) = std::os::unix::net::UnixStream::pair().expect("pair");
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 16];
+        while far.read_exact(&mut buf).is_ok() {
+            if far.write_all(&buf).is_err() {
+                break;
+            }
+        }
+    });
+    c.bench_function("floor/unix_socket_ping_pong_16_bytes", |b| {
+        b.iter(|| {
+            near.write_all(&[7u8; 16]).expect("write");
+            let mut buf = [0u8; 16];
+            near.read_exact(&mut buf).expect("read");
+        })
+    });
+}
+
+fn main() {
+    kt::serve_if_worker();
+    let rt = runtime();
+    let mut c = Criterion::default()
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1))
+        .configure_from_args();
+    os_floor(&mut c);
+    quinn_floor(&mut c, &rt);
+    round_trips(&mut c, &rt);
+    pipelined(&mut c, &rt);
+    lifecycle(&mut c, &rt);
+    c.final_summary();
+}

@@ -8,6 +8,7 @@ impl ::kt::__private::ActorStruct for Counter {
 const _: () = {
     ::kt::__private::assert_wire::<u64>();
 };
+#[allow(clippy::new_without_default)]
 impl Counter {
     pub fn new(start: u64) -> Self {
         Counter { value: start }

@@ -1,7 +1,9 @@
 //! A tour of kt's actor semantics with one small actor: spawn, eager calls and their
 //! order, a method's own error, a panic followed by a restart, and a group.
 //!
-//! Run it with `cargo run --example counter`.
+//! Run it with `cargo run --example counter`. Every actor runs in a child process of this
+//! example (the embedded default placement); their output lines are prefixed with the
+//! actor's name and pid.
 
 use kt::prelude::*;
 use serde::{Deserialize, Serialize};

@@ -2,8 +2,13 @@
 //!
 //! Annotate a struct and its impl block with `#[kt::actor]` and you get a typed handle
 //! whose method calls run on that actor wherever it lives: in this process (unit
-//! tests), in a local child process, or in a Kubernetes pod. The semantics are the same
-//! everywhere and are written down, rule by rule, in [`semantics`].
+//! tests), in a local child process (the default: [`LocalProcess`]), or in a Kubernetes
+//! pod. The semantics are the same everywhere and are written down, rule by rule, in
+//! [`semantics`].
+//!
+//! A local-process actor runs in a child process of your own binary, started in worker
+//! mode: `#[kt::main]` (or [`serve_if_worker`] first thing in `main`) serves the actor
+//! instead of running the program, and in test binaries `#[kt::test]` does the same.
 //!
 //! ```
 //! use kt::prelude::*;
@@ -33,7 +38,7 @@
 //!
 //! #[kt::main]
 //! async fn main() -> kt::Result<()> {
-//!     let counter = Counter::spawn(0).await?;
+//!     let counter = Counter::spawn(0).await?; // a child process of this program
 //!     let a = counter.increment(); // sent now; `a` is the future of the reply
 //!     let b = counter.increment();
 //!     assert_eq!((a.await?, b.await?), (1, 2)); // calls run in the order they were made

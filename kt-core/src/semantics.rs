@@ -48,6 +48,9 @@
 //!   `on_stop` does not run.
 //! - **L4 — Stopping itself.** [`crate::Context::stop`] stops the actor after the current
 //!   call: queued calls fail with `ActorDied { cause: Stopped }`, `on_stop` runs.
+//! - **L5 — Handles that travel.** A handle sent to another process (as an argument or a
+//!   return value) reaches the actor directly but does not own it: the actor's lifetime
+//!   stays with the owning handles of the process that spawned it.
 //!
 //! # Death
 //! - **D1 — Dead is not slow.** Every call to an actor that is gone fails at once with
@@ -58,7 +61,10 @@
 //! - **B1 — Bounded mailboxes.** A mailbox holds at most `mailbox_capacity` calls. Calls
 //!   made while it is full are parked in order on the caller's side and their `Call`
 //!   futures resolve only after the actor ran them, so a caller that awaits its calls
-//!   waits for room. No call is ever dropped.
+//!   waits for room. No call is ever dropped. For an actor in another process the
+//!   mailbox's bound reaches the caller through the transport's flow control: a worker
+//!   reads the next call only once the previous one is in the mailbox, and the caller's
+//!   route queue is itself bounded; `Call::sent` then reports the route queue.
 //!
 //! # Names
 //! - **N1 — Unique names.** A name belongs to one live actor at a time; spawning a second
@@ -69,3 +75,9 @@
 //! # Security
 //! - **X1 — Registered types only.** An actor is built by name only if its type is
 //!   registered (by `#[kt::actor]`) in the binary that builds it.
+//! - **X2 — Mutual TLS.** Every connection between processes is mutually authenticated
+//!   against the session's CA; a peer without a valid certificate is refused in the
+//!   handshake, before any message is read.
+//! - **X3 — Bad input is answered, not fatal.** Garbage, truncated or oversized frames,
+//!   unknown actors, unknown methods and wrong argument types get a typed error back, and
+//!   the process keeps serving everything else.

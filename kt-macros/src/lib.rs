@@ -17,7 +17,6 @@ mod emit;
 mod main_attr;
 mod model;
 mod parse;
-mod test_attr;
 
 use proc_macro::TokenStream;
 
@@ -101,7 +100,7 @@ fn reject_args(args: &proc_macro2::TokenStream) -> syn::Result<()> {
 /// ```
 #[proc_macro_attribute]
 pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
-    main_attr::expand(args.into(), item.into())
+    main_attr::expand_main(args.into(), item.into())
         .unwrap_or_else(syn::Error::into_compile_error)
         .into()
 }
@@ -121,7 +120,7 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
 /// ```
 #[proc_macro_attribute]
 pub fn test(args: TokenStream, item: TokenStream) -> TokenStream {
-    test_attr::expand(args.into(), item.into())
+    main_attr::expand_test(args.into(), item.into())
         .unwrap_or_else(syn::Error::into_compile_error)
         .into()
 }

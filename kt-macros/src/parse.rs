@@ -168,7 +168,8 @@ pub fn actor_impl(mut item: ItemImpl) -> syn::Result<ActorImpl> {
         ));
     };
     // An actor's `new` is the constructor `spawn` calls, not a `Default` candidate.
-    item.attrs.push(syn::parse_quote!(#[allow(clippy::new_without_default)]));
+    item.attrs
+        .push(syn::parse_quote!(#[allow(clippy::new_without_default)]));
     Ok(ActorImpl {
         self_ident,
         constructor,

@@ -185,3 +185,61 @@ mod tests {
         assert!(codec(1024).decode(&mut buf).is_err());
     }
 }
+
+/// Writes the fuzzing corpus seeds (one encoded frame of each kind) into `dir`.
+/// `cargo test -p kt-transport -- --ignored write_fuzz_seeds` refreshes them.
+#[cfg(test)]
+mod fuzz_seeds {
+    use super::*;
+
+    #[test]
+    #[ignore = "writes files: run by hand to refresh fuzz/corpus/frame_decoder"]
+    fn write_fuzz_seeds() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/corpus/frame_decoder");
+        let frames = [
+            (
+                "open",
+                Frame::Open {
+                    version: PROTOCOL_VERSION,
+                    actor_id: 7,
+                },
+            ),
+            (
+                "call",
+                Frame::Call {
+                    call_id: 1,
+                    method: "add".into(),
+                    payload: Bytes::from_static(&[0x91, 0x05]),
+                },
+            ),
+            (
+                "reply",
+                Frame::Reply {
+                    call_id: 1,
+                    payload: Bytes::from_static(&[0x81, 0xa2, b'O', b'k', 0x06]),
+                },
+            ),
+            (
+                "refused",
+                Frame::Refused {
+                    error: Error::Protocol {
+                        message: "bad".into(),
+                    },
+                },
+            ),
+            ("release", Frame::Release),
+            ("kill", Frame::Kill),
+            (
+                "gone",
+                Frame::Gone {
+                    cause: kt_core::DeathCause::Killed,
+                },
+            ),
+        ];
+        for (name, frame) in frames {
+            let mut buf = BytesMut::new();
+            encode_frame(&frame, &mut buf).expect("encode");
+            std::fs::write(format!("{dir}/{name}"), &buf).expect("write seed");
+        }
+    }
+}

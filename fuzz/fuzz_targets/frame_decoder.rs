@@ -1,0 +1,18 @@
+//! Feeds arbitrary bytes to the frame decoder exactly as a QUIC stream would: the
+//! length-delimited codec cuts frames out of the byte stream, and each body is decoded
+//! as a `Frame`. Nothing here may panic, whatever the bytes.
+#![no_main]
+
+use bytes::BytesMut;
+use kt_transport::frame::{codec, decode_frame};
+use libfuzzer_sys::fuzz_target;
+use tokio_util::codec::Decoder;
+
+fuzz_target!(|data: &[u8]| {
+    let mut decoder = codec(64 * 1024);
+    let mut buf = BytesMut::from(data);
+    while let Ok(Some(body)) = decoder.decode(&mut buf) {
+        let _ = decode_frame(&body);
+    }
+    let _ = decode_frame(data);
+});

@@ -34,6 +34,21 @@ impl Echo {
         std::process::id()
     }
 
+    /// A method's own error, for the error round trip.
+    pub fn refuse(&self) -> Result<u64, String> {
+        Err("no".to_string())
+    }
+
+    /// A large reply of `len` bytes.
+    pub fn blob(&self, len: usize) -> bytes::Bytes {
+        bytes::Bytes::from(vec![7u8; len])
+    }
+
+    /// A small `&self` call, answered while others run.
+    pub fn ping(&self) -> u32 {
+        1
+    }
+
     /// Never answers (until the process dies).
     pub async fn hang(&self) {
         std::future::pending::<()>().await
@@ -86,6 +101,21 @@ fn round_trips(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
                 let start = Instant::now();
                 for _ in 0..iters {
                     echo.add(1).await.expect("call");
+                }
+                start.elapsed()
+            })
+        })
+    });
+    group.bench_function("error_round_trip", |b| {
+        b.iter_custom(|iters| {
+            let echo = echo.clone();
+            run(rt, async move {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    echo.refuse()
+                        .await
+                        .expect("call")
+                        .expect_err("the method's own error");
                 }
                 start.elapsed()
             })
@@ -171,6 +201,50 @@ fn pipelined(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
         })
     });
     group.finish();
+}
+
+/// Head-of-line: how long a small call takes while a 100 MB reply from the same actor is
+/// on its way (the large reply travels on a stream of its own).
+fn head_of_line(rt: &tokio::runtime::Runtime) {
+    const BIG: usize = 100 * 1024 * 1024;
+    let echo = rt
+        .block_on(
+            Echo::spawn()
+                .max_concurrency(2)
+                .on(Arc::new(kt::LocalProcess))
+                .into_future(),
+        )
+        .expect("spawn");
+    let (alone, during, big_took) = run(rt, async move {
+        let mut alone = Vec::new();
+        for _ in 0..200 {
+            let start = Instant::now();
+            echo.ping().await.expect("ping");
+            alone.push(start.elapsed());
+        }
+        let big = echo.blob(BIG);
+        let big_started = Instant::now();
+        let mut during = Vec::new();
+        let big = tokio::spawn(async move { big.await.map(|b| b.len()) });
+        while !big.is_finished() {
+            let start = Instant::now();
+            echo.ping().await.expect("ping");
+            during.push(start.elapsed());
+        }
+        let len = big.await.expect("task").expect("blob");
+        assert_eq!(len, BIG);
+        (alone, during, big_started.elapsed())
+    });
+    let median = |mut v: Vec<Duration>| {
+        v.sort_unstable();
+        (v[v.len() / 2], v[v.len() - 1])
+    };
+    let (alone_p50, _) = median(alone);
+    let (during_p50, during_max) = median(during.clone());
+    println!(
+        "figure: small call alone p50 {alone_p50:?}; while a 100 MB reply is in flight ({big_took:?}): p50 {during_p50:?}, max {during_max:?} over {} calls",
+        during.len()
+    );
 }
 
 fn lifecycle(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
@@ -324,5 +398,6 @@ fn main() {
     round_trips(&mut c, &rt);
     pipelined(&mut c, &rt);
     lifecycle(&mut c, &rt);
+    head_of_line(&rt);
     c.final_summary();
 }

@@ -19,7 +19,7 @@ use futures_util::future::BoxFuture;
 
 use crate::actor::Actor;
 use crate::actor_ref::{ActorRef, RawRef};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::options::SpawnOptions;
 use crate::registry::{self, ActorType};
 use crate::route::ErasedActor;
@@ -184,11 +184,4 @@ pub fn set_default_placement(placement: Arc<dyn Placement>) {
     *DEFAULT_PLACEMENT
         .write()
         .unwrap_or_else(|poison| poison.into_inner()) = placement;
-}
-
-/// Fails with a clear error when a spawn request names an actor type this binary lacks.
-pub(crate) fn unknown_type(type_name: &str) -> Error {
-    Error::UnknownActorType {
-        type_name: type_name.to_string(),
-    }
 }

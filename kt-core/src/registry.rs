@@ -13,7 +13,7 @@ use crate::actor::Actor;
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::options::SpawnOptions;
-use crate::placement::{Placed, SpawnArgs, unknown_type};
+use crate::placement::{Placed, SpawnArgs};
 use crate::route::ErasedActor;
 use crate::runtime::spawn_in_process;
 
@@ -72,7 +72,9 @@ pub fn find(type_name: &str) -> Result<&'static ActorType> {
     inventory::iter::<ActorType>
         .into_iter()
         .find(|entry| entry.type_name == type_name)
-        .ok_or_else(|| unknown_type(type_name))
+        .ok_or_else(|| Error::UnknownActorType {
+            type_name: type_name.to_string(),
+        })
 }
 
 /// The names of every actor type registered in this binary, sorted.

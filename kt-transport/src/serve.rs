@@ -106,15 +106,17 @@ pub(crate) async fn next_frame(frames: &mut Frames) -> Option<Result<Frame, Erro
     let body = match frames.next().await? {
         Ok(body) => body,
         Err(error) => {
-            let message = format!("unreadable frame: {error}");
-            return Some(Err(if error.to_string().contains("frame size too big") {
-                Error::MessageTooLarge {
-                    size: 0,
-                    limit: max_message_bytes(),
-                }
-            } else {
-                Error::Protocol { message }
-            }));
+            let too_long = error
+                .get_ref()
+                .is_some_and(|inner| inner.is::<tokio_util::codec::LengthDelimitedCodecError>());
+            let message = match too_long {
+                true => format!(
+                    "a frame is longer than the {}-byte message limit",
+                    max_message_bytes()
+                ),
+                false => format!("unreadable frame: {error}"),
+            };
+            return Some(Err(Error::Protocol { message }));
         }
     };
     Some(decode_frame(&body))

@@ -197,6 +197,10 @@ async fn s2_without_restarts_left_the_actor_is_dead(backend: &str) {
         }
         other => panic!("expected ActorDied(Panicked), got {other:?}"),
     }
+    // Once it has stopped for good, the handle knows (for a remote actor, when its
+    // worker's report or exit arrives).
+    let cause = c.raw().erase().stopped().await;
+    assert!(matches!(cause, DeathCause::Panicked { .. }), "{cause:?}");
     assert!(!c.is_alive());
 }
 

@@ -9,7 +9,9 @@ use futures_util::FutureExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use crate::actor::{Actor, Context, GroupHandle, Handle, Message, MethodInfo, Outcome};
+pub use crate::actor::{
+    Actor, Context, GroupHandle, Handle, Message, MethodInfo, Outcome, PanicAnswer,
+};
 pub use crate::actor_ref::RawRef;
 pub use crate::call::{Call, GroupCall};
 pub use crate::codec;
@@ -110,8 +112,12 @@ where
                 method: method.to_string(),
                 message: message.clone(),
             };
-            reply.send(Err(error));
-            Outcome::Panicked { method, message }
+            let answer = PanicAnswer::new(move || reply.send(Err(error)));
+            Outcome::Panicked {
+                method,
+                message,
+                answer,
+            }
         }
     }
 }

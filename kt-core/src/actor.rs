@@ -113,18 +113,57 @@ pub struct MethodInfo {
 }
 
 /// The result of running one message, as the runtime needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 #[must_use]
 pub enum Outcome {
     /// The method returned (its value or its own `Err` went to the caller).
     Done,
-    /// The method panicked; the caller got [`Error::ActorPanicked`].
+    /// The method panicked. Its caller's [`Error::ActorPanicked`] is held in `answer`
+    /// until the supervisor has dealt with the calls waiting behind it (rule S1), so a
+    /// call made after seeing the panic always reaches the next incarnation.
     Panicked {
         /// The method that panicked.
         method: &'static str,
         /// The panic message.
         message: String,
+        /// Sends the panicked caller its error.
+        answer: PanicAnswer,
     },
+}
+
+impl Outcome {
+    /// True when the method returned normally.
+    pub fn is_done(&self) -> bool {
+        matches!(self, Outcome::Done)
+    }
+
+    /// Sends a held-back panic answer now (when there is nothing else to settle first).
+    pub fn settle(self) {
+        if let Outcome::Panicked { answer, .. } = self {
+            answer.send();
+        }
+    }
+}
+
+/// The held-back answer of a call whose method panicked.
+pub struct PanicAnswer(Box<dyn FnOnce() + Send>);
+
+impl PanicAnswer {
+    /// Wraps the sending of the answer.
+    pub fn new(send: impl FnOnce() + Send + 'static) -> Self {
+        PanicAnswer(Box::new(send))
+    }
+
+    /// Sends the answer.
+    pub fn send(self) {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for PanicAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PanicAnswer")
+    }
 }
 
 /// The generated handle-methods type of an actor; `ActorRef<A>` dereferences to it.

@@ -62,7 +62,7 @@ mod spawn;
 #[doc(hidden)]
 pub mod __private;
 
-pub use actor::{Actor, Context, GroupHandle, Handle, Message, MethodInfo, Outcome};
+pub use actor::{Actor, Context, GroupHandle, Handle, Message, MethodInfo, Outcome, PanicAnswer};
 pub use actor_ref::{ActorRef, RawRef};
 pub use call::{Call, GroupCall};
 pub use cell::{OwnerGuard, Release};

@@ -16,7 +16,7 @@ use futures_util::FutureExt;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::actor::{Actor, Context, Message, Outcome};
+use crate::actor::{Actor, Context, Message, Outcome, PanicAnswer};
 use crate::actor_ref::RawRef;
 use crate::cell::{LocalCell, OwnerGuard};
 use crate::codec;
@@ -215,12 +215,17 @@ async fn run_actor<A: Actor>(
         } else {
             actor.handle(msg, &ctx).await
         };
-        if let Outcome::Panicked { method, message } = outcome {
+        if let Outcome::Panicked {
+            method,
+            message,
+            answer,
+        } = outcome
+        {
             let cause = DeathCause::Panicked {
                 method: method.to_string(),
                 message,
             };
-            match restart::<A>(&ctx, &mut rx, &mut supervisor, &mut pending, cause).await {
+            match restart::<A>(&ctx, &mut rx, &mut supervisor, &mut pending, cause, answer).await {
                 Some(next) => actor = next,
                 None => return,
             }
@@ -247,13 +252,16 @@ async fn run_shared_batch<A: Actor>(
     let mut outcome = Outcome::Done;
     let mut held = None;
     loop {
-        let accepting =
-            may_take_more && held.is_none() && outcome == Outcome::Done && running.len() < max;
+        let accepting = may_take_more && held.is_none() && outcome.is_done() && running.len() < max;
         tokio::select! {
             biased;
             Some(done) = running.next() => {
-                if let (Outcome::Done, Outcome::Panicked { .. }) = (&outcome, &done) {
+                // The first panic is the one the supervisor handles; later ones in the
+                // same batch are answered at once.
+                if outcome.is_done() {
                     outcome = done;
+                } else {
+                    done.settle();
                 }
                 if running.is_empty() {
                     break;
@@ -280,12 +288,14 @@ async fn restart<A: Actor>(
     supervisor: &mut Supervisor,
     pending: &mut VecDeque<A::Message>,
     cause: DeathCause,
+    answer: PanicAnswer,
 ) -> Option<A> {
     let args = match (&supervisor.restart_args, supervisor.restarts_left) {
         (Some(args), 1..) => args.clone(),
         _ => {
             ctx.cell.set_death(cause);
             reject_all(ctx, rx, std::mem::take(pending));
+            answer.send();
             return None;
         }
     };
@@ -305,6 +315,9 @@ async fn restart<A: Actor>(
             msg.reject(died.clone());
         }
     }
+    // Only now does the panicked caller hear of it: whatever it sends next lands after
+    // this drain, on the next incarnation.
+    answer.send();
     let rebuilt = match codec::decode::<A::Args>(&args, "the saved constructor arguments") {
         Ok(args) => start::<A>(args, ctx).await,
         Err(error) => Err(error.to_string()),
@@ -334,7 +347,7 @@ async fn stop_gracefully<A: Actor>(
     rx.close();
     while let Some(msg) = rx.recv().await {
         // A panic here is answered to its caller; the actor is stopping anyway.
-        let _ = actor.handle(msg, ctx).await;
+        actor.handle(msg, ctx).await.settle();
     }
     run_on_stop(&mut actor, ctx, &cause).await;
 }

@@ -178,6 +178,9 @@ async fn run_worker(mut stdin: impl AsyncRead + Unpin + Send + 'static) -> Resul
             if encode_frame(&Frame::Gone { cause }, &mut buf).is_ok() {
                 let _ = control.write_all(&buf).await;
                 let _ = control.finish();
+                // Closing the endpoint discards unsent data: wait until the driver has read
+                // the report, so it learns why and not only an exit code.
+                let _ = tokio::time::timeout(REPORT_GRACE, control.stopped()).await;
             }
             node.shutdown().await;
         }

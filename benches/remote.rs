@@ -74,8 +74,12 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn spawn_echo(rt: &tokio::runtime::Runtime) -> ActorRef<Echo> {
-    rt.block_on(Echo::spawn().on(Arc::new(kt::LocalProcess)).into_future())
-        .expect("spawn")
+    rt.block_on(
+        Echo::spawn()
+            .on(Arc::new(kt::LocalProcess::new()))
+            .into_future(),
+    )
+    .expect("spawn")
 }
 
 /// Runs `body` as a task of `rt` (callers are runtime tasks, as under `#[kt::main]`).
@@ -211,7 +215,7 @@ fn head_of_line(rt: &tokio::runtime::Runtime) {
         .block_on(
             Echo::spawn()
                 .max_concurrency(2)
-                .on(Arc::new(kt::LocalProcess))
+                .on(Arc::new(kt::LocalProcess::new()))
                 .into_future(),
         )
         .expect("spawn");
@@ -257,7 +261,7 @@ fn lifecycle(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
                 for _ in 0..iters {
                     let start = Instant::now();
                     let echo = Echo::spawn()
-                        .on(Arc::new(kt::LocalProcess))
+                        .on(Arc::new(kt::LocalProcess::new()))
                         .await
                         .expect("spawn");
                     echo.add(1).await.expect("first reply");
@@ -275,7 +279,7 @@ fn lifecycle(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
                 for _ in 0..iters {
                     let echo = Echo::spawn()
                         .max_concurrency(2)
-                        .on(Arc::new(kt::LocalProcess))
+                        .on(Arc::new(kt::LocalProcess::new()))
                         .await
                         .expect("spawn");
                     let waiting = echo.hang();

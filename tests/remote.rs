@@ -13,7 +13,7 @@ use support::{Accumulator, Counter, Relay, open_gate, probe};
 use tokio::io::AsyncBufReadExt;
 
 fn local() -> Arc<dyn kt::Placement> {
-    Arc::new(kt::LocalProcess)
+    Arc::new(kt::LocalProcess::new())
 }
 
 /// Resolves when process `pid` has exited, without polling: a pidfd becomes readable.

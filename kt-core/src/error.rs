@@ -276,6 +276,20 @@ pub enum Error {
         message: String,
     },
 
+    /// The placement does not have the resources the spawn asked for.
+    #[error(
+        "not enough resources for `{type_name}`: asked for {requested}, {available}. Free some \
+         (kill actors), ask for less, or spawn with `.wait_for_resources()`"
+    )]
+    InsufficientResources {
+        /// The actor type being spawned.
+        type_name: String,
+        /// What the spawn asked for.
+        requested: String,
+        /// What the placement has (free and in total).
+        available: String,
+    },
+
     /// A kt operation needs a tokio runtime and none is running on this thread.
     #[error(
         "no tokio runtime is running on this thread. Call kt from inside `#[kt::main]`, \

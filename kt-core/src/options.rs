@@ -38,6 +38,9 @@ pub struct SpawnOptions {
     pub compute: Compute,
     /// Rank and size when the actor is a member of a group (set by group spawns).
     pub group: Option<GroupMember>,
+    /// When the placement lacks the resources asked for right now: wait for them (true)
+    /// or fail at once with `Error::InsufficientResources` (false, the default).
+    pub wait_for_resources: bool,
 }
 
 impl Default for SpawnOptions {
@@ -50,6 +53,7 @@ impl Default for SpawnOptions {
             mailbox_capacity: DEFAULT_MAILBOX_CAPACITY,
             compute: Compute::default(),
             group: None,
+            wait_for_resources: false,
         }
     }
 }
@@ -118,6 +122,12 @@ macro_rules! spawn_option_setters {
         /// Requests resources and a runtime environment.
         pub fn compute(mut self, compute: $crate::compute::Compute) -> Self {
             self.options.compute = compute;
+            self
+        }
+
+        /// Waits for resources that are taken right now instead of failing the spawn.
+        pub fn wait_for_resources(mut self) -> Self {
+            self.options.wait_for_resources = true;
             self
         }
 

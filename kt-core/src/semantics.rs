@@ -33,7 +33,9 @@
 //!   its constructor with the original arguments and `on_start` runs again. Calls already
 //!   in its mailbox when it panicked fail with [`crate::Error::ActorDied`] (cause
 //!   `Panicked`), except calls of methods marked `#[kt(idempotent)]`, which run on the new
-//!   incarnation first. Calls made later run on the new incarnation.
+//!   incarnation first. Calls made later run on the new incarnation — including a call
+//!   made right after the caller saw the panic: the panicked call is answered only after
+//!   the waiting calls were dealt with.
 //! - **S2 — No restarts left.** The actor is dead: queued calls and every later call fail
 //!   with `ActorDied { cause: Panicked { .. } }`. `on_stop` does not run on a panicked state.
 //!

@@ -25,6 +25,7 @@ mod endpoint;
 pub mod frame;
 mod handles;
 mod local;
+pub mod resources;
 mod route;
 mod serve;
 pub mod tls;

@@ -13,13 +13,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use kt_core::{
-    DeathCause, ErasedActor, Error, Lifetime, OwnerGuard, Placed, Placement, SpawnRequest,
+    Compute, DeathCause, ErasedActor, Error, Lifetime, OwnerGuard, Placed, Placement, SpawnRequest,
 };
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, Command};
 
 use crate::endpoint::{HelloStream, Node};
 use crate::frame::{Frame, PROTOCOL_VERSION};
+use crate::resources::{Grant, Ledger};
 use crate::route::{RemoteRoute, RouteState};
 use crate::serve::next_frame;
 use crate::worker::{WORKER_ENV, WorkerConfig, encode_config};
@@ -35,9 +36,35 @@ pub fn set_worker_args(args: Vec<String>) {
     let _ = WORKER_ARGS.set(args);
 }
 
-/// Runs each actor in a child process of the current binary.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct LocalProcess;
+/// Runs each actor in a child process of the current binary, reserving the CPUs and
+/// GPUs its `Compute` asks for from this machine's [`Ledger`].
+#[derive(Debug, Clone)]
+pub struct LocalProcess {
+    ledger: Arc<Ledger>,
+}
+
+impl LocalProcess {
+    /// Places actors on this machine's CPUs and GPUs (shared by every `LocalProcess::new()`).
+    pub fn new() -> Self {
+        static MACHINE: OnceLock<Arc<Ledger>> = OnceLock::new();
+        LocalProcess {
+            ledger: MACHINE.get_or_init(Ledger::detect).clone(),
+        }
+    }
+
+    /// Places actors on a budget of its own: `cpus` CPUs and GPUs `0..gpus`.
+    pub fn with_resources(cpus: f64, gpus: u32) -> Self {
+        LocalProcess {
+            ledger: Ledger::new(cpus, gpus),
+        }
+    }
+}
+
+impl Default for LocalProcess {
+    fn default() -> Self {
+        LocalProcess::new()
+    }
+}
 
 impl Placement for LocalProcess {
     fn name(&self) -> &str {
@@ -45,7 +72,7 @@ impl Placement for LocalProcess {
     }
 
     fn spawn(&self, request: SpawnRequest) -> BoxFuture<'static, kt_core::Result<Placed>> {
-        Box::pin(spawn_worker(request))
+        Box::pin(spawn_worker(self.ledger.clone(), request))
     }
 }
 
@@ -56,9 +83,16 @@ fn start_failed(type_name: &str, message: impl std::fmt::Display) -> Error {
     }
 }
 
-async fn spawn_worker(request: SpawnRequest) -> kt_core::Result<Placed> {
+async fn spawn_worker(ledger: Arc<Ledger>, request: SpawnRequest) -> kt_core::Result<Placed> {
     request.options.validate()?;
     let type_name = request.actor_type.type_name;
+    let grant = ledger
+        .reserve(
+            type_name,
+            &request.options.compute,
+            request.options.wait_for_resources,
+        )
+        .await?;
     let node = Node::global()?;
     let Some(ca) = node.ca() else {
         return Err(start_failed(
@@ -83,7 +117,7 @@ async fn spawn_worker(request: SpawnRequest) -> kt_core::Result<Placed> {
     let runtime = node.runtime.clone();
     let mut child = {
         let _in_runtime = runtime.enter();
-        start_child(type_name, detached)?
+        start_child(type_name, detached, &request.options.compute, &grant)?
     };
     let mut stdin = child
         .stdin
@@ -151,6 +185,7 @@ async fn spawn_worker(request: SpawnRequest) -> kt_core::Result<Placed> {
     runtime.spawn(watch_child(
         child,
         stdin,
+        grant,
         state.clone(),
         node.clone(),
         worker_node,
@@ -167,19 +202,28 @@ async fn spawn_worker(request: SpawnRequest) -> kt_core::Result<Placed> {
 }
 
 inventory::submit! {
-    kt_core::placement::DefaultPlacementRegistration { placement: || Arc::new(LocalProcess) }
+    kt_core::placement::DefaultPlacementRegistration {
+        placement: || Arc::new(LocalProcess::new())
+    }
 }
 
 fn short_name(type_name: &str) -> &str {
     type_name.rsplit("::").next().unwrap_or(type_name)
 }
 
-fn start_child(type_name: &str, detached: bool) -> kt_core::Result<Child> {
+fn start_child(
+    type_name: &str,
+    detached: bool,
+    compute: &Compute,
+    grant: &Grant,
+) -> kt_core::Result<Child> {
     let exe = std::env::current_exe()
         .map_err(|e| start_failed(type_name, format!("cannot find this binary: {e}")))?;
     let mut command = Command::new(exe);
     command
         .args(WORKER_ARGS.get().cloned().unwrap_or_default())
+        .envs(&compute.env)
+        .env("CUDA_VISIBLE_DEVICES", grant.cuda_visible_devices())
         .env(WORKER_ENV, "1")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -220,6 +264,7 @@ fn forward_output(runtime: &tokio::runtime::Handle, child: &mut Child, name: &st
 async fn watch_child(
     mut child: Child,
     stdin: ChildStdin,
+    grant: Grant,
     state: Arc<RouteState>,
     node: Arc<Node>,
     worker_node: String,
@@ -231,6 +276,8 @@ async fn watch_child(
         },
     };
     drop(stdin);
+    // The process is gone: its CPUs and GPUs are free for the next spawn.
+    drop(grant);
     if state.was_reported() {
         // The worker reported why it stopped and finished its streams before exiting:
         // replies still being read are answers, not losses.

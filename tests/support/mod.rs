@@ -294,6 +294,21 @@ impl Relay {
     }
 }
 
+/// Reports its process's environment, to check what a backend gave it.
+#[kt::actor]
+pub struct EnvReader;
+
+#[kt::actor]
+impl EnvReader {
+    pub fn new() -> Self {
+        EnvReader
+    }
+
+    pub fn var(&self, key: String) -> Option<String> {
+        std::env::var(key).ok()
+    }
+}
+
 /// A second actor type, for type mismatches.
 #[kt::actor]
 pub struct Other;
@@ -336,7 +351,7 @@ pub fn placement(backend: &str) -> Arc<dyn kt::Placement> {
     match backend {
         "in_process" => Arc::new(kt::InProcess),
         "loopback" => Arc::new(kt::Loopback),
-        "local_process" => Arc::new(kt::LocalProcess),
+        "local_process" => Arc::new(kt::LocalProcess::new()),
         other => panic!("unknown backend {other}"),
     }
 }

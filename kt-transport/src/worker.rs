@@ -171,21 +171,31 @@ async fn run_worker(mut stdin: impl AsyncRead + Unpin + Send + 'static) -> Resul
 
     let released = node.on_release(owner.label().id);
     let driver_gone = driver_gone(events, stdin, detached);
-    let cause = serve_until_end(owner, released, driver_gone).await;
-    match cause {
-        Some(cause) => {
-            buf.clear();
-            if encode_frame(&Frame::Gone { cause }, &mut buf).is_ok() {
-                let _ = control.write_all(&buf).await;
-                let _ = control.finish();
-                // Closing the endpoint discards unsent data: wait until the driver has read
-                // the report, so it learns why and not only an exit code.
-                let _ = tokio::time::timeout(REPORT_GRACE, control.stopped()).await;
-            }
-            node.shutdown().await;
-        }
+    tokio::pin!(driver_gone);
+    let cause = serve_until_end(owner, released, driver_gone.as_mut()).await;
+    let Some(cause) = cause else {
         // Nobody is left to read replies: exit at once.
-        None => node.close_now(),
+        node.close_now();
+        return Ok(());
+    };
+    buf.clear();
+    if encode_frame(&Frame::Gone { cause }, &mut buf).is_ok() {
+        let _ = control.write_all(&buf).await;
+        let _ = control.finish();
+        // Closing the endpoint discards unsent data: wait until the driver has read the
+        // report, so it learns why and not only an exit code — unless it is gone.
+        tokio::select! {
+            _ = control.stopped() => {}
+            () = driver_gone.as_mut() => {
+                node.close_now();
+                return Ok(());
+            }
+            () = tokio::time::sleep(REPORT_GRACE) => {}
+        }
+    }
+    tokio::select! {
+        () = node.shutdown() => {}
+        () = driver_gone => node.close_now(),
     }
     Ok(())
 }
@@ -195,11 +205,11 @@ async fn run_worker(mut stdin: impl AsyncRead + Unpin + Send + 'static) -> Resul
 async fn serve_until_end(
     owner: ErasedActor,
     released: tokio::sync::oneshot::Receiver<()>,
-    driver_gone: impl std::future::Future<Output = ()>,
+    mut driver_gone: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
 ) -> Option<DeathCause> {
     let stopped = owner.stopped();
     let handle = owner.without_ownership();
-    tokio::pin!(stopped, driver_gone);
+    tokio::pin!(stopped);
     let mut owner = Some(owner);
     let mut released = Some(released);
     loop {

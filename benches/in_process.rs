@@ -8,8 +8,11 @@
 use std::future::IntoFuture;
 use std::time::{Duration, Instant};
 
+mod support;
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use kt::prelude::*;
+use support::run_as_task;
 
 #[kt::actor]
 pub struct Counter {
@@ -50,17 +53,6 @@ fn spawn_counter(rt: &tokio::runtime::Runtime, mailbox: usize) -> ActorRef<Count
             .into_future(),
     )
     .expect("spawn")
-}
-
-/// Runs `body` as a task of the runtime (as `#[kt::main]` runs main), not on the thread
-/// that blocks on it: on a multi-threaded runtime the caller is then a worker like the
-/// actor, and tokio keeps a ping-pong between them on one thread.
-fn run_as_task<F>(rt: &tokio::runtime::Runtime, body: F) -> F::Output
-where
-    F: std::future::Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    rt.block_on(rt.spawn(body)).expect("benchmark task")
 }
 
 fn round_trip(c: &mut Criterion) {

@@ -11,8 +11,11 @@ use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod support;
+
 use criterion::{Criterion, Throughput};
 use kt::prelude::*;
+use support::run_as_task;
 
 #[kt::actor]
 pub struct Echo {
@@ -82,15 +85,6 @@ fn spawn_echo(rt: &tokio::runtime::Runtime) -> ActorRef<Echo> {
     .expect("spawn")
 }
 
-/// Runs `body` as a task of `rt` (callers are runtime tasks, as under `#[kt::main]`).
-fn run<F>(rt: &tokio::runtime::Runtime, body: F) -> F::Output
-where
-    F: std::future::Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    rt.block_on(rt.spawn(body)).expect("bench task")
-}
-
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p) as usize]
 }
@@ -101,7 +95,7 @@ fn round_trips(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
     group.bench_function("round_trip", |b| {
         b.iter_custom(|iters| {
             let echo = echo.clone();
-            run(rt, async move {
+            run_as_task(rt, async move {
                 let start = Instant::now();
                 for _ in 0..iters {
                     echo.add(1).await.expect("call");
@@ -113,7 +107,7 @@ fn round_trips(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
     group.bench_function("error_round_trip", |b| {
         b.iter_custom(|iters| {
             let echo = echo.clone();
-            run(rt, async move {
+            run_as_task(rt, async move {
                 let start = Instant::now();
                 for _ in 0..iters {
                     echo.refuse()
@@ -129,7 +123,7 @@ fn round_trips(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
     group.bench_function("actor_to_actor_round_trip", |b| {
         b.iter_custom(|iters| {
             let (caller, target) = (caller.clone(), echo.clone());
-            run(rt, async move {
+            run_as_task(rt, async move {
                 let start = Instant::now();
                 caller.call(target, iters).await.expect("call");
                 start.elapsed()
@@ -138,7 +132,7 @@ fn round_trips(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
     });
     group.finish();
 
-    let latencies = run(rt, async move {
+    let latencies = run_as_task(rt, async move {
         let mut latencies = Vec::with_capacity(20_000);
         for _ in 0..20_000 {
             let start = Instant::now();
@@ -164,7 +158,7 @@ fn pipelined(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
     group.bench_function("one_caller_one_actor", |b| {
         b.iter_custom(|iters| {
             let echo = echo.clone();
-            run(rt, async move {
+            run_as_task(rt, async move {
                 let start = Instant::now();
                 for _ in 0..iters {
                     let calls: Vec<_> = (0..IN_FLIGHT).map(|_| echo.add(1)).collect();
@@ -180,7 +174,7 @@ fn pipelined(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
     group.bench_function("two_callers_two_actors", |b| {
         b.iter_custom(|iters| {
             let actors = [echo.clone(), second.clone()];
-            run(rt, async move {
+            run_as_task(rt, async move {
                 let start = Instant::now();
                 for _ in 0..iters {
                     let callers: Vec<_> = actors
@@ -219,7 +213,7 @@ fn head_of_line(rt: &tokio::runtime::Runtime) {
                 .into_future(),
         )
         .expect("spawn");
-    let (alone, during, big_took) = run(rt, async move {
+    let (alone, during, big_took) = run_as_task(rt, async move {
         let mut alone = Vec::new();
         for _ in 0..200 {
             let start = Instant::now();
@@ -256,7 +250,7 @@ fn lifecycle(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
     group.sample_size(10);
     group.bench_function("spawn_to_first_reply", |b| {
         b.iter_custom(|iters| {
-            run(rt, async move {
+            run_as_task(rt, async move {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
                     let start = Instant::now();
@@ -274,7 +268,7 @@ fn lifecycle(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
     });
     group.bench_function("kill_9_to_actor_died", |b| {
         b.iter_custom(|iters| {
-            run(rt, async move {
+            run_as_task(rt, async move {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
                     let echo = Echo::spawn()
@@ -308,7 +302,7 @@ fn lifecycle(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
     group.finish();
 
     let echo = spawn_echo(rt);
-    let pid = run(rt, async move { echo.pid().await.expect("pid") });
+    let pid = run_as_task(rt, async move { echo.pid().await.expect("pid") });
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let rss = status
         .lines()

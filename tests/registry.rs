@@ -5,6 +5,7 @@ mod support;
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use kt::codec;
 use kt::prelude::*;
 use kt::registry;
@@ -78,7 +79,12 @@ async fn malformed_calls_get_errors_and_the_actor_keeps_serving() {
             .unwrap();
 
     let decode_reply = |bytes: Vec<u8>| codec::decode::<kt::Result<u64>>(&bytes, "reply").unwrap();
-    let unknown = decode_reply(actor.call_encoded("no_such_method", &[]).await.unwrap());
+    let unknown = decode_reply(
+        actor
+            .call_encoded("no_such_method", Bytes::new())
+            .await
+            .unwrap(),
+    );
     assert!(
         matches!(unknown, Err(Error::UnknownMethod { ref method, .. }) if method == "no_such_method"),
         "{unknown:?}"
@@ -86,14 +92,19 @@ async fn malformed_calls_get_errors_and_the_actor_keeps_serving() {
 
     let garbage = decode_reply(
         actor
-            .call_encoded("add", &[0xc1, 0xff, 0x13])
+            .call_encoded("add", Bytes::from_static(&[0xc1, 0xff, 0x13]))
             .await
             .unwrap(),
     );
     assert!(matches!(garbage, Err(Error::Decode { .. })), "{garbage:?}");
 
     let wrong_types = codec::encode(&("seven",), "args").unwrap();
-    let wrong = decode_reply(actor.call_encoded("add", &wrong_types).await.unwrap());
+    let wrong = decode_reply(
+        actor
+            .call_encoded("add", Bytes::from(wrong_types))
+            .await
+            .unwrap(),
+    );
     match wrong {
         Err(Error::Decode { what, .. }) => assert!(what.contains("::add"), "{what}"),
         other => panic!("expected a decode error, got {other:?}"),
@@ -102,7 +113,10 @@ async fn malformed_calls_get_errors_and_the_actor_keeps_serving() {
     let truncated = codec::encode(&(5u64,), "args").unwrap();
     let short = decode_reply(
         actor
-            .call_encoded("add", &truncated[..truncated.len() - 1])
+            .call_encoded(
+                "add",
+                Bytes::copy_from_slice(&truncated[..truncated.len() - 1]),
+            )
             .await
             .unwrap(),
     );

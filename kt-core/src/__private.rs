@@ -146,7 +146,10 @@ pub fn decode_args<Args: DeserializeOwned>(
     payload: &[u8],
     reply: EncodedReply,
 ) -> std::result::Result<(Args, EncodedReply), (Error, EncodedReply)> {
-    match codec::decode::<Args>(payload, &format!("arguments of `{type_name}::{method}`")) {
+    match codec::decode::<Args>(
+        payload,
+        format_args!("arguments of `{type_name}::{method}`"),
+    ) {
         Ok(args) => Ok((args, reply)),
         Err(error) => Err((error, reply)),
     }

@@ -10,6 +10,7 @@ use std::fmt;
 use std::ops::Deref;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -97,8 +98,9 @@ impl<A: Actor> RawRef<A> {
                 Call::local(rx, cell.clone(), accepted)
             }
             Route::Encoded(_) => {
-                match codec::encode(&args, &format!("arguments of `{}::{method}`", A::TYPE_NAME)) {
-                    Ok(payload) => self.call_encoded(method, &payload),
+                let what = format_args!("arguments of `{}::{method}`", A::TYPE_NAME);
+                match codec::encode(&args, what) {
+                    Ok(payload) => self.call_encoded(method, Bytes::from(payload)),
                     Err(error) => Call::failed(error),
                 }
             }
@@ -107,7 +109,7 @@ impl<A: Actor> RawRef<A> {
 
     /// Sends one call whose arguments are already encoded (group broadcasts encode
     /// once for all members).
-    pub fn call_encoded<T>(&self, method: &'static str, payload: &[u8]) -> Call<T> {
+    pub fn call_encoded<T>(&self, method: &'static str, payload: Bytes) -> Call<T> {
         let (reply, rx) = EncodedReply::channel();
         let route = self.dyn_route();
         let accepted = route.send_encoded(method, payload, reply);

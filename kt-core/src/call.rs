@@ -120,7 +120,7 @@ impl<T: DeserializeOwned> Future for Call<T> {
 }
 
 fn decode_reply<T: DeserializeOwned>(bytes: &[u8], method: &str) -> Result<T> {
-    codec::decode::<Result<T>>(bytes, &format!("the reply of `{method}`"))?
+    codec::decode::<Result<T>>(bytes, format_args!("the reply of `{method}`"))?
 }
 
 /// The pending replies of a call broadcast to every member of a group; resolves to the

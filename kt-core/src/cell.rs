@@ -9,6 +9,7 @@
 
 use std::sync::{Arc, OnceLock, Weak};
 
+use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::AbortHandle;
@@ -171,8 +172,8 @@ impl<A: Actor> EncodedRoute for LocalCell<A> {
         &self.label
     }
 
-    fn send_encoded(&self, method: &str, payload: &[u8], reply: EncodedReply) -> Accepted {
-        match A::decode_message(method, payload, reply) {
+    fn send_encoded(&self, method: &str, payload: Bytes, reply: EncodedReply) -> Accepted {
+        match A::decode_message(method, &payload, reply) {
             Ok(msg) => self.enqueue(msg),
             Err((error, reply)) => {
                 reply.fail(error);

@@ -11,16 +11,18 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
 
-/// Encodes `value` to MessagePack; `what` names the value in the error.
-pub fn encode<T: Serialize + ?Sized>(value: &T, what: &str) -> Result<Vec<u8>> {
+/// Encodes `value` to MessagePack; `what` names the value in the error. It is formatted
+/// only if encoding fails, so hot paths can pass `format_args!` without allocating.
+pub fn encode<T: Serialize + ?Sized>(value: &T, what: impl std::fmt::Display) -> Result<Vec<u8>> {
     rmp_serde::to_vec_named(value).map_err(|e| Error::Encode {
         what: what.to_string(),
         message: e.to_string(),
     })
 }
 
-/// Decodes a MessagePack value; `what` names the value in the error.
-pub fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
+/// Decodes a MessagePack value; `what` names the value in the error (formatted only on
+/// failure, like [`encode`]'s).
+pub fn decode<T: DeserializeOwned>(bytes: &[u8], what: impl std::fmt::Display) -> Result<T> {
     rmp_serde::from_slice(bytes).map_err(|e| Error::Decode {
         what: what.to_string(),
         message: e.to_string(),

@@ -44,13 +44,16 @@ impl<A: Actor> GroupMembers<A> {
         Args: Serialize,
         T: DeserializeOwned,
     {
-        let what = format!("arguments of `{}::{method}`", A::TYPE_NAME);
-        let calls = match codec::encode(args, &what) {
-            Ok(payload) => self
-                .members
-                .iter()
-                .map(|m| m.raw().call_encoded(method, &payload))
-                .collect(),
+        let what = format_args!("arguments of `{}::{method}`", A::TYPE_NAME);
+        let calls = match codec::encode(args, what) {
+            // Encoded once; every member's call shares the same bytes.
+            Ok(payload) => {
+                let payload = bytes::Bytes::from(payload);
+                self.members
+                    .iter()
+                    .map(|m| m.raw().call_encoded(method, payload.clone()))
+                    .collect()
+            }
             Err(error) => vec![Call::failed(error)],
         };
         GroupCall::new(calls)

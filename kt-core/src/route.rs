@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use futures_util::future::BoxFuture;
 
 use crate::cell::OwnerGuard;
@@ -25,7 +26,7 @@ pub trait EncodedRoute: Send + Sync + 'static {
     /// Sends one call now (before returning, rule E1); its answer goes to `reply`.
     /// A call that cannot be delivered is answered through `reply` with the reason.
     /// Returns whether the call is in the actor's mailbox yet (rule B1).
-    fn send_encoded(&self, method: &str, payload: &[u8], reply: EncodedReply) -> Accepted;
+    fn send_encoded(&self, method: &str, payload: Bytes, reply: EncodedReply) -> Accepted;
 
     /// The error for calls whose answer was lost because the actor is gone.
     fn gone(&self) -> Error;
@@ -80,7 +81,7 @@ impl ErasedActor {
     }
 
     /// Sends an encoded call and waits for its encoded reply (an encoded `Result<T, Error>`).
-    pub async fn call_encoded(&self, method: &str, payload: &[u8]) -> Result<Vec<u8>> {
+    pub async fn call_encoded(&self, method: &str, payload: Bytes) -> Result<Vec<u8>> {
         let (reply, rx) = EncodedReply::channel();
         let _ = self.route.send_encoded(method, payload, reply);
         rx.await.map_err(|_| self.route.gone())
@@ -92,9 +93,9 @@ impl ErasedActor {
         Args: serde::Serialize,
         T: serde::de::DeserializeOwned,
     {
-        let payload = codec::encode(args, &format!("arguments of `{method}`"))?;
-        let bytes = self.call_encoded(method, &payload).await?;
-        codec::decode::<Result<T>>(&bytes, &format!("the reply of `{method}`"))?
+        let payload = codec::encode(args, format_args!("arguments of `{method}`"))?;
+        let bytes = self.call_encoded(method, Bytes::from(payload)).await?;
+        codec::decode::<Result<T>>(&bytes, format_args!("the reply of `{method}`"))?
     }
 
     /// Stops the actor now.

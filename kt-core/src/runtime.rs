@@ -109,7 +109,7 @@ fn prepare_args<A: Actor>(
     let what = || format!("the constructor arguments of `{}`", A::TYPE_NAME);
     match args {
         SpawnArgs::Encoded(bytes) => {
-            let typed = codec::decode::<A::Args>(&bytes, &what())?;
+            let typed = codec::decode::<A::Args>(&bytes, what())?;
             Ok((typed, keep_encoded.then_some(bytes)))
         }
         SpawnArgs::Typed(any) => {
@@ -118,7 +118,7 @@ fn prepare_args<A: Actor>(
                 message: "the arguments have another type than the constructor's".into(),
             })?;
             let encoded = match keep_encoded {
-                true => Some(Arc::from(codec::encode(&typed, &what())?)),
+                true => Some(Arc::from(codec::encode(&typed, what())?)),
                 false => None,
             };
             Ok((typed, encoded))

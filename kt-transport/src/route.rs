@@ -230,7 +230,7 @@ impl EncodedRoute for RemoteRoute {
         &self.address.label
     }
 
-    fn send_encoded(&self, method: &str, payload: &[u8], reply: EncodedReply) -> Accepted {
+    fn send_encoded(&self, method: &str, payload: Bytes, reply: EncodedReply) -> Accepted {
         if self.state.is_dead() {
             reply.fail(self.state.gone());
             return Accepted::Now;
@@ -245,7 +245,7 @@ impl EncodedRoute for RemoteRoute {
         }
         let call = Outgoing::Call {
             method: method.to_string(),
-            payload: Bytes::copy_from_slice(payload),
+            payload,
             reply,
         };
         self.outgoing.send(call)

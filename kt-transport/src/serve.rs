@@ -186,7 +186,7 @@ async fn serve_calls(
                     replies: replies.clone(),
                 });
                 if let Accepted::Later(accepted) =
-                    actor.route().send_encoded(&method, &payload, sink)
+                    actor.route().send_encoded(&method, payload, sink)
                 {
                     let _ = accepted.await;
                 }

@@ -87,11 +87,6 @@ impl std::fmt::Debug for Identity {
 }
 
 impl Identity {
-    /// The DER encoding of the CA certificate this identity trusts.
-    pub fn ca_certificate_der(&self) -> &[u8] {
-        &self.ca_der
-    }
-
     pub(crate) fn roots(&self) -> Result<Arc<rustls::RootCertStore>, TransportError> {
         let mut roots = rustls::RootCertStore::empty();
         roots

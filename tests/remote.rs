@@ -63,6 +63,88 @@ async fn a_worker_killed_with_sigkill_fails_waiting_calls_with_its_signal() {
     open_gate(&tag);
 }
 
+/// Rule S3: a worker process that dies is replaced while restarts are left.
+#[kt::test]
+async fn s3_a_dead_worker_process_is_restarted_and_idempotent_calls_rerun() {
+    let tag = "remote/s3".to_string();
+    let c = Counter::spawn(7, tag.clone(), probe().await)
+        .max_restarts(1)
+        .on(local())
+        .await
+        .unwrap();
+    assert_eq!(c.increment().await.unwrap(), 8);
+    let first_pid = c.pid().await.unwrap();
+    let waiting = c.wait_for_gate(tag.clone());
+    support::gauge_reaches(&tag, 1).await;
+    let lost = c.increment();
+    let idempotent = c.get_again();
+    // SAFETY: sends SIGKILL to the worker process this test spawned.
+    assert_eq!(unsafe { libc::kill(first_pid as i32, libc::SIGKILL) }, 0);
+    for (what, result) in [("running", waiting.await), ("queued", lost.await)] {
+        match result {
+            Err(Error::ActorDied {
+                cause: DeathCause::Signaled { signal },
+                ..
+            }) => assert_eq!(signal, libc::SIGKILL, "{what} call"),
+            other => panic!("{what} call: expected ActorDied(Signaled(9)), got {other:?}"),
+        }
+    }
+    assert_eq!(
+        idempotent.await.unwrap(),
+        7,
+        "the idempotent call re-ran on a new process, rebuilt from the original arguments"
+    );
+    let second_pid = c.pid().await.unwrap();
+    assert_ne!(first_pid, second_pid, "a new process");
+    assert!(c.is_alive());
+    assert_eq!(
+        c.increment().await.unwrap(),
+        8,
+        "later calls reach the new process"
+    );
+
+    // No restarts left: the next death is final.
+    // SAFETY: as above, for the second worker process.
+    assert_eq!(unsafe { libc::kill(second_pid as i32, libc::SIGKILL) }, 0);
+    let cause = c.raw().erase().stopped().await;
+    assert_eq!(
+        cause,
+        DeathCause::Signaled {
+            signal: libc::SIGKILL
+        }
+    );
+    assert!(!c.is_alive());
+    assert!(matches!(
+        c.get().await,
+        Err(Error::ActorDied {
+            cause: DeathCause::Signaled { .. },
+            ..
+        })
+    ));
+    open_gate(&tag);
+}
+
+/// Rule S3: a killed actor stays dead, restarts left or not.
+#[kt::test]
+async fn s3_kill_is_final_even_with_restarts_left() {
+    let c = Counter::spawn(0, "remote/s3-kill".into(), probe().await)
+        .max_restarts(3)
+        .on(local())
+        .await
+        .unwrap();
+    let pid = c.pid().await.unwrap() as i32;
+    c.kill();
+    exited(pid).await;
+    assert_eq!(c.raw().erase().stopped().await, DeathCause::Killed);
+    assert!(matches!(
+        c.get().await,
+        Err(Error::ActorDied {
+            cause: DeathCause::Killed,
+            ..
+        })
+    ));
+}
+
 #[kt::test]
 async fn a_handle_sent_to_an_actor_reaches_the_target_directly() {
     let target = Accumulator::spawn(10).on(local()).await.unwrap();

@@ -28,6 +28,10 @@ pub trait Actor: Sized + Send + Sync + 'static {
     /// actors from this name, so it must be the same in every build of the binary.
     const TYPE_NAME: &'static str;
 
+    /// Every public method, in declaration order: what a transport needs to know about
+    /// a method it only has the name of (for example, whether a lost call may be re-sent).
+    const METHODS: &'static [MethodInfo];
+
     /// The constructor's arguments, as one tuple. They travel encoded to remote workers
     /// and are kept encoded to rebuild the actor on restart.
     type Args: Serialize + DeserializeOwned + Send + 'static;

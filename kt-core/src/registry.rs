@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 
-use crate::actor::Actor;
+use crate::actor::{Actor, MethodInfo};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::options::SpawnOptions;
@@ -22,6 +22,8 @@ use crate::runtime::spawn_in_process;
 pub struct ActorType {
     /// The stable type name.
     pub type_name: &'static str,
+    /// Its public methods.
+    pub methods: &'static [MethodInfo],
     /// Spawns the actor in this process from typed or encoded arguments.
     pub spawn_in_process: fn(SpawnArgs, SpawnOptions) -> BoxFuture<'static, Result<Placed>>,
     /// Encodes typed constructor arguments (`Actor::Args`, boxed).
@@ -41,9 +43,19 @@ impl ActorType {
     pub const fn of<A: Actor>() -> ActorType {
         ActorType {
             type_name: A::TYPE_NAME,
+            methods: A::METHODS,
             spawn_in_process: spawn_boxed::<A>,
             encode_args: encode_args::<A>,
         }
+    }
+}
+
+impl ActorType {
+    /// True when `method` is marked `#[kt(idempotent)]` (safe to run again).
+    pub fn is_idempotent(&self, method: &str) -> bool {
+        self.methods
+            .iter()
+            .any(|info| info.idempotent && info.name == method)
     }
 }
 

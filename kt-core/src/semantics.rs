@@ -38,6 +38,16 @@
 //!   the waiting calls were dealt with.
 //! - **S2 — No restarts left.** The actor is dead: queued calls and every later call fail
 //!   with `ActorDied { cause: Panicked { .. } }`. `on_stop` does not run on a panicked state.
+//! - **S3 — Process restarts.** When the process hosting an actor dies (killed by a
+//!   signal, exited, connection lost for good) and restarts are left, the backend starts a
+//!   new process and rebuilds the actor with its original arguments; the handle stays
+//!   valid. Calls that were sent to the dead process fail with `ActorDied { cause }` (they
+//!   may have run: at most once), except `#[kt(idempotent)]` ones, which are re-sent to the
+//!   new process. Calls made while it starts wait for it, in order. `kill()`, a stop from
+//!   inside, the release by the last owning handle, and a panic past the budget are not
+//!   restarted. Each new process gets the restarts left as its budget for panics (S1);
+//!   handles that travelled to other processes keep reaching the process they were sent
+//!   for.
 //!
 //! # Lifetime
 //! - **L1 — Owned actors.** An owned actor (the default) stops when its last owning

@@ -104,6 +104,18 @@ impl Counter {
 }
 impl ::kt::__private::Actor for Counter {
     const TYPE_NAME: &'static str = <Counter as ::kt::__private::ActorStruct>::TYPE_NAME;
+    const METHODS: &'static [::kt::__private::MethodInfo] = &[
+        ::kt::__private::MethodInfo {
+            name: "add",
+            shared: false,
+            idempotent: false,
+        },
+        ::kt::__private::MethodInfo {
+            name: "get",
+            shared: true,
+            idempotent: false,
+        },
+    ];
     type Args = (u64,);
     type Message = CounterMessage;
     type Handle = CounterHandle;

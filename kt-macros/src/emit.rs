@@ -56,6 +56,16 @@ fn message_ident(actor: &ActorImpl) -> syn::Ident {
     format_ident!("{}Message", actor.self_ident)
 }
 
+/// The `MethodInfo` literal describing one method.
+fn method_info(method: &Method) -> TokenStream {
+    let name = method.ident.to_string();
+    let shared = method.receiver == Receiver::Shared;
+    let idempotent = method.idempotent;
+    quote! {
+        ::kt::__private::MethodInfo { name: #name, shared: #shared, idempotent: #idempotent }
+    }
+}
+
 fn variant_ident(method: &Method) -> syn::Ident {
     let camel: String = method
         .ident
@@ -96,14 +106,8 @@ fn message_enum(actor: &ActorImpl) -> TokenStream {
     });
     let infos = actor.methods.iter().map(|m| {
         let variant = variant_ident(m);
-        let name = m.ident.to_string();
-        let shared = m.receiver == Receiver::Shared;
-        let idempotent = m.idempotent;
-        quote! {
-            Self::#variant(..) => {
-                &::kt::__private::MethodInfo { name: #name, shared: #shared, idempotent: #idempotent }
-            }
-        }
+        let info = method_info(m);
+        quote! { Self::#variant(..) => { &#info } }
     });
     let rejects = actor.methods.iter().map(|m| {
         let variant = variant_ident(m);
@@ -313,6 +317,7 @@ fn actor_trait(actor: &ActorImpl) -> TokenStream {
         None => quote!(),
     };
     let type_name = quote!(<#ident as ::kt::__private::ActorStruct>::TYPE_NAME);
+    let method_infos = actor.methods.iter().map(method_info);
 
     let exclusive_arms = actor
         .methods
@@ -337,6 +342,7 @@ fn actor_trait(actor: &ActorImpl) -> TokenStream {
     quote! {
         impl ::kt::__private::Actor for #ident {
             const TYPE_NAME: &'static str = #type_name;
+            const METHODS: &'static [::kt::__private::MethodInfo] = &[#(#method_infos),*];
             type Args = (#(#ctor_types,)*);
             type Message = #message;
             type Handle = #handle;

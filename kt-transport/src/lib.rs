@@ -26,6 +26,7 @@ pub mod frame;
 mod handles;
 mod local;
 pub mod resources;
+mod restart;
 mod route;
 mod serve;
 pub mod tls;

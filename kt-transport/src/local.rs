@@ -12,8 +12,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
+use kt_core::registry::ActorType;
 use kt_core::{
-    Compute, DeathCause, ErasedActor, Error, Lifetime, OwnerGuard, Placed, Placement, SpawnRequest,
+    Compute, DeathCause, ErasedActor, Error, Lifetime, OwnerGuard, Placed, Placement, SpawnOptions,
+    SpawnRequest,
 };
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, Command};
@@ -21,6 +23,7 @@ use tokio::process::{Child, ChildStdin, Command};
 use crate::endpoint::{HelloStream, Node};
 use crate::frame::{Frame, PROTOCOL_VERSION};
 use crate::resources::{Grant, Ledger};
+use crate::restart::{ReleaseRestarting, RestartingRoute, StartIncarnation};
 use crate::route::{RemoteRoute, RouteState};
 use crate::serve::next_frame;
 use crate::worker::{WORKER_ENV, WorkerConfig, encode_config};
@@ -85,13 +88,51 @@ fn start_failed(type_name: &str, message: impl std::fmt::Display) -> Error {
 
 async fn spawn_worker(ledger: Arc<Ledger>, request: SpawnRequest) -> kt_core::Result<Placed> {
     request.options.validate()?;
-    let type_name = request.actor_type.type_name;
-    let grant = ledger
-        .reserve(
-            type_name,
-            &request.options.compute,
-            request.options.wait_for_resources,
-        )
+    let recipe = Arc::new(Recipe {
+        ledger,
+        actor_type: request.actor_type,
+        args: Bytes::from(request.encoded_args()?.to_vec()),
+        options: request.options,
+    });
+    let restarts = recipe.options.max_restarts;
+    let first = start_incarnation(recipe.clone(), restarts).await?;
+    let detached = recipe.options.lifetime == Lifetime::Detached;
+    if restarts == 0 {
+        // Nothing to restart: calls go straight to the one process.
+        let owner = (!detached).then(|| Arc::new(OwnerGuard::new(first.releaser())));
+        return Ok(Placed::elsewhere(ErasedActor::new(first, owner)));
+    }
+    let start: StartIncarnation = {
+        let recipe = recipe.clone();
+        Arc::new(move |left| Box::pin(start_incarnation(recipe.clone(), left)))
+    };
+    let runtime = Node::global()?.runtime.clone();
+    let route = RestartingRoute::new(first, recipe.actor_type, restarts, start, runtime);
+    let owner =
+        (!detached).then(|| Arc::new(OwnerGuard::new(Arc::new(ReleaseRestarting(route.clone())))));
+    Ok(Placed::elsewhere(ErasedActor::new(route, owner)))
+}
+
+/// What it takes to start (and restart) one actor's worker process.
+struct Recipe {
+    ledger: Arc<Ledger>,
+    actor_type: ActorType,
+    args: Bytes,
+    options: SpawnOptions,
+}
+
+/// Starts one worker process for the recipe's actor, with `restarts` left for panics,
+/// and resolves once the actor is built and reachable.
+async fn start_incarnation(
+    recipe: Arc<Recipe>,
+    restarts: u32,
+) -> kt_core::Result<Arc<RemoteRoute>> {
+    let type_name = recipe.actor_type.type_name;
+    let mut options = recipe.options.clone();
+    options.max_restarts = restarts;
+    let grant = recipe
+        .ledger
+        .reserve(type_name, &options.compute, options.wait_for_resources)
         .await?;
     let node = Node::global()?;
     let Some(ca) = node.ca() else {
@@ -108,16 +149,16 @@ async fn spawn_worker(ledger: Arc<Ledger>, request: SpawnRequest) -> kt_core::Re
         driver: node.address().to_string(),
         identity: ca.issue(type_name)?,
         type_name: type_name.to_string(),
-        args: Bytes::from(request.encoded_args()?.to_vec()),
-        options: request.options.clone(),
+        args: recipe.args.clone(),
+        options,
     };
-    let detached = request.options.lifetime == Lifetime::Detached;
+    let detached = config.options.lifetime == Lifetime::Detached;
     let hello = node.expect_hello(token);
     // The child is reaped, and its output read, by the node's long-lived runtime.
     let runtime = node.runtime.clone();
     let mut child = {
         let _in_runtime = runtime.enter();
-        start_child(type_name, detached, &request.options.compute, &grant)?
+        start_child(type_name, detached, &config.options.compute, &grant)?
     };
     let mut stdin = child
         .stdin
@@ -135,7 +176,7 @@ async fn spawn_worker(ledger: Arc<Ledger>, request: SpawnRequest) -> kt_core::Re
         let _ = child.start_kill();
         return Err(error);
     }
-    let name = request
+    let name = config
         .options
         .name
         .as_deref()
@@ -197,8 +238,7 @@ async fn spawn_worker(ledger: Arc<Ledger>, request: SpawnRequest) -> kt_core::Re
         let control = control;
         let _ = control.stopped().await;
     });
-    let owner = (!detached).then(|| Arc::new(OwnerGuard::new(route.releaser())));
-    Ok(Placed::elsewhere(ErasedActor::new(route, owner)))
+    Ok(route)
 }
 
 inventory::submit! {

@@ -205,6 +205,11 @@ impl RemoteRoute {
         &self.state
     }
 
+    /// Why the actor died, once it has.
+    pub(crate) fn death_cause(&self) -> Option<DeathCause> {
+        self.state.death.get().cloned()
+    }
+
     /// What releases the actor when the driver's last owning handle drops: a `Release`
     /// frame queued behind the calls already sent on this route.
     pub(crate) fn releaser(&self) -> Arc<dyn kt_core::Release> {

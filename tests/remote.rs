@@ -161,6 +161,87 @@ async fn a_handle_sent_to_an_actor_reaches_the_target_directly() {
     assert_ne!(reached_at, driver_node);
 }
 
+/// The environment variable that names the detached actor of the first driver.
+const DETACHED_ROLE: &str = "KT_TEST_DETACHED_NAME";
+
+/// Not a test of its own: the first driver of
+/// `a_named_detached_actor_outlives_its_driver_and_is_found_by_another`.
+#[kt::test]
+#[ignore = "run as a child process by a_named_detached_actor_outlives_its_driver_and_is_found_by_another"]
+async fn detached_role_spawns_a_named_detached_actor_and_exits() {
+    let Some(name) = std::env::var_os(DETACHED_ROLE) else {
+        return;
+    };
+    let name = name.to_string_lossy().into_owned();
+    let c = Accumulator::spawn(40)
+        .name(&name)
+        .detached()
+        .on(local())
+        .await
+        .unwrap();
+    c.add(2).await.unwrap();
+    println!("WORKER_PID={}", worker_pid(&c).await);
+}
+
+/// Rules L2 and N1 across processes: a second driver finds, calls and kills the actor.
+#[kt::test]
+async fn a_named_detached_actor_outlives_its_driver_and_is_found_by_another() {
+    let name = format!("remote-detached-{}", std::process::id());
+    let exe = std::env::current_exe().unwrap();
+    let first_driver = tokio::process::Command::new(exe)
+        .args([
+            "detached_role_spawns_a_named_detached_actor_and_exits",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(DETACHED_ROLE, &name)
+        .stderr(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    assert!(first_driver.status.success(), "{first_driver:?}");
+    let stdout = String::from_utf8_lossy(&first_driver.stdout);
+    let worker: u32 = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("WORKER_PID="))
+        .and_then(|pid| pid.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no worker pid in {stdout}"));
+
+    // The first driver has exited; its detached actor is still there.
+    let found: ActorRef<Accumulator> = kt::get_actor(&name).await.unwrap();
+    assert_eq!(found.total().await.unwrap(), 42);
+    assert_eq!(worker_pid(&found).await, worker);
+    assert!(matches!(
+        kt::get_actor::<Counter>(&name).await,
+        Err(Error::WrongActorType { .. })
+    ));
+    let again = Accumulator::spawn(0).name(&name).on(local()).await;
+    assert!(
+        matches!(again, Err(Error::NameTaken { .. })),
+        "names are unique across drivers: {again:?}"
+    );
+    // With nobody reading its pipes, its output goes to its log file.
+    found
+        .say("said after the first driver left".into())
+        .await
+        .unwrap();
+    let log = kt_transport::directory::log_path(&name).unwrap();
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        logged.contains("said after the first driver left"),
+        "{log:?}: {logged}"
+    );
+
+    found.kill();
+    exited(worker as i32).await;
+    assert!(matches!(
+        kt::get_actor::<Accumulator>(&name).await,
+        Err(Error::ActorNotFound { .. })
+    ));
+    let _ = std::fs::remove_file(log);
+}
+
 /// The environment variable that turns the next test into a driver for the orphan test.
 const DRIVER_ROLE: &str = "KT_TEST_DRIVER_ROLE";
 

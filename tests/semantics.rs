@@ -431,18 +431,12 @@ async fn groups_broadcast_in_rank_order_and_round_robin(backend: &str) {
 }
 
 macro_rules! for_each_backend {
-    (every backend: $($test:ident),* $(,)?; in-process backends only: $($local_only:ident),* $(,)?) => {
+    (every backend: $($test:ident),* $(,)?) => {
         mod in_process {
             $(
                 #[tokio::test]
                 async fn $test() {
                     tokio::time::timeout(std::time::Duration::from_secs(30), super::$test("in_process")).await.expect("test hung");
-                }
-            )*
-            $(
-                #[tokio::test]
-                async fn $local_only() {
-                    tokio::time::timeout(std::time::Duration::from_secs(30), super::$local_only("in_process")).await.expect("test hung");
                 }
             )*
         }
@@ -451,12 +445,6 @@ macro_rules! for_each_backend {
                 #[tokio::test]
                 async fn $test() {
                     tokio::time::timeout(std::time::Duration::from_secs(30), super::$test("loopback")).await.expect("test hung");
-                }
-            )*
-            $(
-                #[tokio::test]
-                async fn $local_only() {
-                    tokio::time::timeout(std::time::Duration::from_secs(30), super::$local_only("loopback")).await.expect("test hung");
                 }
             )*
         }
@@ -492,10 +480,7 @@ for_each_backend!(
     b1_a_full_mailbox_makes_the_sender_wait_and_drops_nothing,
     d1_every_call_to_a_dead_actor_fails_with_its_cause,
     spawn_failures_are_start_failed_errors,
-    groups_broadcast_in_rank_order_and_round_robin;
-    // Names across processes need the machine-wide name directory of the local-process
-    // backend, which is not built yet: these run on the in-process backends until it is.
-    in-process backends only:
+    groups_broadcast_in_rank_order_and_round_robin,
     l2_a_detached_actor_outlives_its_handles_until_killed,
     n1_names_are_unique_and_lookups_are_typed,
 );

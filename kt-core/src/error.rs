@@ -267,6 +267,19 @@ pub enum Error {
         message: String,
     },
 
+    /// The machine-wide state directory (names of local-process actors, the machine CA,
+    /// detached workers' logs) cannot be used.
+    #[error(
+        "the kt state directory {path} cannot be used: {message}. It must be a directory \
+         owned by you with mode 0700; fix it, remove it, or point KT_STATE_DIR elsewhere"
+    )]
+    StateDirectory {
+        /// The directory.
+        path: String,
+        /// What is wrong with it.
+        message: String,
+    },
+
     /// A backend could not start the process or pod that hosts an actor.
     #[error("could not start a worker for `{type_name}`: {message}")]
     WorkerStartFailed {

@@ -108,6 +108,11 @@ impl ErasedActor {
         self.route.stopped()
     }
 
+    /// The ownership share this handle holds, if any.
+    pub fn owner(&self) -> Option<&Arc<OwnerGuard>> {
+        self.owner.as_ref()
+    }
+
     /// True when this handle keeps the actor alive.
     pub fn is_owning(&self) -> bool {
         self.owner.is_some()

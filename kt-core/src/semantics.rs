@@ -82,13 +82,15 @@
 //! - **N1 — Unique names.** A name belongs to one live actor at a time; spawning a second
 //!   actor with a taken name fails with [`crate::Error::NameTaken`]. `get_actor::<A>(name)`
 //!   fails with [`crate::Error::WrongActorType`] when the actor is not an `A`, and with
-//!   [`crate::Error::ActorNotFound`] when no live actor has the name.
+//!   [`crate::Error::ActorNotFound`] when no live actor has the name. A name's scope is
+//!   the backend's: one process for in-process actors, one user on one machine for
+//!   local-process actors (another driver sees them), one namespace on Kubernetes.
 //!
 //! # Security
 //! - **X1 — Registered types only.** An actor is built by name only if its type is
 //!   registered (by `#[kt::actor]`) in the binary that builds it.
 //! - **X2 — Mutual TLS.** Every connection between processes is mutually authenticated
-//!   against the session's CA; a peer without a valid certificate is refused in the
+//!   against the cluster's CA (for local processes, the CA this user's drivers share); a peer without a valid certificate is refused in the
 //!   handshake, before any message is read.
 //! - **X3 — Bad input is answered, not fatal.** Garbage, truncated or oversized frames,
 //!   unknown actors, unknown methods and wrong argument types get a typed error back, and

@@ -122,13 +122,21 @@ fn node_runtime() -> Result<tokio::runtime::Handle, TransportError> {
 }
 
 impl Node {
-    /// This process's node, started on first use (as a driver, with a fresh session CA).
+    /// This process's node, started on first use as a driver: with this user's machine
+    /// CA (see [`crate::directory`]), so that other drivers on this machine trust its
+    /// workers, or with a fresh session CA when the state directory cannot be used.
     pub fn global() -> Result<Arc<Node>, TransportError> {
         let mut global = lock(&GLOBAL);
         if let Some(node) = &*global {
             return Ok(node.clone());
         }
-        let ca = ClusterCa::generate()?;
+        let ca = match crate::directory::machine_ca() {
+            Ok(ca) => ca,
+            Err(error) => {
+                tracing::warn!("{error}; using a CA for this process only");
+                ClusterCa::generate()?
+            }
+        };
         let identity = ca.issue("kt driver")?;
         let node = Node::start(&identity, Some(ca))?;
         *global = Some(node.clone());

@@ -1,7 +1,8 @@
 //! # kt-transport: remote actors over QUIC
 //!
-//! Calls between processes travel over QUIC (quinn) with mutual TLS (rustls, a CA per
-//! session made with rcgen), as length-delimited MessagePack [`frame`]s. Each process has
+//! Calls between processes travel over QUIC (quinn) with mutual TLS (rustls; certificates
+//! from this user's machine CA, made with rcgen and kept in the [`directory`]), as
+//! length-delimited MessagePack [`frame`]s. Each process has
 //! one [`Node`]: a loopback endpoint that serves the actors it exports and holds its
 //! connections to other nodes. Handles that travel in messages resolve to routes on the
 //! receiving node, so actors call each other directly.
@@ -21,6 +22,7 @@
 
 #![warn(missing_docs)]
 
+pub mod directory;
 mod endpoint;
 pub mod frame;
 mod handles;

@@ -5,21 +5,24 @@
 //! SIGCHLD), not from a timeout, so waiting callers get `ActorDied` with the exit code
 //! or signal within milliseconds of a `kill -9`.
 
+use std::collections::HashMap;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
+use kt_core::handle_wire::HandleAddress;
 use kt_core::registry::ActorType;
 use kt_core::{
-    Compute, DeathCause, ErasedActor, Error, Lifetime, OwnerGuard, Placed, Placement, SpawnOptions,
-    SpawnRequest,
+    Compute, DeathCause, EncodedRoute, ErasedActor, Error, Lifetime, OwnerGuard, Placed, Placement,
+    SpawnOptions, SpawnRequest,
 };
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, Command};
 
+use crate::directory::{NameEntry, Names};
 use crate::endpoint::{HelloStream, Node};
 use crate::frame::{Frame, PROTOCOL_VERSION};
 use crate::resources::{Grant, Ledger};
@@ -77,6 +80,10 @@ impl Placement for LocalProcess {
     fn spawn(&self, request: SpawnRequest) -> BoxFuture<'static, kt_core::Result<Placed>> {
         Box::pin(spawn_worker(self.ledger.clone(), request))
     }
+
+    fn lookup(&self, name: &str) -> BoxFuture<'static, kt_core::Result<Option<Placed>>> {
+        Box::pin(lookup(name.to_string()))
+    }
 }
 
 fn start_failed(type_name: &str, message: impl std::fmt::Display) -> Error {
@@ -95,22 +102,143 @@ async fn spawn_worker(ledger: Arc<Ledger>, request: SpawnRequest) -> kt_core::Re
         options: request.options,
     });
     let restarts = recipe.options.max_restarts;
-    let first = start_incarnation(recipe.clone(), restarts).await?;
+    let name = recipe.options.name.clone();
+    // Claim the name machine-wide before starting anything (rule N1).
+    let names = match &name {
+        Some(name) => {
+            let names = Names::open()?;
+            let claimant = NameEntry {
+                pid: std::process::id(),
+                address: None,
+            };
+            names.claim(name, &claimant)?;
+            Some((names, name.clone()))
+        }
+        None => None,
+    };
+    let first = match start_incarnation(recipe.clone(), restarts).await {
+        Ok(first) => first,
+        Err(error) => {
+            if let Some((names, name)) = names {
+                names.release(&name, std::process::id());
+            }
+            return Err(error);
+        }
+    };
     let detached = recipe.options.lifetime == Lifetime::Detached;
-    if restarts == 0 {
+    let actor = if restarts == 0 {
         // Nothing to restart: calls go straight to the one process.
         let owner = (!detached).then(|| Arc::new(OwnerGuard::new(first.releaser())));
-        return Ok(Placed::elsewhere(ErasedActor::new(first, owner)));
-    }
-    let start: StartIncarnation = {
-        let recipe = recipe.clone();
-        Arc::new(move |left| Box::pin(start_incarnation(recipe.clone(), left)))
+        ErasedActor::new(first, owner)
+    } else {
+        let start: StartIncarnation = {
+            let recipe = recipe.clone();
+            Arc::new(move |left| Box::pin(start_incarnation(recipe.clone(), left)))
+        };
+        let runtime = Node::global()?.runtime.clone();
+        let route = RestartingRoute::new(first, recipe.actor_type, restarts, start, runtime);
+        let owner = (!detached)
+            .then(|| Arc::new(OwnerGuard::new(Arc::new(ReleaseRestarting(route.clone())))));
+        ErasedActor::new(route, owner)
     };
-    let runtime = Node::global()?.runtime.clone();
-    let route = RestartingRoute::new(first, recipe.actor_type, restarts, start, runtime);
-    let owner =
-        (!detached).then(|| Arc::new(OwnerGuard::new(Arc::new(ReleaseRestarting(route.clone())))));
-    Ok(Placed::elsewhere(ErasedActor::new(route, owner)))
+    if let Some(name) = name {
+        spawned_here().insert(name, SpawnedHere::of(&actor));
+    }
+    Ok(Placed::elsewhere(actor))
+}
+
+/// A named actor this driver spawned: found by `get_actor` through the driver's own
+/// route (which watches the process) rather than through the name directory.
+struct SpawnedHere {
+    route: SpawnedRoute,
+    owner: Option<std::sync::Weak<OwnerGuard>>,
+}
+
+enum SpawnedRoute {
+    /// An owned actor: its handles decide its lifetime, not this directory.
+    Owned(std::sync::Weak<dyn EncodedRoute>),
+    /// A detached actor: the driver keeps watching it while the driver lives.
+    Detached(Arc<dyn EncodedRoute>),
+}
+
+impl SpawnedHere {
+    fn of(actor: &ErasedActor) -> Self {
+        let route = match actor.owner() {
+            Some(_) => SpawnedRoute::Owned(Arc::downgrade(actor.route())),
+            None => SpawnedRoute::Detached(actor.route().clone()),
+        };
+        SpawnedHere {
+            route,
+            owner: actor.owner().map(Arc::downgrade),
+        }
+    }
+
+    /// A handle to the actor if it is still alive (and, for an owned actor, still owned).
+    fn handle(&self) -> Lookup {
+        let route = match &self.route {
+            SpawnedRoute::Owned(weak) => weak.upgrade(),
+            SpawnedRoute::Detached(route) => Some(route.clone()),
+        };
+        let Some(route) = route else {
+            return Lookup::Gone(None);
+        };
+        if !route.is_alive() {
+            return Lookup::Gone(route.address());
+        }
+        let owner = match &self.owner {
+            None => None,
+            Some(weak) => match weak.upgrade() {
+                Some(owner) => Some(owner),
+                // Its owners are all gone: it is stopping.
+                None => return Lookup::Gone(route.address()),
+            },
+        };
+        Lookup::Found(ErasedActor::new(route, owner))
+    }
+}
+
+enum Lookup {
+    Found(ErasedActor),
+    /// Dead, last seen at this address.
+    Gone(Option<HandleAddress>),
+}
+
+fn spawned_here() -> std::sync::MutexGuard<'static, HashMap<String, SpawnedHere>> {
+    static SPAWNED: OnceLock<Mutex<HashMap<String, SpawnedHere>>> = OnceLock::new();
+    SPAWNED
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
+/// Finds a named local-process actor: one this driver spawned, or one another driver
+/// of this user spawned on this machine (through the name directory).
+async fn lookup(name: String) -> kt_core::Result<Option<Placed>> {
+    let last_seen = {
+        let mut spawned = spawned_here();
+        match spawned.get(&name).map(SpawnedHere::handle) {
+            Some(Lookup::Found(actor)) => return Ok(Some(Placed::elsewhere(actor))),
+            Some(Lookup::Gone(address)) => {
+                spawned.remove(&name);
+                address
+            }
+            None => None,
+        }
+    };
+    let Some(entry) = Names::open()?.lookup(&name) else {
+        return Ok(None);
+    };
+    let Some(address) = entry.address else {
+        // Claimed, still starting.
+        return Ok(None);
+    };
+    if last_seen.as_ref() == Some(&address) {
+        // The entry of the actor we just saw die, not yet cleaned up.
+        return Ok(None);
+    }
+    let actor = Node::global()?.import(address)?;
+    // A handle of ours may already have seen it die (its process is still exiting).
+    Ok(actor.route().is_alive().then(|| Placed::elsewhere(actor)))
 }
 
 /// What it takes to start (and restart) one actor's worker process.
@@ -221,16 +349,28 @@ async fn start_incarnation(
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
     });
+    let published = match (&config.options.name, pid) {
+        (Some(name), Some(pid)) => {
+            let names = Names::open()?;
+            let entry = NameEntry {
+                pid,
+                address: Some(address.clone()),
+            };
+            names.publish(name, &entry)?;
+            Some((names, name.clone(), pid))
+        }
+        _ => None,
+    };
     let route = RemoteRoute::new(node.clone(), address, true, Some(killer));
     let state = route.state().clone();
-    runtime.spawn(watch_child(
-        child,
-        stdin,
-        grant,
-        state.clone(),
-        node.clone(),
-        worker_node,
-    ));
+    let watched_node = node.clone();
+    runtime.spawn(async move {
+        watch_child(child, stdin, grant, state, watched_node, worker_node).await;
+        if let Some((names, name, pid)) = published {
+            names.release(&name, pid);
+        }
+    });
+    let state = route.state().clone();
     runtime.spawn(watch_events(events, state));
     // The control stream stays open (unused) for the worker's life: its end tells the
     // worker that the driver is gone.

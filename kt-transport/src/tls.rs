@@ -33,18 +33,41 @@ pub struct ClusterCa {
 impl ClusterCa {
     /// A fresh CA for one session.
     pub fn generate() -> Result<Self, TransportError> {
-        let mut params = CertificateParams::new(Vec::<String>::new()).map_err(tls_error)?;
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let mut name = DistinguishedName::new();
-        name.push(DnType::CommonName, "kt session CA");
-        params.distinguished_name = name;
+        Self::generate_named(SESSION_CA)
+    }
+
+    /// A fresh CA whose certificate is issued to `common_name`.
+    pub(crate) fn generate_named(common_name: &str) -> Result<Self, TransportError> {
+        let params = ca_params(common_name)?;
         let key = KeyPair::generate().map_err(tls_error)?;
         let cert = params.self_signed(&key).map_err(tls_error)?;
         Ok(ClusterCa {
             params,
             key,
             cert_der: cert.der().clone(),
+        })
+    }
+
+    /// The CA's certificate (DER) and private key (PEM), to keep on disk.
+    pub(crate) fn to_files(&self) -> (Vec<u8>, String) {
+        (self.cert_der.to_vec(), self.key.serialize_pem())
+    }
+
+    /// A CA kept on disk by [`ClusterCa::to_files`], issued to `common_name`.
+    pub(crate) fn from_files(
+        common_name: &str,
+        cert_der: Vec<u8>,
+        key_pem: &str,
+    ) -> Result<Self, TransportError> {
+        let cert_der = CertificateDer::from(cert_der);
+        let key = KeyPair::from_pem(key_pem).map_err(tls_error)?;
+        // Leaf certificates name their issuer by the CA's distinguished name and key:
+        // rebuilding the same name over the kept key issues certificates the kept CA
+        // certificate verifies.
+        Ok(ClusterCa {
+            params: ca_params(common_name)?,
+            key,
+            cert_der,
         })
     }
 
@@ -140,6 +163,20 @@ impl Identity {
         client.transport_config(crate::endpoint::transport_config());
         Ok(client)
     }
+}
+
+/// The common name of a per-session CA.
+const SESSION_CA: &str = "kt session CA";
+
+/// The certificate parameters of a CA issued to `common_name`.
+fn ca_params(common_name: &str) -> Result<CertificateParams, TransportError> {
+    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(tls_error)?;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let mut name = DistinguishedName::new();
+    name.push(DnType::CommonName, common_name);
+    params.distinguished_name = name;
+    Ok(params)
 }
 
 fn tls_error(error: impl std::fmt::Display) -> TransportError {

@@ -123,6 +123,9 @@ async fn run_worker(mut stdin: impl AsyncRead + Unpin + Send + 'static) -> Resul
     }
     let node = Node::install(&config.identity)?;
     let detached = config.options.lifetime == Lifetime::Detached;
+    // The driver published this process in the name directory; the entry goes with it.
+    let _name_entry = config.options.name.clone().map(NameEntryOfThisProcess);
+    let log_name = config.options.name.clone().filter(|_| detached);
     let spawned = registry::spawn_by_name(
         &config.type_name,
         Arc::from(config.args.to_vec()),
@@ -170,9 +173,27 @@ async fn run_worker(mut stdin: impl AsyncRead + Unpin + Send + 'static) -> Resul
     };
 
     let released = node.on_release(owner.label().id);
-    let driver_gone = driver_gone(events, stdin, detached);
-    tokio::pin!(driver_gone);
-    let cause = serve_until_end(owner, released, driver_gone.as_mut()).await;
+    let gone = {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            driver_gone(events, stdin, log_name).await;
+            tx.send_replace(true);
+        });
+        rx
+    };
+    // Resolves once the driver is gone (at once if it already is).
+    let driver_gone = || {
+        let mut gone = gone.clone();
+        async move {
+            let _ = gone.wait_for(|gone| *gone).await;
+        }
+    };
+    let cause = if detached {
+        // A detached actor outlives its driver.
+        serve_until_end(owner, released, std::pin::pin!(std::future::pending())).await
+    } else {
+        serve_until_end(owner, released, std::pin::pin!(driver_gone())).await
+    };
     let Some(cause) = cause else {
         // Nobody is left to read replies: exit at once.
         node.close_now();
@@ -186,7 +207,7 @@ async fn run_worker(mut stdin: impl AsyncRead + Unpin + Send + 'static) -> Resul
         // report, so it learns why and not only an exit code — unless it is gone.
         tokio::select! {
             _ = control.stopped() => {}
-            () = driver_gone.as_mut() => {
+            () = driver_gone() => {
                 node.close_now();
                 return Ok(());
             }
@@ -195,7 +216,7 @@ async fn run_worker(mut stdin: impl AsyncRead + Unpin + Send + 'static) -> Resul
     }
     tokio::select! {
         () = node.shutdown() => {}
-        () = driver_gone => node.close_now(),
+        () = driver_gone() => node.close_now(),
     }
     Ok(())
 }
@@ -232,6 +253,17 @@ async fn serve_until_end(
     }
 }
 
+/// Removes this process's entry from the name directory when the worker ends.
+struct NameEntryOfThisProcess(String);
+
+impl Drop for NameEntryOfThisProcess {
+    fn drop(&mut self) {
+        if let Ok(names) = crate::directory::Names::open() {
+            names.release(&self.0, std::process::id());
+        }
+    }
+}
+
 fn unavailable(driver: &str, error: impl std::fmt::Display) -> Error {
     Error::Unavailable {
         target: format!("driver {driver}"),
@@ -240,19 +272,27 @@ fn unavailable(driver: &str, error: impl std::fmt::Display) -> Error {
 }
 
 /// Resolves when the driver is gone: its stdin pipe (held open only by the driver)
-/// reads end-of-file, or its control stream ends. Never resolves for a detached actor.
-async fn driver_gone(events: quinn::RecvStream, mut stdin: impl AsyncRead + Unpin, detached: bool) {
-    if detached {
-        return std::future::pending().await;
+/// reads end-of-file, or its control stream ends. The output of a detached actor (named
+/// `detached_name`) then goes to its log file.
+async fn driver_gone(
+    events: quinn::RecvStream,
+    mut stdin: impl AsyncRead + Unpin,
+    detached_name: Option<String>,
+) {
+    let mut sink = [0u8; 256];
+    if let Some(name) = detached_name {
+        // Only the pipe counts: the control stream of a detached actor's worker may
+        // outlive the driver's interest in it.
+        while matches!(stdin.read(&mut sink).await, Ok(n) if n > 0) {}
+        // Nobody reads the pipes any more: writing to them would fail.
+        crate::directory::redirect_output_to_log(&name);
+        return;
     }
     let control_closed = async {
         let mut frames = FramedRead::new(events, codec(max_message_bytes()));
         while let Some(Ok(_)) = next_frame(&mut frames).await {}
     };
-    let stdin_closed = async {
-        let mut sink = [0u8; 256];
-        while matches!(stdin.read(&mut sink).await, Ok(n) if n > 0) {}
-    };
+    let stdin_closed = async { while matches!(stdin.read(&mut sink).await, Ok(n) if n > 0) {} };
     tokio::select! {
         () = control_closed => {}
         () = stdin_closed => {}

@@ -274,6 +274,11 @@ impl Accumulator {
     pub fn total(&self) -> u64 {
         self.total
     }
+
+    /// Prints a line on the worker's stdout.
+    pub fn say(&self, line: String) {
+        println!("{line}");
+    }
 }
 
 /// Calls another actor through a handle it was given, to show handles travel.

@@ -439,19 +439,45 @@ impl Peer {
     async fn read_out_of_band_replies(self: Arc<Self>) {
         while let Ok(recv) = self.conn.accept_uni().await {
             let peer = self.clone();
-            tokio::spawn(async move {
-                let mut frames = FramedRead::new(recv, codec(max_message_bytes()));
-                while let Some(Ok(body)) = frames.next().await {
-                    match decode_frame(&body) {
-                        Ok(Frame::Reply { call_id, payload }) => peer.resolve(call_id, payload),
-                        Ok(other) => {
-                            tracing::warn!("unexpected frame on a reply stream: {other:?}")
-                        }
-                        Err(error) => tracing::warn!("unreadable reply stream: {error}"),
-                    }
-                }
-            });
+            tokio::spawn(async move { peer.read_reply_stream(recv).await });
         }
+    }
+
+    /// Reads one reply stream: a `ReplyStream` header and the raw payload it announces
+    /// (read straight into one buffer of the right size), or a single `Reply` frame.
+    async fn read_reply_stream(&self, recv: quinn::RecvStream) {
+        let mut frames = FramedRead::new(recv, codec(max_message_bytes()));
+        let Some(Ok(body)) = frames.next().await else {
+            return;
+        };
+        let (call_id, len) = match decode_frame(&body) {
+            Ok(Frame::Reply { call_id, payload }) => return self.resolve(call_id, payload),
+            Ok(Frame::ReplyStream { call_id, len }) => (call_id, len),
+            Ok(other) => return tracing::warn!("unexpected frame on a reply stream: {other:?}"),
+            Err(error) => return tracing::warn!("unreadable reply stream: {error}"),
+        };
+        let limit = max_message_bytes();
+        let len = match usize::try_from(len) {
+            Ok(len) if len <= limit => len,
+            _ => {
+                let size = usize::try_from(len).unwrap_or(usize::MAX);
+                return self.fail_call(call_id, Error::MessageTooLarge { size, limit });
+            }
+        };
+        let parts = frames.into_parts();
+        let mut payload = bytes::BytesMut::with_capacity(len);
+        let buffered = parts.read_buf.len().min(len);
+        payload.extend_from_slice(&parts.read_buf[..buffered]);
+        let mut recv = parts.io;
+        while payload.len() < len {
+            match recv.read_chunk(len - payload.len(), true).await {
+                Ok(Some(chunk)) => payload.extend_from_slice(&chunk.bytes),
+                // Cut off: the sender is going away. The call is left to the route, which
+                // learns why (the worker's exit, or the connection's loss).
+                Ok(None) | Err(_) => return,
+            }
+        }
+        self.resolve(call_id, payload.freeze());
     }
 }
 

@@ -68,6 +68,16 @@ pub enum Frame {
         /// The encoded result.
         payload: Bytes,
     },
+    /// Node → caller, the only frame of a reply stream of its own: the next `len` bytes
+    /// of the stream, unframed, are the encoded `Result<T, Error>` of the call. Large
+    /// replies travel this way so that they hold up no other reply, and so that neither
+    /// side copies them into or out of a frame.
+    ReplyStream {
+        /// The call this answers.
+        call_id: u64,
+        /// How many bytes follow.
+        len: u64,
+    },
     /// Node → caller: the stream cannot be served (unknown actor, malformed frame, ...).
     /// Every call pending on the stream fails with this error.
     Refused {
@@ -148,6 +158,10 @@ mod tests {
             call_id: 1,
             payload: Bytes::from_static(b"\x81\xa2Ok\x05"),
         });
+        round_trip(Frame::ReplyStream {
+            call_id: 2,
+            len: 100 << 20,
+        });
         round_trip(Frame::Refused {
             error: Error::Protocol {
                 message: "x".into(),
@@ -217,6 +231,13 @@ mod fuzz_seeds {
                 Frame::Reply {
                     call_id: 1,
                     payload: Bytes::from_static(&[0x81, 0xa2, b'O', b'k', 0x06]),
+                },
+            ),
+            (
+                "reply-stream",
+                Frame::ReplyStream {
+                    call_id: 2,
+                    len: 1 << 20,
                 },
             ),
             (

@@ -94,6 +94,7 @@ fn frame_name(frame: &Frame) -> &'static str {
         Frame::Open { .. } => "Open",
         Frame::Call { .. } => "Call",
         Frame::Reply { .. } => "Reply",
+        Frame::ReplyStream { .. } => "ReplyStream",
         Frame::Refused { .. } => "Refused",
         Frame::Release => "Release",
         Frame::Kill => "Kill",
@@ -229,17 +230,16 @@ async fn write_replies(
                     continue;
                 }
             };
+            if payload.len() > OUT_OF_BAND_REPLY_BYTES {
+                let conn = conn.clone();
+                let payload = Bytes::from(payload);
+                tokio::spawn(async move { write_out_of_band(conn, call_id, payload).await });
+                continue;
+            }
             let frame = Frame::Reply {
                 call_id,
                 payload: Bytes::from(payload),
             };
-            if let Frame::Reply { payload, .. } = &frame
-                && payload.len() > OUT_OF_BAND_REPLY_BYTES
-            {
-                let conn = conn.clone();
-                tokio::spawn(async move { write_out_of_band(conn, frame).await });
-                continue;
-            }
             if let Err(error) = encode_frame(&frame, &mut buf) {
                 let failed = Frame::Reply {
                     call_id,
@@ -264,22 +264,34 @@ fn encode_error(error: Error) -> Vec<u8> {
     kt_core::codec::encode(&err, "an error reply").unwrap_or_default()
 }
 
-async fn write_out_of_band(conn: quinn::Connection, frame: Frame) {
-    let mut buf = BytesMut::new();
-    if let Frame::Reply { call_id, .. } = &frame
-        && let Err(error) = encode_frame(&frame, &mut buf)
-    {
-        buf.clear();
+/// Sends one large reply on a stream of its own: a `ReplyStream` header, then the
+/// payload as it is (quinn takes the buffer without copying it).
+async fn write_out_of_band(conn: quinn::Connection, call_id: u64, payload: Bytes) {
+    let limit = max_message_bytes();
+    let (header, payload) = if payload.len() > limit {
+        let error = Error::MessageTooLarge {
+            size: payload.len(),
+            limit,
+        };
         let failed = Frame::Reply {
-            call_id: *call_id,
+            call_id,
             payload: Bytes::from(encode_error(error)),
         };
-        if encode_frame(&failed, &mut buf).is_err() {
-            return;
-        }
+        (failed, Bytes::new())
+    } else {
+        let header = Frame::ReplyStream {
+            call_id,
+            len: payload.len() as u64,
+        };
+        (header, payload)
+    };
+    let mut buf = BytesMut::new();
+    if encode_frame(&header, &mut buf).is_err() {
+        return;
     }
     if let Ok(mut send) = conn.open_uni().await
         && send.write_all(&buf).await.is_ok()
+        && send.write_chunk(payload).await.is_ok()
     {
         let _ = send.finish();
     }

@@ -220,7 +220,10 @@ fn head_of_line(rt: &tokio::runtime::Runtime) {
         .expect("spawn")
     };
     let (echo, other) = (spawn(), spawn());
-    for (what, small) in [("another actor", other.clone()), ("the same actor", echo.clone())] {
+    for (what, small) in [
+        ("another actor", other.clone()),
+        ("the same actor", echo.clone()),
+    ] {
         let echo = echo.clone();
         let (alone, during, big_took) = run_as_task(rt, async move {
             // Warm up: the blob is built, and the driver has seen one of this size.

@@ -365,3 +365,25 @@ pub fn placement(backend: &str) -> Arc<dyn kt::Placement> {
 pub fn in_this_process(backend: &str) -> bool {
     matches!(backend, "in_process" | "loopback")
 }
+
+/// Answers with large payloads, for the message-size paths.
+#[kt::actor]
+pub struct Blobs;
+
+#[kt::actor]
+impl Blobs {
+    pub fn new() -> Self {
+        Blobs
+    }
+
+    /// `len` bytes counting up from `seed` (wrapping), so that any reordering or loss
+    /// inside the payload shows.
+    pub fn blob(&self, len: usize, seed: u8) -> bytes::Bytes {
+        (0..len).map(|i| seed.wrapping_add(i as u8)).collect()
+    }
+
+    /// The length of what it was sent.
+    pub fn measure(&self, payload: bytes::Bytes) -> usize {
+        payload.len()
+    }
+}

@@ -15,6 +15,7 @@
 //! | [`Error`] | every failure a user can meet, typed, with what to do about it |
 //! | [`Placement`] | where actors run: [`InProcess`], [`Loopback`], and the process and pod backends |
 //! | [`SpawnOptions`], [`Compute`] | how an actor runs and what it needs |
+//! | [`Toleration`], [`Volume`], [`PodPatch`] | `Compute`'s pod-level knobs for container backends |
 //! | [`ActorGroup<A>`] | N members with ranks: `all()` broadcasts, `any()` round-robins |
 //! | [`registry`] | actor types by stable name, for workers that build actors from bytes |
 //! | [`semantics`] | the numbered rules every backend keeps |

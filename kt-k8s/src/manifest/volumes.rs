@@ -10,6 +10,9 @@ use kt_core::{Error, Result, VolumeSource};
 use super::contract::{WORKER_DIR, WORKER_VOLUME};
 
 /// Owner read-only: the key is the worker's alone, even for other users of the image.
+/// The files belong to root; an image that runs as another user needs a pod
+/// `securityContext.fsGroup` (a pod patch), with which the kubelet gives that group read
+/// access too (mode 0440).
 const WORKER_FILE_MODE: i32 = 0o400;
 
 /// The worker Secret as a volume (mounted read-only at [`WORKER_DIR`]).

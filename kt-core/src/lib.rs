@@ -15,6 +15,7 @@
 //! | [`Error`] | every failure a user can meet, typed, with what to do about it |
 //! | [`Placement`] | where actors run: [`InProcess`], [`Loopback`], and the process and pod backends |
 //! | [`SpawnOptions`], [`Compute`] | how an actor runs and what it needs |
+//! | [`Toleration`], [`Volume`], [`PodPatch`] | `Compute`'s pod-level knobs for container backends |
 //! | [`ActorGroup<A>`] | N members with ranks: `all()` broadcasts, `any()` round-robins |
 //! | [`registry`] | actor types by stable name, for workers that build actors from bytes |
 //! | [`semantics`] | the numbered rules every backend keeps |
@@ -49,15 +50,19 @@ mod error;
 mod group;
 pub mod handle_wire;
 mod names;
+mod names_k8s;
 mod options;
 mod ordered;
 pub mod placement;
+mod pod_patch;
 pub mod registry;
 mod reply;
 mod route;
 mod runtime;
 pub mod semantics;
 mod spawn;
+mod toleration;
+mod volume;
 
 #[doc(hidden)]
 pub mod __private;
@@ -73,6 +78,9 @@ pub use names::get_actor;
 pub use options::{DEFAULT_MAILBOX_CAPACITY, Lifetime, SpawnOptions};
 pub use ordered::{Accepted, OrderedSender, Undeliverable};
 pub use placement::{InProcess, Loopback, Placed, Placement, SpawnArgs, SpawnRequest};
+pub use pod_patch::PodPatch;
 pub use reply::{EncodedReply, Reply, ReplySink};
 pub use route::{EncodedRoute, ErasedActor};
 pub use spawn::Spawn;
+pub use toleration::{TaintEffect, Toleration, TolerationOperator};
+pub use volume::{Volume, VolumeSource};

@@ -1,15 +1,58 @@
 //! # kt-k8s: actors as Kubernetes pods
 //!
-//! This crate will place kt actors on Kubernetes: `kt_core::Compute` becomes a pod spec
-//! (resources, GPUs, node selectors, tolerations, an escape-hatch patch), groups become
-//! ranked pods with a headless Service, pod failures become typed `ActorDied` causes, and
-//! an API-server emulator lets all of it be tested through the real `kube` client without
-//! a cluster.
+//! This crate places kt actors on Kubernetes. Today it holds the [`manifest`] layer:
+//! pure functions that turn a spawn request — the actor's type and name, its
+//! [`kt_core::Compute`], its group rank and placement group, its owner — into the
+//! Kubernetes objects the placement creates, built with k8s-openapi types and validated
+//! in CI against the official schemas.
 //!
-//! It has no public items yet; see the Kubernetes issue.
+//! | `Compute` knob | becomes |
+//! |---|---|
+//! | `cpus`, `memory`, `gpus`, `resource` | container requests/limits (`nvidia.com/gpu` for GPUs) |
+//! | `image`, `command`, `args`, `env` | the actor's container |
+//! | `node_selector`, `toleration`, `priority_class` | pod scheduling fields |
+//! | `service_account` | `serviceAccountName` (otherwise no API token is mounted) |
+//! | `volume`, `shared_memory` | pod volumes and container mounts |
+//! | `queue` | Kueue's `kueue.x-k8s.io/queue-name` label |
+//! | `pod_patch`, `pod_json_patch` | RFC 7386 / RFC 6902 patches, applied last |
+//!
+//! Groups become ranked pods with torchrun's environment behind a headless Service;
+//! placement groups become pod affinity or anti-affinity; each owned object points at one
+//! session root, so deleting it garbage-collects the session. Still to come here: the
+//! placement itself (create, watch, failure reasons, teardown) and the API-server emulator.
 //!
 //! ```
-//! // What this crate will turn into pods:
-//! let gpu = kt_core::Compute::new().cpus(8.0).gpus(1).memory("64Gi").image("ghcr.io/team/rl:latest");
-//! assert!(gpu.validate().is_ok());
+//! use kt_core::{Compute, TaintEffect, Toleration};
+//! use kt_k8s::manifest::{ActorPod, Owner, SessionId, actor_pod};
+//!
+//! let gpu = Compute::new()
+//!     .cpus(8.0)
+//!     .gpus(1)
+//!     .memory("64Gi")
+//!     .image("ghcr.io/team/rl:latest")
+//!     .toleration(Toleration::exists("nvidia.com/gpu").effect(TaintEffect::NoSchedule))
+//!     .shared_memory("16Gi");
+//! let plan = ActorPod {
+//!     session: SessionId::new("a1b2c3")?,
+//!     namespace: "ml".into(),
+//!     actor_name: "learner".into(),
+//!     type_name: "rl::Learner".into(),
+//!     image: "ghcr.io/team/app:latest".into(),
+//!     command: vec!["/app/bin/train".into()],
+//!     compute: gpu,
+//!     port: 7400,
+//!     group: None,
+//!     placement: None,
+//!     owner: Owner::Detached,
+//! };
+//! let pod = actor_pod(&plan)?;
+//! let container = &pod.spec.as_ref().expect("a pod has a spec").containers[0];
+//! let limits = container.resources.as_ref().and_then(|r| r.limits.as_ref());
+//! assert_eq!(limits.map(|l| l["nvidia.com/gpu"].0.as_str()), Some("1"));
+//! assert_eq!(container.image.as_deref(), Some("ghcr.io/team/rl:latest"));
+//! # Ok::<(), kt_core::Error>(())
 //! ```
+
+#![warn(missing_docs)]
+
+pub mod manifest;

@@ -81,6 +81,40 @@ pub enum DeathCause {
         /// What the transport reported.
         message: String,
     },
+    /// The kernel killed the actor's container for using more memory than its limit
+    /// (Kubernetes' `OOMKilled`).
+    OomKilled,
+    /// The actor's pod could not be placed on any node (Kubernetes' `Unschedulable`).
+    Unschedulable {
+        /// The scheduler's own message (`0/3 nodes are available: 3 Insufficient nvidia.com/gpu.`).
+        message: String,
+    },
+    /// The actor's container image could not be pulled (`ErrImagePull`, `ImagePullBackOff`,
+    /// `InvalidImageName`).
+    ImagePullFailed {
+        /// Kubernetes' reason.
+        reason: String,
+        /// Kubernetes' message (it names the image).
+        message: String,
+    },
+    /// The actor's container keeps crashing and is being restarted with back-off
+    /// (`CrashLoopBackOff`).
+    CrashLoop {
+        /// Kubernetes' message.
+        message: String,
+    },
+    /// The node evicted the actor's pod (node pressure, drain).
+    Evicted {
+        /// Kubernetes' message.
+        message: String,
+    },
+    /// The scheduler preempted the actor's pod for one of higher priority.
+    Preempted {
+        /// Kubernetes' message.
+        message: String,
+    },
+    /// The actor's pod was deleted by someone else than this driver.
+    PodDeleted,
 }
 
 impl fmt::Display for DeathCause {
@@ -101,6 +135,24 @@ impl fmt::Display for DeathCause {
             DeathCause::ConnectionLost { message } => {
                 write!(f, "the connection to it was lost: {message}")
             }
+            DeathCause::OomKilled => {
+                f.write_str("its container was OOM-killed (it used more memory than its limit)")
+            }
+            DeathCause::Unschedulable { message } => {
+                write!(f, "its pod cannot be scheduled: {message}")
+            }
+            DeathCause::ImagePullFailed { reason, message } => {
+                write!(f, "its image cannot be pulled ({reason}): {message}")
+            }
+            DeathCause::CrashLoop { message } => {
+                write!(
+                    f,
+                    "its container keeps crashing (CrashLoopBackOff): {message}"
+                )
+            }
+            DeathCause::Evicted { message } => write!(f, "its pod was evicted: {message}"),
+            DeathCause::Preempted { message } => write!(f, "its pod was preempted: {message}"),
+            DeathCause::PodDeleted => f.write_str("its pod was deleted"),
         }
     }
 }

@@ -53,18 +53,32 @@ pub(crate) struct HelloStream {
     pub events: crate::serve::Frames,
 }
 
+/// What a dialed worker receives when its driver attaches.
+pub(crate) struct AttachStream {
+    /// Worker → driver: `Hello`, later `Gone`.
+    pub control: quinn::SendStream,
+    /// Driver → worker: its end tells the worker the driver is gone.
+    pub events: crate::serve::Frames,
+}
+
 /// This process's endpoint.
 pub struct Node {
     me: Weak<Node>,
     /// Where the node's own tasks run (see [`use_runtime`]).
     pub(crate) runtime: tokio::runtime::Handle,
     endpoint: quinn::Endpoint,
+    /// For a node on loopback: a client-only endpoint on all interfaces, made on first
+    /// use, for peers elsewhere (pods). It accepts nothing.
+    outbound: std::sync::OnceLock<quinn::Endpoint>,
+    client_config: quinn::ClientConfig,
     address: SocketAddr,
     ca: Option<ClusterCa>,
     exports: Mutex<HashMap<u64, ErasedActor>>,
     peers: Mutex<HashMap<SocketAddr, Arc<OnceCell<Arc<Peer>>>>>,
     routes: Mutex<HashMap<(String, u64), Weak<RemoteRoute>>>,
     hellos: Mutex<HashMap<u64, oneshot::Sender<HelloStream>>>,
+    /// On a dialed worker: the driver's control stream, by token.
+    attaches: Mutex<HashMap<u64, oneshot::Sender<AttachStream>>>,
     /// On a worker: fires when the driver releases the hosted actor.
     releases: Mutex<HashMap<u64, oneshot::Sender<()>>>,
     /// Set when the process is about to exit: call streams stop taking calls.
@@ -83,6 +97,32 @@ impl Drop for Serving {
 }
 
 static GLOBAL: Mutex<Option<Arc<Node>>> = Mutex::new(None);
+
+/// The CA the driver's node is to use, when a backend brings one (see [`use_ca`]).
+static DRIVER_CA: Mutex<Option<ClusterCa>> = Mutex::new(None);
+
+/// Makes this driver's node use `ca` (a cluster's CA, shared with the workers a backend
+/// starts there) instead of this user's machine CA. It must come before the node
+/// starts, that is before the first spawn; a node already started with another CA is an
+/// error, since its workers could not trust each other.
+pub fn use_ca(ca: ClusterCa) -> Result<(), Error> {
+    if let Some(node) = &*lock(&GLOBAL) {
+        let same = node
+            .ca()
+            .is_some_and(|current| current.certificate_der() == ca.certificate_der());
+        return if same {
+            Ok(())
+        } else {
+            Err(Error::InvalidOptions {
+                message: "this process's node already started with another CA: set up the \
+                          cluster placement before the first spawn"
+                    .into(),
+            })
+        };
+    }
+    *lock(&DRIVER_CA) = Some(ca);
+    Ok(())
+}
 
 static RUNTIME: std::sync::OnceLock<tokio::runtime::Handle> = std::sync::OnceLock::new();
 
@@ -130,12 +170,15 @@ impl Node {
         if let Some(node) = &*global {
             return Ok(node.clone());
         }
-        let ca = match crate::directory::machine_ca() {
-            Ok(ca) => ca,
-            Err(error) => {
-                tracing::warn!("{error}; using a CA for this process only");
-                ClusterCa::generate()?
-            }
+        let ca = match lock(&DRIVER_CA).take() {
+            Some(ca) => ca,
+            None => match crate::directory::machine_ca() {
+                Ok(ca) => ca,
+                Err(error) => {
+                    tracing::warn!("{error}; using a CA for this process only");
+                    ClusterCa::generate()?
+                }
+            },
         };
         let identity = ca.issue("kt driver")?;
         let node = Node::start(&identity, Some(ca))?;
@@ -153,14 +196,34 @@ impl Node {
         Ok(node)
     }
 
+    /// Starts this process's node on `bind` with an identity given by its driver (a
+    /// worker the driver dials: a pod listening on its own IP).
+    pub fn install_at(identity: &Identity, bind: SocketAddr) -> Result<Arc<Node>, TransportError> {
+        if let Ok(current) = tokio::runtime::Handle::try_current() {
+            use_runtime(current);
+        }
+        let node = Node::start_at(identity, None, bind)?;
+        *lock(&GLOBAL) = Some(node.clone());
+        Ok(node)
+    }
+
     /// Starts a node on loopback with `identity`; `ca` lets it issue identities to workers.
     pub fn start(identity: &Identity, ca: Option<ClusterCa>) -> Result<Arc<Node>, TransportError> {
+        Node::start_at(identity, ca, SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+    }
+
+    /// Starts a node on `bind` with `identity`; `ca` lets it issue identities to workers.
+    pub fn start_at(
+        identity: &Identity,
+        ca: Option<ClusterCa>,
+        bind: SocketAddr,
+    ) -> Result<Arc<Node>, TransportError> {
         let runtime = node_runtime()?;
         let _in_runtime = runtime.enter();
-        let bind = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
         let mut endpoint = quinn::Endpoint::server(identity.server_config()?, bind)
             .map_err(|e| TransportError::Io(e.to_string()))?;
-        endpoint.set_default_client_config(identity.client_config()?);
+        let client_config = identity.client_config()?;
+        endpoint.set_default_client_config(client_config.clone());
         let address = endpoint
             .local_addr()
             .map_err(|e| TransportError::Io(e.to_string()))?;
@@ -168,12 +231,15 @@ impl Node {
             me: me.clone(),
             runtime: runtime.clone(),
             endpoint,
+            outbound: std::sync::OnceLock::new(),
+            client_config,
             address,
             ca,
             exports: Mutex::new(HashMap::new()),
             peers: Mutex::new(HashMap::new()),
             routes: Mutex::new(HashMap::new()),
             hellos: Mutex::new(HashMap::new()),
+            attaches: Mutex::new(HashMap::new()),
             releases: Mutex::new(HashMap::new()),
             draining: tokio::sync::watch::channel(false).0,
             serving: Arc::new(tokio::sync::watch::channel(0).0),
@@ -254,6 +320,23 @@ impl Node {
         lock(&self.hellos).remove(&token);
     }
 
+    /// On a dialed worker: the receiver gets the control stream of the driver that
+    /// attaches with `token`.
+    pub(crate) fn expect_attach(&self, token: u64) -> oneshot::Receiver<AttachStream> {
+        let (tx, rx) = oneshot::channel();
+        lock(&self.attaches).insert(token, tx);
+        rx
+    }
+
+    /// Hands an attaching driver's stream to the worker waiting for it; hands it back
+    /// when no worker waits for this token.
+    pub(crate) fn deliver_attach(&self, token: u64, attach: AttachStream) -> Option<AttachStream> {
+        match lock(&self.attaches).remove(&token) {
+            Some(waiter) => waiter.send(attach).err(),
+            None => Some(attach),
+        }
+    }
+
     /// The connection to the node at `address`, made on first use.
     pub(crate) async fn peer(&self, address: SocketAddr) -> Result<Arc<Peer>, Error> {
         let cell = {
@@ -274,7 +357,7 @@ impl Node {
         let peer = cell
             .get_or_try_init(|| async {
                 let connecting = self
-                    .endpoint
+                    .endpoint_for(address)?
                     .connect(address, SERVER_NAME)
                     .map_err(|e| unavailable(e.to_string()))?;
                 let conn = connecting.await.map_err(|e| unavailable(e.to_string()))?;
@@ -282,6 +365,25 @@ impl Node {
             })
             .await?;
         Ok(peer.clone())
+    }
+
+    /// The endpoint to reach `address` from: this node's own, unless it is on loopback and
+    /// the peer is not (a socket bound to 127.0.0.1 cannot send elsewhere).
+    fn endpoint_for(&self, address: SocketAddr) -> Result<&quinn::Endpoint, Error> {
+        if !self.address.ip().is_loopback() || address.ip().is_loopback() {
+            return Ok(&self.endpoint);
+        }
+        if let Some(outbound) = self.outbound.get() {
+            return Ok(outbound);
+        }
+        let _in_runtime = self.runtime.enter();
+        let bind = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
+        let mut outbound = quinn::Endpoint::client(bind).map_err(|e| Error::Unavailable {
+            target: format!("node {address}"),
+            message: format!("cannot open an outbound socket: {e}"),
+        })?;
+        outbound.set_default_client_config(self.client_config.clone());
+        Ok(self.outbound.get_or_init(|| outbound))
     }
 
     /// Serves an incoming connection. It is not reused for calls to that peer: calls go

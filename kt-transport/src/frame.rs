@@ -45,6 +45,14 @@ pub enum Frame {
         /// The hosted actor's address, or why it could not start.
         result: Result<HandleAddress, Error>,
     },
+    /// Driver → dialed worker, first frame of the control stream the driver opens to a
+    /// worker it started and then dialed (a pod): the worker answers `Hello` on it.
+    Attach {
+        /// The sender's protocol version.
+        version: u16,
+        /// The token the driver gave this worker in its config.
+        token: u64,
+    },
     /// Caller → node, first frame of a call stream: the calls that follow are for this actor.
     Open {
         /// The sender's protocol version.

@@ -22,6 +22,7 @@
 
 #![warn(missing_docs)]
 
+pub mod dialed;
 pub mod directory;
 mod endpoint;
 pub mod frame;
@@ -34,8 +35,8 @@ mod serve;
 pub mod tls;
 pub mod worker;
 
-pub use endpoint::{Node, use_runtime};
-pub use local::{LocalProcess, set_worker_args};
+pub use endpoint::{Node, use_ca, use_runtime};
+pub use local::{LocalProcess, set_worker_args, worker_command};
 pub use route::RemoteRoute;
 pub use worker::{is_worker, serve_if_worker};
 

@@ -24,11 +24,10 @@ use tokio::process::{Child, ChildStdin, Command};
 
 use crate::directory::{NameEntry, Names};
 use crate::endpoint::{HelloStream, Node};
-use crate::frame::{Frame, PROTOCOL_VERSION};
+use crate::frame::PROTOCOL_VERSION;
 use crate::resources::{Grant, Ledger};
 use crate::restart::{ReleaseRestarting, RestartingRoute, StartIncarnation};
-use crate::route::{RemoteRoute, RouteState};
-use crate::serve::next_frame;
+use crate::route::{RemoteRoute, RouteState, watch_events};
 use crate::worker::{WORKER_ENV, WorkerConfig, encode_config};
 
 /// How long a worker may take to start and report in.
@@ -40,6 +39,19 @@ static WORKER_ARGS: OnceLock<Vec<String>> = OnceLock::new();
 /// `#[kt::test]`) to make the test harness run only a worker entry point.
 pub fn set_worker_args(args: Vec<String>) {
     let _ = WORKER_ARGS.set(args);
+}
+
+/// The command line that starts this binary as a worker: its path, then the arguments
+/// set by [`set_worker_args`] (a test binary's harness filter). Container backends use
+/// it in development, when pods run the driver's own binary.
+pub fn worker_command() -> kt_core::Result<Vec<String>> {
+    let exe = std::env::current_exe().map_err(|e| Error::WorkerStartFailed {
+        type_name: String::new(),
+        message: format!("cannot find this binary: {e}"),
+    })?;
+    let mut command = vec![exe.to_string_lossy().into_owned()];
+    command.extend(WORKER_ARGS.get().cloned().unwrap_or_default());
+    Ok(command)
 }
 
 /// Runs each actor in a child process of the current binary, reserving the CPUs and
@@ -274,8 +286,9 @@ async fn start_incarnation(
     let config = WorkerConfig {
         version: PROTOCOL_VERSION,
         token,
-        driver: node.address().to_string(),
-        identity: ca.issue(type_name)?,
+        driver: Some(node.address().to_string()),
+        listen_port: 0,
+        identity: Some(ca.issue(type_name)?),
         type_name: type_name.to_string(),
         args: recipe.args.clone(),
         options,
@@ -476,18 +489,5 @@ fn exit_cause(status: std::process::ExitStatus) -> DeathCause {
         (_, Some(signal)) => DeathCause::Signaled { signal },
         (Some(code), None) => DeathCause::Exited { code },
         (None, None) => DeathCause::Exited { code: -1 },
-    }
-}
-
-/// Reads the worker's `Gone` report, which says why the actor stopped (more than an exit
-/// code can).
-async fn watch_events(events: crate::serve::Frames, state: Arc<RouteState>) {
-    let mut events = events;
-    while let Some(frame) = next_frame(&mut events).await {
-        if let Ok(Frame::Gone { cause }) = frame {
-            // New calls fail from now on; calls already sent keep waiting for the replies
-            // the worker is still flushing (the process watcher fails what is left).
-            state.report(cause);
-        }
     }
 }

@@ -216,7 +216,13 @@ impl RestartingRoute {
 fn process_death(cause: &DeathCause) -> bool {
     matches!(
         cause,
-        DeathCause::Signaled { .. } | DeathCause::Exited { .. } | DeathCause::ConnectionLost { .. }
+        DeathCause::Signaled { .. }
+            | DeathCause::Exited { .. }
+            | DeathCause::ConnectionLost { .. }
+            | DeathCause::OomKilled
+            | DeathCause::Evicted { .. }
+            | DeathCause::Preempted { .. }
+            | DeathCause::PodDeleted
     )
 }
 

@@ -429,3 +429,16 @@ async fn read_replies(peer: Arc<Peer>, state: Arc<RouteState>, recv: quinn::Recv
         peer.fail_route(&state);
     }
 }
+
+/// Reads the worker's `Gone` report, which says why the actor stopped (more than an exit
+/// code can).
+pub(crate) async fn watch_events(events: crate::serve::Frames, state: Arc<RouteState>) {
+    let mut events = events;
+    while let Some(frame) = crate::serve::next_frame(&mut events).await {
+        if let Ok(Frame::Gone { cause }) = frame {
+            // New calls fail from now on; calls already sent keep waiting for the replies
+            // the worker is still flushing (the process watcher fails what is left).
+            state.report(cause);
+        }
+    }
+}

@@ -71,6 +71,24 @@ pub(crate) async fn serve_stream(
                 },
             );
         }
+        Frame::Attach { version, token } => {
+            if version != PROTOCOL_VERSION {
+                return refuse(&mut send, version_error(version)).await;
+            }
+            let attach = crate::endpoint::AttachStream {
+                control: send,
+                events: frames,
+            };
+            if let Some(mut attach) = node.deliver_attach(token, attach) {
+                let error = Error::Unavailable {
+                    target: format!("node {}", node.address()),
+                    message: "no worker here waits for this driver (wrong token, or the \
+                              worker gave up waiting)"
+                        .into(),
+                };
+                refuse(&mut attach.control, error).await;
+            }
+        }
         other => {
             let error = Error::Protocol {
                 message: format!("a stream cannot start with {}", frame_name(&other)),
@@ -94,6 +112,7 @@ fn frame_name(frame: &Frame) -> &'static str {
         Frame::Open { .. } => "Open",
         Frame::Call { .. } => "Call",
         Frame::Reply { .. } => "Reply",
+        Frame::Attach { .. } => "Attach",
         Frame::ReplyStream { .. } => "ReplyStream",
         Frame::Refused { .. } => "Refused",
         Frame::Release => "Release",

@@ -71,6 +71,11 @@ impl ClusterCa {
         })
     }
 
+    /// The CA's certificate (DER).
+    pub fn certificate_der(&self) -> &[u8] {
+        &self.cert_der
+    }
+
     /// A new leaf identity signed by this CA, for one process.
     pub fn issue(&self, common_name: &str) -> Result<Identity, TransportError> {
         let mut params =
@@ -110,6 +115,30 @@ impl std::fmt::Debug for Identity {
 }
 
 impl Identity {
+    /// The identity as PEM: the CA certificate, this process's certificate, and its
+    /// PKCS#8 private key — the files a container backend mounts for a worker.
+    pub fn to_pem(&self) -> (String, String, String) {
+        let encode = |tag: &str, der: &[u8]| pem::encode(&pem::Pem::new(tag, der.to_vec()));
+        (
+            encode("CERTIFICATE", &self.ca_der),
+            encode("CERTIFICATE", &self.cert_der),
+            encode("PRIVATE KEY", &self.key_der),
+        )
+    }
+
+    /// An identity from the PEM files [`Identity::to_pem`] wrote.
+    pub fn from_pem(ca: &[u8], cert: &[u8], key: &[u8]) -> Result<Identity, TransportError> {
+        use rustls::pki_types::pem::PemObject;
+        let ca = CertificateDer::from_pem_slice(ca).map_err(tls_error)?;
+        let cert = CertificateDer::from_pem_slice(cert).map_err(tls_error)?;
+        let key = PrivatePkcs8KeyDer::from_pem_slice(key).map_err(tls_error)?;
+        Ok(Identity {
+            ca_der: ca.to_vec(),
+            cert_der: cert.to_vec(),
+            key_der: key.secret_pkcs8_der().to_vec(),
+        })
+    }
+
     pub(crate) fn roots(&self) -> Result<Arc<rustls::RootCertStore>, TransportError> {
         let mut roots = rustls::RootCertStore::empty();
         roots

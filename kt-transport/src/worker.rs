@@ -22,8 +22,11 @@ use tokio_util::codec::FramedRead;
 
 use crate::endpoint::Node;
 use crate::frame::{Frame, PROTOCOL_VERSION, codec, encode_frame, max_message_bytes};
-use crate::serve::next_frame;
+use crate::serve::{Frames, next_frame};
 use crate::tls::Identity;
+
+/// How long a dialed worker of an owned actor waits for its driver to attach.
+const ATTACH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// How long a worker that failed to start waits for its driver to read the report.
 const REPORT_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
@@ -31,18 +34,38 @@ const REPORT_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 /// The environment variable that puts a binary in worker mode.
 pub const WORKER_ENV: &str = "KT_WORKER";
 
-/// Everything a worker needs, sent on its stdin (never through the environment, which
-/// other users can read in `/proc`).
+/// Set by a container backend: the directory (a mounted Secret) holding the worker's
+/// config ([`CONFIG_FILE`]) and TLS identity ([`CA_FILE`], [`CERT_FILE`], [`KEY_FILE`]).
+/// Without it the config comes on stdin.
+pub const WORKER_DIR_ENV: &str = "KT_WORKER_DIR";
+/// The worker's [`WorkerConfig`], MessagePack, in the worker directory.
+pub const CONFIG_FILE: &str = "worker.msgpack";
+/// The CA the worker trusts (PEM), in the worker directory.
+pub const CA_FILE: &str = "ca.pem";
+/// The worker's certificate (PEM), in the worker directory.
+pub const CERT_FILE: &str = "tls.crt";
+/// The worker's private key (PKCS#8 PEM), in the worker directory.
+pub const KEY_FILE: &str = "tls.key";
+/// The address a dialed worker listens on (a pod's IP, from the downward API); all
+/// interfaces when unset.
+pub const LISTEN_IP_ENV: &str = "POD_IP";
+
+/// Everything a worker needs, sent on its stdin or in its worker directory (never
+/// through the environment, which other users can read in `/proc`).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct WorkerConfig {
     /// The driver's protocol version.
     pub version: u16,
     /// Identifies this worker's hello to the driver.
     pub token: u64,
-    /// The driver's node address.
-    pub driver: String,
-    /// This worker's TLS identity, signed by the session CA.
-    pub identity: Identity,
+    /// The driver's node address, which the worker dials; `None` for a worker the driver
+    /// dials (a pod the driver may not be reachable from).
+    pub driver: Option<String>,
+    /// The UDP port a dialed worker listens on.
+    pub listen_port: u16,
+    /// This worker's TLS identity, signed by the cluster CA (`None` when it is in files
+    /// of the worker directory).
+    pub identity: Option<Identity>,
     /// The registered type name of the actor to host.
     pub type_name: String,
     /// The MessagePack encoding of the constructor's arguments.
@@ -76,7 +99,11 @@ pub fn serve_if_worker() {
 }
 
 async fn runtime_worker() -> i32 {
-    match tokio::spawn(run_worker(tokio::io::stdin())).await {
+    let source = match std::env::var_os(WORKER_DIR_ENV) {
+        Some(dir) => ConfigSource::Directory(dir.into()),
+        None => ConfigSource::Stdin(tokio::io::stdin()),
+    };
+    match tokio::spawn(run_worker(source)).await {
         Ok(Ok(())) => 0,
         Ok(Err(error)) => {
             eprintln!("kt worker: {error}");
@@ -106,22 +133,66 @@ async fn read_config(stdin: &mut (impl AsyncRead + Unpin)) -> Result<WorkerConfi
     kt_core::codec::decode(&body, "the worker config")
 }
 
+/// The config as a worker directory holds it.
+pub(crate) fn encode_config_body(config: &WorkerConfig) -> Result<Vec<u8>, Error> {
+    kt_core::codec::encode(config, "the worker config")
+}
+
 /// Writes a config frame for a worker's stdin.
 pub(crate) fn encode_config(config: &WorkerConfig) -> Result<Vec<u8>, Error> {
-    let body = kt_core::codec::encode(config, "the worker config")?;
+    let body = encode_config_body(config)?;
     let mut out = (body.len() as u32).to_be_bytes().to_vec();
     out.extend_from_slice(&body);
     Ok(out)
 }
 
-async fn run_worker(mut stdin: impl AsyncRead + Unpin + Send + 'static) -> Result<(), Error> {
-    let config = read_config(&mut stdin).await?;
+/// Where a worker's config comes from.
+enum ConfigSource {
+    /// A pipe from the driver that started the process.
+    Stdin(tokio::io::Stdin),
+    /// Files a container backend mounted.
+    Directory(std::path::PathBuf),
+}
+
+/// Reads the config and identity from the worker directory.
+fn read_directory(dir: &std::path::Path) -> Result<(WorkerConfig, Identity), Error> {
+    let read = |file: &str| {
+        std::fs::read(dir.join(file)).map_err(|e| Error::Protocol {
+            message: format!("reading {}: {e}", dir.join(file).display()),
+        })
+    };
+    let config: WorkerConfig = kt_core::codec::decode(&read(CONFIG_FILE)?, "the worker config")?;
+    let identity = Identity::from_pem(&read(CA_FILE)?, &read(CERT_FILE)?, &read(KEY_FILE)?)?;
+    Ok((config, identity))
+}
+
+async fn run_worker(source: ConfigSource) -> Result<(), Error> {
+    let (mut config, stdin) = match source {
+        ConfigSource::Stdin(mut stdin) => (read_config(&mut stdin).await?, Some(stdin)),
+        ConfigSource::Directory(dir) => {
+            let (mut config, identity) = read_directory(&dir)?;
+            config.identity = Some(identity);
+            (config, None)
+        }
+    };
     if config.version != PROTOCOL_VERSION {
         return Err(Error::Protocol {
             message: format!("driver speaks version {}", config.version),
         });
     }
-    let node = Node::install(&config.identity)?;
+    let identity = config.identity.take().ok_or_else(|| Error::Protocol {
+        message: "the worker config has no TLS identity".into(),
+    })?;
+    let node = match &config.driver {
+        Some(_) => Node::install(&identity)?,
+        None => {
+            let ip = std::env::var(LISTEN_IP_ENV)
+                .ok()
+                .and_then(|ip| ip.parse().ok())
+                .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+            Node::install_at(&identity, std::net::SocketAddr::new(ip, config.listen_port))?
+        }
+    };
     let detached = config.options.lifetime == Lifetime::Detached;
     // The driver published this process in the name directory; the entry goes with it.
     let _name_entry = config.options.name.clone().map(NameEntryOfThisProcess);
@@ -137,15 +208,44 @@ async fn run_worker(mut stdin: impl AsyncRead + Unpin + Send + 'static) -> Resul
         .map_err(Clone::clone)
         .and_then(|actor| node.export(actor));
 
-    let driver = config.driver.parse().map_err(|e| Error::Protocol {
-        message: format!("bad driver address: {e}"),
-    })?;
-    let peer = node.peer(driver).await?;
-    let (mut control, events) = peer
-        .conn
-        .open_bi()
-        .await
-        .map_err(|e| unavailable(&config.driver, e))?;
+    let (mut control, events) = match &config.driver {
+        Some(driver) => {
+            let address = driver.parse().map_err(|e| Error::Protocol {
+                message: format!("bad driver address: {e}"),
+            })?;
+            let peer = node.peer(address).await?;
+            let (control, events) = peer
+                .conn
+                .open_bi()
+                .await
+                .map_err(|e| unavailable(driver, e))?;
+            (control, FramedRead::new(events, codec(max_message_bytes())))
+        }
+        // Dialed: the driver opens the control stream with `Attach` and this token.
+        None => {
+            let attached = node.expect_attach(config.token);
+            let waited = if detached {
+                attached.await.ok()
+            } else {
+                // An owned actor whose driver never comes is an orphan: give up.
+                tokio::time::timeout(ATTACH_TIMEOUT, attached)
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+            };
+            let Some(attached) = waited else {
+                return Err(Error::Unavailable {
+                    target: "the driver".into(),
+                    message: format!("it did not attach within {ATTACH_TIMEOUT:?}"),
+                });
+            };
+            (attached.control, attached.events)
+        }
+    };
+    let driver_name = config
+        .driver
+        .clone()
+        .unwrap_or_else(|| "that attached".into());
     let mut buf = BytesMut::new();
     encode_frame(
         &Frame::Hello {
@@ -158,12 +258,12 @@ async fn run_worker(mut stdin: impl AsyncRead + Unpin + Send + 'static) -> Resul
     control
         .write_all(&buf)
         .await
-        .map_err(|e| unavailable(&config.driver, e))?;
+        .map_err(|e| unavailable(&driver_name, e))?;
     let Ok(owner) = spawned else {
         // Stay until the driver has read why (it closes the control stream), so that the
         // report is not lost with the process.
         control.finish().ok();
-        let mut events = FramedRead::new(events, codec(max_message_bytes()));
+        let mut events = events;
         let _ = tokio::time::timeout(REPORT_GRACE, async {
             while let Some(Ok(_)) = next_frame(&mut events).await {}
         })
@@ -271,15 +371,24 @@ fn unavailable(driver: &str, error: impl std::fmt::Display) -> Error {
     }
 }
 
-/// Resolves when the driver is gone: its stdin pipe (held open only by the driver)
-/// reads end-of-file, or its control stream ends. The output of a detached actor (named
-/// `detached_name`) then goes to its log file.
+/// Resolves when the driver is gone: its stdin pipe (held open only by the driver of a
+/// local process) reads end-of-file, or its control stream ends. The output of a
+/// detached local actor (named `detached_name`) then goes to its log file.
 async fn driver_gone(
-    events: quinn::RecvStream,
-    mut stdin: impl AsyncRead + Unpin,
+    events: Frames,
+    stdin: Option<impl AsyncRead + Unpin>,
     detached_name: Option<String>,
 ) {
     let mut sink = [0u8; 256];
+    let control_closed = async {
+        let mut frames = events;
+        while let Some(Ok(_)) = next_frame(&mut frames).await {}
+    };
+    let Some(mut stdin) = stdin else {
+        // A dialed worker (a pod): the control stream is the only link, and the
+        // container's output goes wherever the platform collects it.
+        return control_closed.await;
+    };
     if let Some(name) = detached_name {
         // Only the pipe counts: the control stream of a detached actor's worker may
         // outlive the driver's interest in it.
@@ -288,10 +397,6 @@ async fn driver_gone(
         crate::directory::redirect_output_to_log(&name);
         return;
     }
-    let control_closed = async {
-        let mut frames = FramedRead::new(events, codec(max_message_bytes()));
-        while let Some(Ok(_)) = next_frame(&mut frames).await {}
-    };
     let stdin_closed = async { while matches!(stdin.read(&mut sink).await, Ok(n) if n > 0) {} };
     tokio::select! {
         () = control_closed => {}

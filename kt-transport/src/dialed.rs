@@ -1,0 +1,199 @@
+//! Workers the driver dials: how a container backend (Kubernetes) starts an actor in a
+//! process that the driver may not be reachable from.
+//!
+//! A local worker dials its driver back; a pod usually cannot (the driver may run on a
+//! laptop outside the cluster). So the backend [`prepare`]s the worker — its config and
+//! a TLS identity signed by the driver's CA, as files for a mounted Secret — starts it,
+//! and once the worker listens, [`attach`]es: it dials the worker, opens the control
+//! stream with an `Attach` frame carrying the worker's token, and reads the worker's
+//! `Hello`. From there the actor behaves exactly like a local-process one: calls on
+//! their own streams, `Release` behind the calls, the worker's `Gone` report, and death
+//! causes the backend reports through a [`DeathReporter`] (the pod's status).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use kt_core::{DeathCause, ErasedActor, Error, OwnerGuard, SpawnOptions};
+use tokio_util::codec::FramedRead;
+
+use crate::endpoint::Node;
+use crate::frame::{Frame, PROTOCOL_VERSION, codec, encode_frame, max_message_bytes};
+use crate::route::{RemoteRoute, RouteState, watch_events};
+use crate::serve::next_frame;
+use crate::worker::{WorkerConfig, encode_config_body};
+
+/// The files of one dialed worker (see [`crate::worker::WORKER_DIR_ENV`]).
+#[derive(Debug, Clone)]
+pub struct WorkerFiles {
+    /// The worker's config ([`crate::worker::CONFIG_FILE`]).
+    pub config: Vec<u8>,
+    /// The CA it trusts, PEM ([`crate::worker::CA_FILE`]).
+    pub ca_pem: String,
+    /// Its certificate, PEM ([`crate::worker::CERT_FILE`]).
+    pub cert_pem: String,
+    /// Its private key, PEM ([`crate::worker::KEY_FILE`]).
+    pub key_pem: String,
+}
+
+/// A worker ready to be started: the token it expects its driver to attach with, and
+/// its files.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// What the driver attaches with.
+    pub token: u64,
+    /// What the worker reads at start.
+    pub files: WorkerFiles,
+}
+
+/// Prepares a dialed worker for an actor of type `type_name`, built from `args`,
+/// listening on UDP `listen_port`. Its identity is issued by this driver's CA.
+pub fn prepare(
+    type_name: &str,
+    args: Bytes,
+    options: SpawnOptions,
+    listen_port: u16,
+) -> Result<Prepared, Error> {
+    let node = Node::global()?;
+    let ca = node.ca().ok_or_else(|| Error::WorkerStartFailed {
+        type_name: type_name.to_string(),
+        message: "only a driver process can start workers".into(),
+    })?;
+    let token = random_token();
+    let (ca_pem, cert_pem, key_pem) = ca.issue(type_name)?.to_pem();
+    let config = WorkerConfig {
+        version: PROTOCOL_VERSION,
+        token,
+        driver: None,
+        listen_port,
+        identity: None,
+        type_name: type_name.to_string(),
+        args,
+        options,
+    };
+    Ok(Prepared {
+        token,
+        files: WorkerFiles {
+            config: encode_config_body(&config)?,
+            ca_pem,
+            cert_pem,
+            key_pem,
+        },
+    })
+}
+
+/// A token nobody can guess: a worker hands its actor only to the driver that knows it.
+fn random_token() -> u64 {
+    let mut bytes = [0u8; 8];
+    // The TLS provider's system RNG.
+    let provider = rustls::crypto::ring::default_provider();
+    if provider.secure_random.fill(&mut bytes).is_err() {
+        // The TLS layer authenticates the peer anyway; the token only tells apart the
+        // workers a driver started.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        return nanos ^ u64::from(std::process::id());
+    }
+    u64::from_le_bytes(bytes)
+}
+
+/// An actor in a dialed worker, as its backend holds it.
+pub struct Attached {
+    /// The handle: owning (its drop releases the actor) unless the actor is detached.
+    pub actor: ErasedActor,
+    /// Tells waiting callers the actor died, when the backend learns why.
+    pub death: DeathReporter,
+}
+
+/// Reports the death of a dialed worker's actor, with the cause the backend saw (the
+/// pod's status), to every call waiting on it.
+#[derive(Clone)]
+pub struct DeathReporter {
+    state: Arc<RouteState>,
+    node: Arc<Node>,
+    worker: SocketAddr,
+}
+
+impl DeathReporter {
+    /// The worker's process is gone for `cause`. Replies it flushed before a clean exit
+    /// are still delivered; every call left fails with `ActorDied { cause }`.
+    pub async fn died(&self, cause: DeathCause) {
+        if self.state.was_reported() {
+            self.state.replies_read(Duration::from_secs(2)).await;
+        }
+        self.state.die_and_fail(cause);
+        self.node.forget_peer(self.worker);
+    }
+
+    /// True once the actor is known to be dead (reported by its worker or the backend).
+    pub fn is_dead(&self) -> bool {
+        self.state.is_dead()
+    }
+}
+
+/// Dials the worker at `worker`, attaches with `token` and returns the actor it hosts.
+/// `owned` gives the handle a share of ownership (dropping the last one releases the
+/// actor); `killer` ends the worker's process (deleting its pod) on `kill()`.
+pub async fn attach(
+    worker: SocketAddr,
+    token: u64,
+    owned: bool,
+    killer: Option<Box<dyn Fn() + Send + Sync>>,
+) -> Result<Attached, Error> {
+    let node = Node::global()?;
+    let unavailable = |message: String| Error::Unavailable {
+        target: format!("worker {worker}"),
+        message,
+    };
+    let peer = node.peer(worker).await?;
+    let (mut control, events) = peer
+        .conn
+        .open_bi()
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+    let mut buf = BytesMut::new();
+    encode_frame(
+        &Frame::Attach {
+            version: PROTOCOL_VERSION,
+            token,
+        },
+        &mut buf,
+    )?;
+    control
+        .write_all(&buf)
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+    let mut events = FramedRead::new(events, codec(max_message_bytes()));
+    let address = match next_frame(&mut events).await {
+        Some(Ok(Frame::Hello { result, .. })) => result?,
+        Some(Ok(Frame::Refused { error })) => return Err(error),
+        Some(Ok(other)) => {
+            return Err(Error::Protocol {
+                message: format!("the worker answered an attach with {other:?}"),
+            });
+        }
+        Some(Err(error)) => return Err(error),
+        None => return Err(unavailable("the worker closed the control stream".into())),
+    };
+    let route = RemoteRoute::new(node.clone(), address, true, killer);
+    let state = route.state().clone();
+    let runtime = node.runtime.clone();
+    runtime.spawn(watch_events(events, state.clone()));
+    // The control stream stays open for the worker's life: its end tells an owned
+    // actor's worker that the driver is gone.
+    runtime.spawn(async move {
+        let control = control;
+        let _ = control.stopped().await;
+    });
+    let owner = owned.then(|| Arc::new(OwnerGuard::new(route.releaser())));
+    Ok(Attached {
+        actor: ErasedActor::new(route, owner),
+        death: DeathReporter {
+            state,
+            node,
+            worker,
+        },
+    })
+}

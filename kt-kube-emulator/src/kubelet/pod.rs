@@ -220,7 +220,8 @@ fn probe_of(container: &Value) -> Option<Probe> {
 
 impl Worker {
     fn phase(&self) -> &'static str {
-        if self.evicted {
+        // An evicted pod fails once its processes are gone, as the kubelet reports it.
+        if self.evicted && self.containers.iter().all(|c| !c.running) {
             return "Failed";
         }
         if self.containers.iter().all(|c| c.done && c.ever_started()) {
@@ -257,7 +258,7 @@ impl Worker {
             ours.push(condition("DisruptionTarget", true, Some(reason), Some(message)));
         }
         let statuses: Vec<Value> = self.containers.iter().map(ContainerModel::status).collect();
-        let evicted = self.evicted;
+        let evicted = self.evicted && phase == "Failed";
         let key = self.runtime.key.clone();
         self.cluster.write_status(&key, Some(&self.runtime.uid), |status| {
             status["phase"] = json!(phase);

@@ -51,17 +51,28 @@ impl DeleteOptions {
             let v: Value = serde_json::from_slice(body)
                 .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?;
             opts.grace_period_seconds = v.get("gracePeriodSeconds").and_then(Value::as_i64);
-            opts.propagation = parse_propagation(v.get("propagationPolicy").and_then(Value::as_str))?;
-            opts.precondition_uid = v.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string);
-            opts.precondition_rv =
-                v.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(str::to_string);
-            opts.dry_run = v.get("dryRun").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+            opts.propagation =
+                parse_propagation(v.get("propagationPolicy").and_then(Value::as_str))?;
+            opts.precondition_uid = v
+                .pointer("/preconditions/uid")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            opts.precondition_rv = v
+                .pointer("/preconditions/resourceVersion")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            opts.dry_run = v
+                .get("dryRun")
+                .and_then(Value::as_array)
+                .is_some_and(|a| !a.is_empty());
         }
         for (k, v) in query {
             match k.as_str() {
                 "gracePeriodSeconds" => {
-                    opts.grace_period_seconds =
-                        Some(v.parse().map_err(|_| ApiError::bad_request("invalid gracePeriodSeconds"))?)
+                    opts.grace_period_seconds = Some(
+                        v.parse()
+                            .map_err(|_| ApiError::bad_request("invalid gracePeriodSeconds"))?,
+                    )
                 }
                 "propagationPolicy" => opts.propagation = parse_propagation(Some(v))?,
                 "dryRun" => opts.dry_run = !v.is_empty(),
@@ -77,7 +88,9 @@ fn parse_propagation(p: Option<&str>) -> Result<Propagation, ApiError> {
         None | Some("") | Some("Background") => Ok(Propagation::Background),
         Some("Foreground") => Ok(Propagation::Foreground),
         Some("Orphan") => Ok(Propagation::Orphan),
-        Some(other) => Err(ApiError::bad_request(format!("unknown propagationPolicy {other:?}"))),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "unknown propagationPolicy {other:?}"
+        ))),
     }
 }
 
@@ -96,12 +109,19 @@ pub(crate) struct Cluster {
 }
 
 fn meta(object: &Value, field: &str) -> Option<String> {
-    object.get("metadata")?.get(field)?.as_str().map(str::to_string)
+    object
+        .get("metadata")?
+        .get(field)?
+        .as_str()
+        .map(str::to_string)
 }
 
 /// The object's metadata map, created if missing; `None` only if `object` is not an object.
 fn meta_mut(object: &mut Value) -> Option<&mut Map<String, Value>> {
-    let slot = object.as_object_mut()?.entry("metadata").or_insert_with(|| json!({}));
+    let slot = object
+        .as_object_mut()?
+        .entry("metadata")
+        .or_insert_with(|| json!({}));
     if !slot.is_object() {
         *slot = json!({});
     }
@@ -136,7 +156,13 @@ impl Cluster {
 
     /// The node and the namespaces every cluster has.
     fn seed(&self) {
-        for ns in ["default", "kube-system", "kube-public", "kube-node-lease", self.config.default_namespace.as_str()] {
+        for ns in [
+            "default",
+            "kube-system",
+            "kube-public",
+            "kube-node-lease",
+            self.config.default_namespace.as_str(),
+        ] {
             let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
             // Duplicates (the default namespace named twice) are expected and harmless.
             let _ = self.create(resources::namespaces(), "", body, false);
@@ -210,26 +236,42 @@ impl Cluster {
         dry_run: bool,
     ) -> Result<Arc<Value>, ApiError> {
         if !body.is_object() {
-            return Err(ApiError::bad_request("the request body must be a JSON object"));
+            return Err(ApiError::bad_request(
+                "the request body must be a JSON object",
+            ));
         }
         body["apiVersion"] = json!(resource.api_version());
         body["kind"] = json!(resource.kind);
         let Some(meta) = meta_mut(&mut body) else {
-            return Err(ApiError::bad_request("the request body must be a JSON object"));
+            return Err(ApiError::bad_request(
+                "the request body must be a JSON object",
+            ));
         };
         if resource.namespaced {
-            let ns = meta.get("namespace").and_then(Value::as_str).unwrap_or_default().to_string();
+            let ns = meta
+                .get("namespace")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
             if !ns.is_empty() && !namespace.is_empty() && ns != namespace {
                 return Err(ApiError::bad_request(
                     "the namespace of the provided object does not match the namespace sent on the request",
                 ));
             }
-            let ns = if namespace.is_empty() { ns } else { namespace.to_string() };
+            let ns = if namespace.is_empty() {
+                ns
+            } else {
+                namespace.to_string()
+            };
             meta.insert("namespace".into(), json!(ns));
         } else {
             meta.remove("namespace");
         }
-        let name = meta.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+        let name = meta
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         let name = if name.is_empty() {
             match meta.get("generateName").and_then(Value::as_str) {
                 Some(prefix) if !prefix.is_empty() => format!("{prefix}{}", random_suffix()),
@@ -255,12 +297,18 @@ impl Cluster {
         let key = Key::of(resource, &body);
         if dry_run {
             return match self.store.get(&key) {
-                Some(_) => Err(ApiError::already_exists(&resource.qualified_plural(), &name)),
+                Some(_) => Err(ApiError::already_exists(
+                    &resource.qualified_plural(),
+                    &name,
+                )),
                 None => Ok(Arc::new(body)),
             };
         }
         let created = self.store.write(&key, |existing| match existing {
-            Some(_) => Err(ApiError::already_exists(&resource.qualified_plural(), &name)),
+            Some(_) => Err(ApiError::already_exists(
+                &resource.qualified_plural(),
+                &name,
+            )),
             None => Ok(body),
         })?;
         if resource.is_pod() {
@@ -270,18 +318,41 @@ impl Cluster {
     }
 
     /// Per-kind defaults and the few validations tests rely on.
-    fn default_and_validate(&self, resource: &ResourceType, name: &str, body: &mut Value) -> Result<(), ApiError> {
+    fn default_and_validate(
+        &self,
+        resource: &ResourceType,
+        name: &str,
+        body: &mut Value,
+    ) -> Result<(), ApiError> {
         if resource.is_pod() {
             let containers = body.pointer("/spec/containers").and_then(Value::as_array);
             let Some(containers) = containers.filter(|c| !c.is_empty()) else {
-                return Err(ApiError::invalid("Pod", name, "spec.containers: Required value"));
+                return Err(ApiError::invalid(
+                    "Pod",
+                    name,
+                    "spec.containers: Required value",
+                ));
             };
             for (i, c) in containers.iter().enumerate() {
-                if c.get("name").and_then(Value::as_str).is_none_or(str::is_empty) {
-                    return Err(ApiError::invalid("Pod", name, &format!("spec.containers[{i}].name: Required value")));
+                if c.get("name")
+                    .and_then(Value::as_str)
+                    .is_none_or(str::is_empty)
+                {
+                    return Err(ApiError::invalid(
+                        "Pod",
+                        name,
+                        &format!("spec.containers[{i}].name: Required value"),
+                    ));
                 }
-                if c.get("image").and_then(Value::as_str).is_none_or(str::is_empty) {
-                    return Err(ApiError::invalid("Pod", name, &format!("spec.containers[{i}].image: Required value")));
+                if c.get("image")
+                    .and_then(Value::as_str)
+                    .is_none_or(str::is_empty)
+                {
+                    return Err(ApiError::invalid(
+                        "Pod",
+                        name,
+                        &format!("spec.containers[{i}].image: Required value"),
+                    ));
                 }
             }
             let spec = &mut body["spec"];
@@ -299,7 +370,9 @@ impl Cluster {
             body["status"] = json!({"phase": "Pending", "qosClass": qos_class(body)});
         } else if resource.group.is_empty() && resource.plural == "secrets" {
             // The real server folds write-only `stringData` into base64 `data`.
-            if let Some(Value::Object(string_data)) = body.as_object_mut().and_then(|b| b.remove("stringData")) {
+            if let Some(Value::Object(string_data)) =
+                body.as_object_mut().and_then(|b| b.remove("stringData"))
+            {
                 if !body.get("data").is_some_and(Value::is_object) {
                     body["data"] = json!({});
                 }
@@ -319,7 +392,11 @@ impl Cluster {
             if spec.get("type").is_none() {
                 spec["type"] = json!("ClusterIP");
             }
-            if spec.get("clusterIP").and_then(Value::as_str).is_none_or(str::is_empty) {
+            if spec
+                .get("clusterIP")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
                 let n = self.next_service_ip.fetch_add(1, Ordering::Relaxed);
                 spec["clusterIP"] = json!(format!("10.96.{}.{}", (n / 254) % 256, n % 254 + 1));
             }
@@ -332,10 +409,18 @@ impl Cluster {
     }
 
     /// PUT of the object (`status == false`) or of its `/status` subresource.
-    pub fn update(&self, key: &Key, mut body: Value, status: bool, dry_run: bool) -> Result<Arc<Value>, ApiError> {
+    pub fn update(
+        &self,
+        key: &Key,
+        mut body: Value,
+        status: bool,
+        dry_run: bool,
+    ) -> Result<Arc<Value>, ApiError> {
         let plural = key.resource.qualified_plural();
         if !body.is_object() {
-            return Err(ApiError::bad_request("the request body must be a JSON object"));
+            return Err(ApiError::bad_request(
+                "the request body must be a JSON object",
+            ));
         }
         let body_name = meta(&body, "name").unwrap_or_default();
         if !body_name.is_empty() && body_name != key.name {
@@ -365,7 +450,10 @@ impl Cluster {
                     body["status"] = existing.get("status").cloned().unwrap_or(Value::Null);
                 }
                 if body.get("spec") != existing.get("spec") {
-                    let generation = existing.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1);
+                    let generation = existing
+                        .pointer("/metadata/generation")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(1);
                     if let Some(m) = meta_mut(&mut body) {
                         m.insert("generation".into(), json!(generation + 1));
                     }
@@ -375,9 +463,18 @@ impl Cluster {
             // Fields the server owns survive any update.
             let old_meta = existing.get("metadata").cloned().unwrap_or_default();
             let Some(m) = meta_mut(&mut next) else {
-                return Err(ApiError::bad_request("the request body must be a JSON object"));
+                return Err(ApiError::bad_request(
+                    "the request body must be a JSON object",
+                ));
             };
-            for field in ["uid", "creationTimestamp", "name", "namespace", "deletionTimestamp", "deletionGracePeriodSeconds"] {
+            for field in [
+                "uid",
+                "creationTimestamp",
+                "name",
+                "namespace",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+            ] {
                 match old_meta.get(field) {
                     Some(v) => m.insert(field.into(), v.clone()),
                     None => m.remove(field),
@@ -389,8 +486,14 @@ impl Cluster {
                 obj.remove("status");
             }
             finished_deleting = old_meta.get("deletionTimestamp").is_some()
-                && next.pointer("/metadata/finalizers").and_then(Value::as_array).is_none_or(Vec::is_empty)
-                && !(resource.is_pod() && self.kubelet.is_running(&meta(existing, "uid").unwrap_or_default()));
+                && next
+                    .pointer("/metadata/finalizers")
+                    .and_then(Value::as_array)
+                    .is_none_or(Vec::is_empty)
+                && !(resource.is_pod()
+                    && self
+                        .kubelet
+                        .is_running(&meta(existing, "uid").unwrap_or_default()));
             Ok(next)
         };
         if dry_run {
@@ -421,12 +524,19 @@ impl Cluster {
             None if kind == PatchKind::Apply && !status => {
                 return self.create(key.resource, &key.namespace, patch_doc, dry_run);
             }
-            None => return Err(ApiError::not_found(&key.resource.qualified_plural(), &key.name)),
+            None => {
+                return Err(ApiError::not_found(
+                    &key.resource.qualified_plural(),
+                    &key.name,
+                ));
+            }
         };
         let mut next = (*existing).clone();
         patch::apply(kind, &mut next, &patch_doc)?;
         // A patch carries a precondition only if it names a resourceVersion itself.
-        let wanted_rv = patch_doc.pointer("/metadata/resourceVersion").and_then(Value::as_str);
+        let wanted_rv = patch_doc
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str);
         let rv = match wanted_rv {
             Some(rv) => rv.to_string(),
             None => meta(&existing, "resourceVersion").unwrap_or_default(),
@@ -439,7 +549,12 @@ impl Cluster {
 
     /// Writes a status through a closure (the kubelet's and scheduler's path). Returns `None`
     /// if the object is gone or its uid is no longer `uid`.
-    pub fn write_status(&self, key: &Key, uid: Option<&str>, f: impl FnOnce(&mut Value)) -> Option<Arc<Value>> {
+    pub fn write_status(
+        &self,
+        key: &Key,
+        uid: Option<&str>,
+        f: impl FnOnce(&mut Value),
+    ) -> Option<Arc<Value>> {
         self.write_object(key, uid, |o| {
             let mut status = o.get("status").cloned().unwrap_or_else(|| json!({}));
             f(&mut status);
@@ -448,7 +563,12 @@ impl Cluster {
     }
 
     /// Read-modify-write of a whole object; skipped (no event) when nothing changes.
-    pub fn write_object(&self, key: &Key, uid: Option<&str>, f: impl FnOnce(&mut Value)) -> Option<Arc<Value>> {
+    pub fn write_object(
+        &self,
+        key: &Key,
+        uid: Option<&str>,
+        f: impl FnOnce(&mut Value),
+    ) -> Option<Arc<Value>> {
         self.store
             .write(key, |existing| {
                 let existing = existing.ok_or(())?;
@@ -490,8 +610,14 @@ impl Cluster {
             .and_then(Value::as_array)
             .is_some_and(|f| !f.is_empty());
         if key.resource.is_pod() {
-            let spec_grace = existing.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64);
-            let grace = opts.grace_period_seconds.or(spec_grace).unwrap_or(30).max(0);
+            let spec_grace = existing
+                .pointer("/spec/terminationGracePeriodSeconds")
+                .and_then(Value::as_i64);
+            let grace = opts
+                .grace_period_seconds
+                .or(spec_grace)
+                .unwrap_or(30)
+                .max(0);
             if self.kubelet.is_running(&uid) || has_finalizers {
                 // Mark first, then signal: the pod's task completes the deletion when it
                 // ends, and it looks for this mark only after it can no longer be signalled.
@@ -521,11 +647,19 @@ impl Cluster {
 
     /// The kubelet has stopped every process of a pod that is being deleted.
     pub fn finish_pod_deletion(&self, key: &Key, uid: &str) {
-        let Some(pod) = self.store.get(key) else { return };
-        if meta(&pod, "uid").as_deref() != Some(uid) || pod.pointer("/metadata/deletionTimestamp").is_none() {
+        let Some(pod) = self.store.get(key) else {
+            return;
+        };
+        if meta(&pod, "uid").as_deref() != Some(uid)
+            || pod.pointer("/metadata/deletionTimestamp").is_none()
+        {
             return;
         }
-        if pod.pointer("/metadata/finalizers").and_then(Value::as_array).is_none_or(Vec::is_empty) {
+        if pod
+            .pointer("/metadata/finalizers")
+            .and_then(Value::as_array)
+            .is_none_or(Vec::is_empty)
+        {
             self.remove(key);
         }
     }
@@ -553,7 +687,11 @@ impl Cluster {
         object
             .pointer("/metadata/ownerReferences")
             .and_then(Value::as_array)
-            .map(|refs| refs.iter().filter_map(|r| r.get("uid")?.as_str().map(str::to_string)).collect())
+            .map(|refs| {
+                refs.iter()
+                    .filter_map(|r| r.get("uid")?.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -562,7 +700,9 @@ impl Cluster {
         for (key, object) in self.store.all() {
             let owners = Self::owner_uids(&object);
             if owners.iter().any(|u| u == removed_uid)
-                && owners.iter().all(|u| u == removed_uid || !self.store.uid_exists(u))
+                && owners
+                    .iter()
+                    .all(|u| u == removed_uid || !self.store.uid_exists(u))
                 && object.pointer("/metadata/deletionTimestamp").is_none()
             {
                 // The dependent may have been deleted meanwhile; that is fine.
@@ -576,8 +716,13 @@ impl Cluster {
             if Self::owner_uids(&object).iter().any(|u| u == owner_uid) {
                 let owner = owner_uid.to_string();
                 self.write_object(&key, None, move |o| {
-                    if let Some(refs) = o.pointer_mut("/metadata/ownerReferences").and_then(Value::as_array_mut) {
-                        refs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(owner.as_str()));
+                    if let Some(refs) = o
+                        .pointer_mut("/metadata/ownerReferences")
+                        .and_then(Value::as_array_mut)
+                    {
+                        refs.retain(|r| {
+                            r.get("uid").and_then(Value::as_str) != Some(owner.as_str())
+                        });
                     }
                 });
             }
@@ -587,7 +732,11 @@ impl Cluster {
 
 /// The pod's QoS class, from its containers' requests and limits.
 fn qos_class(pod: &Value) -> &'static str {
-    let containers = pod.pointer("/spec/containers").and_then(Value::as_array).cloned().unwrap_or_default();
+    let containers = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let mut any = false;
     let mut guaranteed = true;
     for c in &containers {
@@ -595,7 +744,10 @@ fn qos_class(pod: &Value) -> &'static str {
         let limits = c.pointer("/resources/limits").and_then(Value::as_object);
         any |= requests.is_some_and(|r| !r.is_empty()) || limits.is_some_and(|l| !l.is_empty());
         let full = limits.is_some_and(|l| l.contains_key("cpu") && l.contains_key("memory"));
-        let same = requests.is_none_or(|r| r.iter().all(|(k, v)| limits.and_then(|l| l.get(k)) == Some(v)));
+        let same = requests.is_none_or(|r| {
+            r.iter()
+                .all(|(k, v)| limits.and_then(|l| l.get(k)) == Some(v))
+        });
         guaranteed &= full && same;
     }
     if !any {

@@ -53,12 +53,19 @@ pub struct EmulatorConfig {
 
 impl Default for EmulatorConfig {
     fn default() -> Self {
-        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let cpus = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
         let node_name = "kt-emulator-node".to_string();
         let node_labels = BTreeMap::from([
             ("kubernetes.io/hostname".to_string(), node_name.clone()),
             ("kubernetes.io/os".to_string(), "linux".to_string()),
-            ("kubernetes.io/arch".to_string(), std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64")),
+            (
+                "kubernetes.io/arch".to_string(),
+                std::env::consts::ARCH
+                    .replace("x86_64", "amd64")
+                    .replace("aarch64", "arm64"),
+            ),
         ]);
         let allocatable = BTreeMap::from([
             ("cpu".to_string(), cpus.to_string()),
@@ -91,7 +98,8 @@ impl Default for EmulatorConfig {
 impl EmulatorConfig {
     /// Sets one allocatable resource of the node (e.g. `("nvidia.com/gpu", "2")`).
     pub fn allocatable(mut self, resource: &str, quantity: &str) -> Self {
-        self.allocatable.insert(resource.to_string(), quantity.to_string());
+        self.allocatable
+            .insert(resource.to_string(), quantity.to_string());
         self
     }
 

@@ -32,7 +32,10 @@ impl Faults {
     }
 
     pub fn set_image_missing(&self, image: &str, missing: bool) {
-        let mut images = self.missing_images.lock().unwrap_or_else(|p| p.into_inner());
+        let mut images = self
+            .missing_images
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if missing {
             images.insert(image.to_string());
         } else {
@@ -41,7 +44,10 @@ impl Faults {
     }
 
     pub fn image_missing(&self, image: &str) -> bool {
-        self.missing_images.lock().unwrap_or_else(|p| p.into_inner()).contains(image)
+        self.missing_images
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(image)
     }
 
     pub fn add_unschedulable(&self, selector: Option<LabelSelector>, message: String) {
@@ -52,7 +58,10 @@ impl Faults {
     }
 
     pub fn clear_unschedulable(&self) {
-        self.unschedulable.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.unschedulable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     /// The message of the first rule that makes this pod unschedulable.

@@ -103,14 +103,25 @@ impl Emulator {
         let (ip, port) = config.listen;
         let listener = tokio::net::TcpListener::bind((ip, port))
             .await
-            .map_err(|source| EmulatorError::Listen { address: format!("{ip}:{port}"), source })?;
+            .map_err(|source| EmulatorError::Listen {
+                address: format!("{ip}:{port}"),
+                source,
+            })?;
         let address = listener
             .local_addr()
-            .map_err(|source| EmulatorError::Listen { address: format!("{ip}:{port}"), source })?;
+            .map_err(|source| EmulatorError::Listen {
+                address: format!("{ip}:{port}"),
+                source,
+            })?;
         let cluster = Cluster::new(config, address.to_string());
         let server = tokio::spawn(server::serve(listener, cluster.clone()));
         let scheduler = tokio::spawn(scheduler::run(cluster.clone()));
-        Ok(Emulator { cluster, address, server, scheduler })
+        Ok(Emulator {
+            cluster,
+            address,
+            server,
+            scheduler,
+        })
     }
 
     /// The API server's socket address.
@@ -153,41 +164,67 @@ impl Emulator {
     /// Kills the first running container of the pod with SIGKILL and reports it as
     /// `terminated {reason: OOMKilled, exitCode: 137}`; the restart policy then applies.
     pub fn oom_kill(&self, namespace: &str, pod: &str) -> Result<(), InjectError> {
-        self.cluster.kubelet.inject(namespace, pod, PodCommand::OomKill(None))
+        self.cluster
+            .kubelet
+            .inject(namespace, pod, PodCommand::OomKill(None))
     }
 
     /// Like [`oom_kill`](Self::oom_kill), for a named container.
-    pub fn oom_kill_container(&self, namespace: &str, pod: &str, container: &str) -> Result<(), InjectError> {
-        self.cluster.kubelet.inject(namespace, pod, PodCommand::OomKill(Some(container.to_string())))
+    pub fn oom_kill_container(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+    ) -> Result<(), InjectError> {
+        self.cluster.kubelet.inject(
+            namespace,
+            pod,
+            PodCommand::OomKill(Some(container.to_string())),
+        )
     }
 
     /// Evicts the pod as the kubelet does under memory pressure: its processes are killed,
     /// it gets `DisruptionTarget=True (TerminationByKubelet)`, phase `Failed`,
     /// `status.reason = Evicted` and the kubelet's message. The object stays.
     pub fn evict(&self, namespace: &str, pod: &str) -> Result<(), InjectError> {
-        self.cluster.kubelet.inject(namespace, pod, PodCommand::Evict)
+        self.cluster
+            .kubelet
+            .inject(namespace, pod, PodCommand::Evict)
     }
 
     /// Preempts the pod as the scheduler does: condition `DisruptionTarget=True,
     /// reason=PreemptionByScheduler`, then a graceful delete.
     pub fn preempt(&self, namespace: &str, pod: &str) -> Result<(), InjectError> {
-        self.cluster.kubelet.inject(namespace, pod, PodCommand::Preempt)
+        self.cluster
+            .kubelet
+            .inject(namespace, pod, PodCommand::Preempt)
     }
 
     /// Makes every pod that is not yet scheduled unschedulable with `message` (written to
     /// its `PodScheduled` condition, e.g. `0/1 nodes are available: 1 node(s) had untolerated
     /// taint {x: y}.`), until [`clear_unschedulable`](Self::clear_unschedulable).
     pub fn make_unschedulable(&self, message: &str) {
-        self.cluster.faults.add_unschedulable(None, message.to_string());
+        self.cluster
+            .faults
+            .add_unschedulable(None, message.to_string());
         self.cluster.scheduler_wake.notify_one();
     }
 
     /// Like [`make_unschedulable`](Self::make_unschedulable), only for pods whose labels
     /// match `label_selector` (the `?labelSelector=` syntax).
-    pub fn make_unschedulable_matching(&self, label_selector: &str, message: &str) -> Result<(), EmulatorError> {
-        let selector = LabelSelector::parse(label_selector)
-            .map_err(|message| EmulatorError::Selector { selector: label_selector.to_string(), message })?;
-        self.cluster.faults.add_unschedulable(Some(selector), message.to_string());
+    pub fn make_unschedulable_matching(
+        &self,
+        label_selector: &str,
+        message: &str,
+    ) -> Result<(), EmulatorError> {
+        let selector =
+            LabelSelector::parse(label_selector).map_err(|message| EmulatorError::Selector {
+                selector: label_selector.to_string(),
+                message,
+            })?;
+        self.cluster
+            .faults
+            .add_unschedulable(Some(selector), message.to_string());
         self.cluster.scheduler_wake.notify_one();
         Ok(())
     }

@@ -17,12 +17,20 @@ use crate::store::Key;
 
 fn text(body: Body) -> Response<Body> {
     let mut response = Response::new(body);
-    response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain"),
+    );
     response
 }
 
 /// Serves a log request.
-pub(crate) fn serve(cluster: &Arc<Cluster>, namespace: &str, name: &str, query: &Query) -> Result<Response<Body>, ApiError> {
+pub(crate) fn serve(
+    cluster: &Arc<Cluster>,
+    namespace: &str,
+    name: &str,
+    query: &Query,
+) -> Result<Response<Body>, ApiError> {
     let pod = cluster.get(&Key::new(resources::pods(), namespace, name))?;
     let names: Vec<&str> = pod
         .pointer("/spec/containers")
@@ -42,7 +50,9 @@ pub(crate) fn serve(cluster: &Arc<Cluster>, namespace: &str, name: &str, query: 
         }
     };
     if !names.contains(&container.as_str()) {
-        return Err(ApiError::bad_request(format!("container {container} is not valid for pod {name}")));
+        return Err(ApiError::bad_request(format!(
+            "container {container} is not valid for pod {name}"
+        )));
     }
     let previous = flag(query, "previous");
     let waiting = || {
@@ -55,9 +65,13 @@ pub(crate) fn serve(cluster: &Arc<Cluster>, namespace: &str, name: &str, query: 
             .unwrap_or("ContainerCreating")
             .to_string();
         if previous {
-            ApiError::bad_request(format!("previous terminated container \"{container}\" in pod \"{name}\" not found"))
+            ApiError::bad_request(format!(
+                "previous terminated container \"{container}\" in pod \"{name}\" not found"
+            ))
         } else {
-            ApiError::bad_request(format!("container \"{container}\" in pod \"{name}\" is waiting to start: {reason}"))
+            ApiError::bad_request(format!(
+                "container \"{container}\" in pod \"{name}\" is waiting to start: {reason}"
+            ))
         }
     };
     let log: Arc<ContainerLog> = cluster
@@ -86,7 +100,9 @@ pub(crate) fn serve(cluster: &Arc<Cluster>, namespace: &str, name: &str, query: 
         }
         let mut offset = snapshot.end;
         loop {
-            let Some(chunk) = log.read_from(snapshot.instance, offset) else { return };
+            let Some(chunk) = log.read_from(snapshot.instance, offset) else {
+                return;
+            };
             offset = chunk.end;
             if !chunk.data.is_empty() && tx.send(Bytes::from(chunk.data)).await.is_err() {
                 return;

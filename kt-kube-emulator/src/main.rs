@@ -46,7 +46,10 @@ async fn main() -> ExitCode {
                 eprintln!("kt-kube-emulator: cannot write {path}: {e}");
                 return ExitCode::FAILURE;
             }
-            eprintln!("serving on {}; kubeconfig written to {path}", emulator.url());
+            eprintln!(
+                "serving on {}; kubeconfig written to {path}",
+                emulator.url()
+            );
         }
         None => print!("{}", emulator.kubeconfig_yaml()),
     }

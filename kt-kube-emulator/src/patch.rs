@@ -41,8 +41,9 @@ pub(crate) fn apply(kind: PatchKind, target: &mut Value, patch: &Value) -> Resul
         PatchKind::Json => {
             let ops: json_patch::Patch = serde_json::from_value(patch.clone())
                 .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
-            json_patch::patch(target, &ops)
-                .map_err(|e| ApiError::invalid_patch(format!("the JSON patch could not be applied: {e}")))
+            json_patch::patch(target, &ops).map_err(|e| {
+                ApiError::invalid_patch(format!("the JSON patch could not be applied: {e}"))
+            })
         }
         PatchKind::Strategic | PatchKind::Apply => {
             strategic_merge(target, patch);
@@ -54,8 +55,14 @@ pub(crate) fn apply(kind: PatchKind, target: &mut Value, patch: &Value) -> Resul
 /// The key on which elements of the list field `field` merge, if it is a merging list.
 fn merge_key(field: &str, item: &Value) -> Option<&'static str> {
     match field {
-        "containers" | "initContainers" | "ephemeralContainers" | "env" | "volumes"
-        | "imagePullSecrets" | "containerStatuses" | "initContainerStatuses" => Some("name"),
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "env"
+        | "volumes"
+        | "imagePullSecrets"
+        | "containerStatuses"
+        | "initContainerStatuses" => Some("name"),
         "volumeMounts" | "volumeDevices" => Some("mountPath"),
         "conditions" => Some("type"),
         "ownerReferences" => Some("uid"),
@@ -165,7 +172,9 @@ fn merge_list(existing: &mut Vec<Value>, items: &[Value], field: &str) {
     };
     for item in items {
         let id = item.get(key);
-        let position = existing.iter().position(|e| id.is_some() && e.get(key) == id);
+        let position = existing
+            .iter()
+            .position(|e| id.is_some() && e.get(key) == id);
         match (directive(item, "$patch"), position) {
             (Some("delete"), Some(i)) => {
                 existing.remove(i);
@@ -185,8 +194,12 @@ mod tests {
     #[test]
     fn merge_patch_sets_and_removes_labels() {
         let mut obj = json!({"metadata": {"labels": {"a": "1", "b": "2"}}, "spec": {"x": 1}});
-        apply(PatchKind::Merge, &mut obj, &json!({"metadata": {"labels": {"a": null, "c": "3"}}}))
-            .expect("applies");
+        apply(
+            PatchKind::Merge,
+            &mut obj,
+            &json!({"metadata": {"labels": {"a": null, "c": "3"}}}),
+        )
+        .expect("applies");
         assert_eq!(obj["metadata"]["labels"], json!({"b": "2", "c": "3"}));
         assert_eq!(obj["spec"]["x"], 1);
     }
@@ -194,7 +207,12 @@ mod tests {
     #[test]
     fn merge_patch_replaces_lists() {
         let mut obj = json!({"spec": {"containers": [{"name": "a"}, {"name": "b"}]}});
-        apply(PatchKind::Merge, &mut obj, &json!({"spec": {"containers": [{"name": "c"}]}})).expect("applies");
+        apply(
+            PatchKind::Merge,
+            &mut obj,
+            &json!({"spec": {"containers": [{"name": "c"}]}}),
+        )
+        .expect("applies");
         assert_eq!(obj["spec"]["containers"], json!([{"name": "c"}]));
     }
 
@@ -210,10 +228,13 @@ mod tests {
             {"name": "c", "image": "z"}
         ]}});
         apply(PatchKind::Strategic, &mut obj, &patch).expect("applies");
-        assert_eq!(obj["spec"]["containers"], json!([
-            {"name": "a", "image": "x2", "env": [{"name": "E", "value": "1"}, {"name": "F", "value": "2"}]},
-            {"name": "c", "image": "z"}
-        ]));
+        assert_eq!(
+            obj["spec"]["containers"],
+            json!([
+                {"name": "a", "image": "x2", "env": [{"name": "E", "value": "1"}, {"name": "F", "value": "2"}]},
+                {"name": "c", "image": "z"}
+            ])
+        );
     }
 
     #[test]
@@ -229,9 +250,12 @@ mod tests {
         apply(PatchKind::Strategic, &mut obj, &patch).expect("applies");
         assert_eq!(obj["metadata"]["finalizers"], json!(["a", "b"]));
         assert_eq!(obj["metadata"]["annotations"], json!({"n": "m"}));
-        assert_eq!(obj["status"]["conditions"], json!([
-            {"type": "Ready", "status": "True"}, {"type": "X", "status": "True"}
-        ]));
+        assert_eq!(
+            obj["status"]["conditions"],
+            json!([
+                {"type": "Ready", "status": "True"}, {"type": "X", "status": "True"}
+            ])
+        );
     }
 
     #[test]
@@ -242,7 +266,10 @@ mod tests {
         apply(PatchKind::Json, &mut obj, &ops).expect("applies");
         assert_eq!(obj["metadata"]["labels"], json!({"b": "2"}));
         let bad = json!([{"op": "remove", "path": "/nope"}]);
-        assert_eq!(apply(PatchKind::Json, &mut obj, &bad).map_err(|e| e.code.as_u16()), Err(422));
+        assert_eq!(
+            apply(PatchKind::Json, &mut obj, &bad).map_err(|e| e.code.as_u16()),
+            Err(422)
+        );
         assert!(PatchKind::from_content_type("text/plain").is_err());
         assert_eq!(
             PatchKind::from_content_type("application/merge-patch+json; charset=utf-8").ok(),

@@ -41,7 +41,10 @@ pub(crate) fn serve(
 ) -> Result<Response<Body>, ApiError> {
     let pod = cluster.get(&Key::new(resources::pods(), namespace, name))?;
     let running = pod.pointer("/status/phase").and_then(Value::as_str) == Some("Running");
-    let ip: Option<Ipv4Addr> = pod.pointer("/status/podIP").and_then(Value::as_str).and_then(|ip| ip.parse().ok());
+    let ip: Option<Ipv4Addr> = pod
+        .pointer("/status/podIP")
+        .and_then(Value::as_str)
+        .and_then(|ip| ip.parse().ok());
     let Some(ip) = ip.filter(|_| running) else {
         return Err(ApiError::bad_request(format!("pod {name} is not running")));
     };
@@ -56,32 +59,50 @@ pub(crate) fn serve(
         return Err(ApiError::bad_request("at least one port is required"));
     }
     let headers = req.headers();
-    let key = headers
-        .get(header::SEC_WEBSOCKET_KEY)
-        .ok_or_else(|| ApiError::bad_request("port-forward needs a WebSocket upgrade (SPDY is not supported)"))?;
-    let offered = headers.get(header::SEC_WEBSOCKET_PROTOCOL).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let key = headers.get(header::SEC_WEBSOCKET_KEY).ok_or_else(|| {
+        ApiError::bad_request("port-forward needs a WebSocket upgrade (SPDY is not supported)")
+    })?;
+    let offered = headers
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
     let protocol = offered
         .split(',')
         .map(str::trim)
         .find(|p| PROTOCOLS.contains(p))
-        .ok_or_else(|| ApiError::bad_request(format!("no supported WebSocket subprotocol among {offered:?}")))?
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "no supported WebSocket subprotocol among {offered:?}"
+            ))
+        })?
         .to_string();
     let accept = derive_accept_key(key.as_bytes());
     let upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         if let Ok(upgraded) = upgrade.await {
-            let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+            let ws =
+                WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
             bridge(ws, ip, ports).await;
         }
     });
     let mut response = Response::new(full(""));
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = response.headers_mut();
-    h.insert(header::CONNECTION, header::HeaderValue::from_static("Upgrade"));
-    h.insert(header::UPGRADE, header::HeaderValue::from_static("websocket"));
-    let values = [(header::SEC_WEBSOCKET_ACCEPT, accept), (header::SEC_WEBSOCKET_PROTOCOL, protocol)];
+    h.insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("Upgrade"),
+    );
+    h.insert(
+        header::UPGRADE,
+        header::HeaderValue::from_static("websocket"),
+    );
+    let values = [
+        (header::SEC_WEBSOCKET_ACCEPT, accept),
+        (header::SEC_WEBSOCKET_PROTOCOL, protocol),
+    ];
     for (name, value) in values {
-        let value = header::HeaderValue::from_str(&value).map_err(|e| ApiError::internal(e.to_string()))?;
+        let value =
+            header::HeaderValue::from_str(&value).map_err(|e| ApiError::internal(e.to_string()))?;
         h.insert(name, value);
     }
     Ok(response)
@@ -115,7 +136,9 @@ where
         let data = (2 * i) as u8;
         let error = data + 1;
         let prefix = port.to_le_bytes();
-        if out_tx.send(framed(data, &prefix)).await.is_err() || out_tx.send(framed(error, &prefix)).await.is_err() {
+        if out_tx.send(framed(data, &prefix)).await.is_err()
+            || out_tx.send(framed(error, &prefix)).await.is_err()
+        {
             return;
         }
         match TcpStream::connect((ip, *port)).await {
@@ -155,7 +178,7 @@ where
         match message {
             Message::Binary(bytes) if bytes.len() > 1 => {
                 let channel = bytes[0] as usize;
-                if channel % 2 == 0
+                if channel.is_multiple_of(2)
                     && let Some(Some(w)) = writers.get_mut(channel / 2)
                     && w.write_all(&bytes[1..]).await.is_err()
                 {

@@ -35,7 +35,11 @@ pub(crate) fn parse_milli(q: &str) -> Option<i128> {
         return None;
     }
     let digits: String = format!("{int_part}{frac_part}");
-    let mantissa: i128 = if digits.is_empty() { 0 } else { digits.parse().ok()? };
+    let mantissa: i128 = if digits.is_empty() {
+        0
+    } else {
+        digits.parse().ok()?
+    };
     // value = mantissa * 10^(exp - frac_len) * 2^binary, and we want value * 1000.
     let exp = numerator_exp + 3 - frac_part.len() as i32;
     let scaled = mantissa.checked_mul(1i128.checked_shl(binary)?)?;

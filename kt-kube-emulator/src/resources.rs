@@ -59,7 +59,15 @@ const fn core(
     has_status: bool,
     short_names: &'static [&'static str],
 ) -> ResourceType {
-    ResourceType { group: "", version: "v1", plural, kind, namespaced, has_status, short_names }
+    ResourceType {
+        group: "",
+        version: "v1",
+        plural,
+        kind,
+        namespaced,
+        has_status,
+        short_names,
+    }
 }
 
 const fn grouped(
@@ -69,7 +77,15 @@ const fn grouped(
     kind: &'static str,
     has_status: bool,
 ) -> ResourceType {
-    ResourceType { group, version, plural, kind, namespaced: true, has_status, short_names: &[] }
+    ResourceType {
+        group,
+        version,
+        plural,
+        kind,
+        namespaced: true,
+        has_status,
+        short_names: &[],
+    }
 }
 
 /// Every resource the emulator serves. Only storage semantics apply beyond pods: no
@@ -82,7 +98,13 @@ pub(crate) static RESOURCES: &[ResourceType] = &[
     core("events", "Event", true, false, &["ev"]),
     core("serviceaccounts", "ServiceAccount", true, false, &["sa"]),
     core("endpoints", "Endpoints", true, false, &["ep"]),
-    core("persistentvolumeclaims", "PersistentVolumeClaim", true, true, &["pvc"]),
+    core(
+        "persistentvolumeclaims",
+        "PersistentVolumeClaim",
+        true,
+        true,
+        &["pvc"],
+    ),
     core("namespaces", "Namespace", false, true, &["ns"]),
     core("nodes", "Node", false, true, &["no"]),
     grouped("coordination.k8s.io", "v1", "leases", "Lease", false),
@@ -90,7 +112,13 @@ pub(crate) static RESOURCES: &[ResourceType] = &[
     grouped("apps", "v1", "statefulsets", "StatefulSet", true),
     grouped("apps", "v1", "replicasets", "ReplicaSet", true),
     grouped("batch", "v1", "jobs", "Job", true),
-    grouped("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", true),
+    grouped(
+        "policy",
+        "v1",
+        "poddisruptionbudgets",
+        "PodDisruptionBudget",
+        true,
+    ),
 ];
 
 /// The resource served under `group`/`version` with this plural.
@@ -141,7 +169,10 @@ fn group_json(group: &str, version: &str) -> Value {
 
 /// `GET /apis`.
 pub(crate) fn api_group_list() -> Value {
-    let groups: Vec<Value> = groups().into_iter().map(|(g, v)| group_json(g, v)).collect();
+    let groups: Vec<Value> = groups()
+        .into_iter()
+        .map(|(g, v)| group_json(g, v))
+        .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
@@ -163,7 +194,16 @@ pub(crate) fn api_resource_list(group: &str, version: &str) -> Option<Value> {
     if served.is_empty() {
         return None;
     }
-    let verbs = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+    let verbs = [
+        "create",
+        "delete",
+        "deletecollection",
+        "get",
+        "list",
+        "patch",
+        "update",
+        "watch",
+    ];
     let mut resources = Vec::new();
     for r in served {
         resources.push(json!({
@@ -186,7 +226,11 @@ pub(crate) fn api_resource_list(group: &str, version: &str) -> Option<Value> {
         if r.is_pod() {
             for (sub, kind, verbs) in [
                 ("log", "Pod", vec!["get"]),
-                ("portforward", "PodPortForwardOptions", vec!["create", "get"]),
+                (
+                    "portforward",
+                    "PodPortForwardOptions",
+                    vec!["create", "get"],
+                ),
                 ("eviction", "Eviction", vec!["create"]),
             ] {
                 resources.push(json!({
@@ -196,7 +240,11 @@ pub(crate) fn api_resource_list(group: &str, version: &str) -> Option<Value> {
             }
         }
     }
-    let group_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+    let group_version = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
     Some(json!({
         "kind": "APIResourceList",
         "apiVersion": "v1",
@@ -234,7 +282,11 @@ mod tests {
     #[test]
     fn discovery_lists_groups_and_resources() {
         let list = api_group_list();
-        assert!(list["groups"].as_array().is_some_and(|g| g.iter().any(|g| g["name"] == "apps")));
+        assert!(
+            list["groups"]
+                .as_array()
+                .is_some_and(|g| g.iter().any(|g| g["name"] == "apps"))
+        );
         let core = api_resource_list("", "v1").expect("core is served");
         assert_eq!(core["groupVersion"], "v1");
         assert!(api_resource_list("nope", "v1").is_none());

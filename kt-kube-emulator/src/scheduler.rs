@@ -20,12 +20,24 @@ type Amounts = BTreeMap<String, i128>;
 /// A pod's requests: per container, `requests` or else `limits`; plus one `pods` slot.
 fn requests(pod: &Value) -> Amounts {
     let mut total = Amounts::new();
-    for c in pod.pointer("/spec/containers").and_then(Value::as_array).into_iter().flatten() {
+    for c in pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let mut mine: BTreeMap<String, i128> = BTreeMap::new();
         for field in ["limits", "requests"] {
-            if let Some(map) = c.pointer(&format!("/resources/{field}")).and_then(Value::as_object) {
+            if let Some(map) = c
+                .pointer(&format!("/resources/{field}"))
+                .and_then(Value::as_object)
+            {
                 for (k, v) in map {
-                    if let Some(q) = v.as_str().and_then(parse_milli).or_else(|| v.as_i64().map(|n| i128::from(n) * 1000)) {
+                    if let Some(q) = v
+                        .as_str()
+                        .and_then(parse_milli)
+                        .or_else(|| v.as_i64().map(|n| i128::from(n) * 1000))
+                    {
                         mine.insert(k.clone(), q);
                     }
                 }
@@ -40,16 +52,30 @@ fn requests(pod: &Value) -> Amounts {
 }
 
 fn is_terminal(pod: &Value) -> bool {
-    matches!(pod.pointer("/status/phase").and_then(Value::as_str), Some("Succeeded") | Some("Failed"))
+    matches!(
+        pod.pointer("/status/phase").and_then(Value::as_str),
+        Some("Succeeded") | Some("Failed")
+    )
 }
 
 fn node_name(pod: &Value) -> &str {
-    pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or_default()
+    pod.pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 fn creation_order(pod: &Value) -> (String, String, String) {
-    let s = |p: &str| pod.pointer(p).and_then(Value::as_str).unwrap_or_default().to_string();
-    (s("/metadata/creationTimestamp"), s("/metadata/namespace"), s("/metadata/name"))
+    let s = |p: &str| {
+        pod.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    (
+        s("/metadata/creationTimestamp"),
+        s("/metadata/namespace"),
+        s("/metadata/name"),
+    )
 }
 
 /// Why a pod does not fit, in the scheduler's words, or `None` if it fits.
@@ -63,7 +89,9 @@ fn misfit(cluster: &Cluster, pod: &Value, free: &Amounts) -> Option<String> {
         .and_then(Value::as_object)
         .is_none_or(|sel| sel.iter().all(|(k, v)| labels.get(k) == Some(v)));
     if !selector_ok || !node_affinity_matches(pod.pointer("/spec/affinity"), &labels) {
-        return Some("0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector.".into());
+        return Some(
+            "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector.".into(),
+        );
     }
     let mut reasons = Vec::new();
     for (resource, want) in requests(pod) {
@@ -91,7 +119,14 @@ fn misfit(cluster: &Cluster, pod: &Value, free: &Amounts) -> Option<String> {
 fn pod_ip(cluster: &Cluster, taken: &[String]) -> String {
     let base = u32::from(cluster.config.pod_ip_block);
     (0u32..)
-        .map(|n| format!("127.{}.{}.{}", (base + n / 254) / 256, (base + n / 254) % 256, n % 254 + 1))
+        .map(|n| {
+            format!(
+                "127.{}.{}.{}",
+                (base + n / 254) / 256,
+                (base + n / 254) % 256,
+                n % 254 + 1
+            )
+        })
         .find(|ip| !taken.contains(ip))
         .unwrap_or_else(|| "127.0.1.1".to_string())
 }
@@ -99,13 +134,20 @@ fn pod_ip(cluster: &Cluster, taken: &[String]) -> String {
 /// One scheduling pass over every pod.
 pub(crate) fn schedule(cluster: &Arc<Cluster>) {
     let node = cluster.config.node_name.clone();
-    let allocatable: Amounts =
-        cluster.config.allocatable.iter().filter_map(|(k, v)| Some((k.clone(), parse_milli(v)?))).collect();
+    let allocatable: Amounts = cluster
+        .config
+        .allocatable
+        .iter()
+        .filter_map(|(k, v)| Some((k.clone(), parse_milli(v)?)))
+        .collect();
     let (mut pods, _) = cluster.store.list(resources::pods(), None);
     pods.sort_by_key(|p| creation_order(p));
     let mut free = allocatable.clone();
     let mut taken_ips = Vec::new();
-    for pod in pods.iter().filter(|p| node_name(p) == node && !is_terminal(p)) {
+    for pod in pods
+        .iter()
+        .filter(|p| node_name(p) == node && !is_terminal(p))
+    {
         for (k, v) in requests(pod) {
             *free.entry(k).or_default() -= v;
         }
@@ -120,14 +162,20 @@ pub(crate) fn schedule(cluster: &Arc<Cluster>) {
             continue;
         }
         let key = Key::of(resources::pods(), pod);
-        let uid = pod.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default();
+        let uid = pod
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let bound_here = node_name(pod) == node;
         if !node_name(pod).is_empty() && !bound_here {
             continue; // Bound to a node that does not exist here: stays Pending, as it would.
         }
         if bound_here {
             if !cluster.kubelet.is_started(uid) && !is_terminal(pod) {
-                let ip = pod.pointer("/status/podIP").and_then(Value::as_str).map(str::to_string);
+                let ip = pod
+                    .pointer("/status/podIP")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
                 let ip = ip.unwrap_or_else(|| pod_ip(cluster, &taken_ips));
                 taken_ips.push(ip.clone());
                 if let Some(bound) = bind(cluster, &key, uid, &ip) {
@@ -171,8 +219,11 @@ fn set_scheduled(status: &mut Value, ok: bool, reason: Option<&str>, message: Op
         match conds.iter_mut().find(|x| x["type"] == "PodScheduled") {
             Some(existing) => {
                 let same = existing["status"] == c["status"];
-                c["lastTransitionTime"] =
-                    if same { existing["lastTransitionTime"].clone() } else { json!(time::now()) };
+                c["lastTransitionTime"] = if same {
+                    existing["lastTransitionTime"].clone()
+                } else {
+                    json!(time::now())
+                };
                 *existing = c;
             }
             None => {

@@ -110,11 +110,20 @@ impl LabelSelector {
 
 /// One `{key, operator, values}` expression; used by label selectors and node affinity.
 fn expression(e: &Value) -> Result<Requirement, String> {
-    let key = e.get("key").and_then(Value::as_str).ok_or("expression without key")?.to_string();
+    let key = e
+        .get("key")
+        .and_then(Value::as_str)
+        .ok_or("expression without key")?
+        .to_string();
     let values: Vec<String> = e
         .get("values")
         .and_then(Value::as_array)
-        .map(|vs| vs.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .map(|vs| {
+            vs.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default();
     match e.get("operator").and_then(Value::as_str) {
         Some("In") => Ok(Requirement::In(key, values)),
@@ -129,7 +138,11 @@ fn expression(e: &Value) -> Result<Requirement, String> {
 /// node affinity (terms are ORed, expressions inside a term ANDed). `Gt`/`Lt` compare integers.
 pub(crate) fn node_affinity_matches(affinity: Option<&Value>, node_labels: &Value) -> bool {
     let Some(terms) = affinity
-        .and_then(|a| a.pointer("/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms"))
+        .and_then(|a| {
+            a.pointer(
+                "/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms",
+            )
+        })
         .and_then(Value::as_array)
     else {
         return true;
@@ -141,8 +154,14 @@ pub(crate) fn node_affinity_matches(affinity: Option<&Value>, node_labels: &Valu
                 let op = e.get("operator").and_then(Value::as_str);
                 if matches!(op, Some("Gt") | Some("Lt")) {
                     let key = e.get("key").and_then(Value::as_str).unwrap_or_default();
-                    let have = node_labels.get(key).and_then(Value::as_str).and_then(|v| v.parse::<i64>().ok());
-                    let want = e.pointer("/values/0").and_then(Value::as_str).and_then(|v| v.parse::<i64>().ok());
+                    let have = node_labels
+                        .get(key)
+                        .and_then(Value::as_str)
+                        .and_then(|v| v.parse::<i64>().ok());
+                    let want = e
+                        .pointer("/values/0")
+                        .and_then(Value::as_str)
+                        .and_then(|v| v.parse::<i64>().ok());
                     return match (have, want, op) {
                         (Some(h), Some(w), Some("Gt")) => h > w,
                         (Some(h), Some(w), _) => h < w,
@@ -236,10 +255,10 @@ mod tests {
     fn node_affinity_terms() {
         let node = json!({"zone": "a", "gen": "5"});
         let affinity = json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
-            "nodeSelectorTerms": [
-                {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["b"]}]},
-                {"matchExpressions": [{"key": "gen", "operator": "Gt", "values": ["4"]}]}
-            ]}}});
+        "nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["b"]}]},
+            {"matchExpressions": [{"key": "gen", "operator": "Gt", "values": ["4"]}]}
+        ]}}});
         assert!(node_affinity_matches(Some(&affinity), &node));
         assert!(node_affinity_matches(None, &node));
         let strict = json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
@@ -249,11 +268,20 @@ mod tests {
 
     #[test]
     fn field_selectors() {
-        let pod = json!({"metadata": {"name": "p", "namespace": "ns"}, "status": {"phase": "Running"}});
+        let pod =
+            json!({"metadata": {"name": "p", "namespace": "ns"}, "status": {"phase": "Running"}});
         let f = FieldSelector::parse("metadata.name=p,status.phase!=Failed").expect("valid");
         assert!(f.matches(&pod));
-        assert!(!FieldSelector::parse("metadata.name==q").expect("valid").matches(&pod));
-        assert!(FieldSelector::parse("spec.nodeName=").expect("valid").matches(&pod));
+        assert!(
+            !FieldSelector::parse("metadata.name==q")
+                .expect("valid")
+                .matches(&pod)
+        );
+        assert!(
+            FieldSelector::parse("spec.nodeName=")
+                .expect("valid")
+                .matches(&pod)
+        );
         assert!(FieldSelector::parse("nonsense").is_err());
     }
 }

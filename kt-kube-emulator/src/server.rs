@@ -34,7 +34,9 @@ pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
 /// A body fed by a channel; it ends when the sender is dropped.
 pub(crate) fn channel_body(rx: mpsc::Receiver<Bytes>) -> Body {
     let frames = stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|chunk| (Ok::<_, Infallible>(Frame::data(chunk)), rx))
+        rx.recv()
+            .await
+            .map(|chunk| (Ok::<_, Infallible>(Frame::data(chunk)), rx))
     });
     BodyExt::boxed(StreamBody::new(frames))
 }
@@ -43,7 +45,10 @@ pub(crate) fn json_response(code: StatusCode, value: &Value) -> Response<Body> {
     let body = serde_json::to_vec(value).unwrap_or_default();
     let mut response = Response::new(full(body));
     *response.status_mut() = code;
-    response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
     response
 }
 
@@ -79,7 +84,10 @@ pub(crate) async fn serve(listener: TcpListener, cluster: Arc<Cluster>) {
 pub(crate) type Query = Vec<(String, String)>;
 
 pub(crate) fn param<'a>(query: &'a Query, name: &str) -> Option<&'a str> {
-    query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    query
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 pub(crate) fn flag(query: &Query, name: &str) -> bool {
@@ -109,9 +117,21 @@ fn route(path: &str, server_address: &str) -> Result<Route, ApiError> {
         ["apis"] => return Ok(Route::Document(resources::api_group_list())),
         ["version"] => return Ok(Route::Document(resources::version())),
         ["healthz"] | ["readyz"] | ["livez"] => return Ok(Route::Text("ok")),
-        ["api", "v1"] => return resources::api_resource_list("", "v1").map(Route::Document).ok_or_else(not_found),
-        ["apis", g] => return resources::api_group(g).map(Route::Document).ok_or_else(not_found),
-        ["apis", g, v] => return resources::api_resource_list(g, v).map(Route::Document).ok_or_else(not_found),
+        ["api", "v1"] => {
+            return resources::api_resource_list("", "v1")
+                .map(Route::Document)
+                .ok_or_else(not_found);
+        }
+        ["apis", g] => {
+            return resources::api_group(g)
+                .map(Route::Document)
+                .ok_or_else(not_found);
+        }
+        ["apis", g, v] => {
+            return resources::api_resource_list(g, v)
+                .map(Route::Document)
+                .ok_or_else(not_found);
+        }
         ["api", "v1", rest @ ..] => ("", "v1", rest),
         ["apis", g, v, rest @ ..] => (*g, *v, rest),
         _ => return Err(not_found()),
@@ -149,7 +169,8 @@ async fn read_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
 }
 
 fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))
 }
 
 async fn handle(cluster: Arc<Cluster>, req: Request<Incoming>) -> Response<Body> {
@@ -159,7 +180,10 @@ async fn handle(cluster: Arc<Cluster>, req: Request<Incoming>) -> Response<Body>
     }
 }
 
-async fn dispatch(cluster: Arc<Cluster>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+async fn dispatch(
+    cluster: Arc<Cluster>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
     let query: Query = req
         .uri()
         .query()
@@ -179,13 +203,18 @@ async fn dispatch(cluster: Arc<Cluster>, req: Request<Incoming>) -> Result<Respo
     match (&method, target.name.as_deref(), target.sub.as_deref()) {
         (&Method::GET, None, None) => {
             let labels = LabelSelector::parse(param(&query, "labelSelector").unwrap_or_default())
-                .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?;
+                .map_err(|e| {
+                ApiError::bad_request(format!("unable to parse requirement: {e}"))
+            })?;
             let fields = FieldSelector::parse(param(&query, "fieldSelector").unwrap_or_default())
                 .map_err(ApiError::bad_request)?;
             if target.legacy_watch || flag(&query, "watch") {
                 return start_watch(cluster, &target, &query, labels, fields);
             }
-            Ok(json_response(StatusCode::OK, &cluster.list(resource, target.namespace.as_deref(), &labels, &fields)))
+            Ok(json_response(
+                StatusCode::OK,
+                &cluster.list(resource, target.namespace.as_deref(), &labels, &fields),
+            ))
         }
         (&Method::POST, None, None) => {
             let body = parse_json(&read_body(req).await?)?;
@@ -237,7 +266,11 @@ async fn dispatch(cluster: Arc<Cluster>, req: Request<Incoming>) -> Result<Respo
             let body = read_body(req).await?;
             let existed = cluster.store.get(&key(name)).is_some();
             let patched = cluster.patch(&key(name), kind, &body, sub.is_some(), dry_run)?;
-            let code = if existed { StatusCode::OK } else { StatusCode::CREATED };
+            let code = if existed {
+                StatusCode::OK
+            } else {
+                StatusCode::CREATED
+            };
             Ok(json_response(code, &patched))
         }
         (&Method::DELETE, Some(name), None) => {
@@ -247,19 +280,29 @@ async fn dispatch(cluster: Arc<Cluster>, req: Request<Incoming>) -> Result<Respo
         }
         (&Method::POST, Some(name), Some("eviction")) if resource.is_pod() => {
             let body = read_body(req).await?;
-            let eviction = if body.is_empty() { Value::Null } else { parse_json(&body)? };
-            let options = eviction.get("deleteOptions").map(|o| o.to_string()).unwrap_or_default();
+            let eviction = if body.is_empty() {
+                Value::Null
+            } else {
+                parse_json(&body)?
+            };
+            let options = eviction
+                .get("deleteOptions")
+                .map(|o| o.to_string())
+                .unwrap_or_default();
             let opts = DeleteOptions::parse(options.as_bytes(), &[])?;
             cluster.delete(&key(name), &opts)?;
             Ok(json_response(StatusCode::CREATED, &status::success()))
         }
-        (&Method::GET, Some(name), Some("log")) if resource.is_pod() => logs_api::serve(&cluster, &ns, name, &query),
+        (&Method::GET, Some(name), Some("log")) if resource.is_pod() => {
+            logs_api::serve(&cluster, &ns, name, &query)
+        }
         (&Method::GET | &Method::POST, Some(name), Some("portforward")) if resource.is_pod() => {
             portforward::serve(&cluster, &ns, name, &query, req)
         }
-        (_, _, Some(sub)) if !matches!(sub, "status") => {
-            Err(ApiError::path_not_found(&format!("{}/{sub}", resource.plural)))
-        }
+        (_, _, Some(sub)) if !matches!(sub, "status") => Err(ApiError::path_not_found(&format!(
+            "{}/{sub}",
+            resource.plural
+        ))),
         (m, _, _) => Err(ApiError::method_not_allowed(m.as_str())),
     }
 }
@@ -302,7 +345,10 @@ fn start_watch(
     let (tx, rx) = mpsc::channel(256);
     tokio::spawn(watch::run(cluster, request, tx));
     let mut response = Response::new(channel_body(rx));
-    response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
     Ok(response)
 }
 
@@ -320,14 +366,30 @@ mod tests {
     #[test]
     fn resource_paths() {
         let t = target("/api/v1/namespaces/ns/pods/p/log");
-        assert_eq!((t.resource.plural, t.namespace.as_deref(), t.name.as_deref(), t.sub.as_deref()),
-                   ("pods", Some("ns"), Some("p"), Some("log")));
+        assert_eq!(
+            (
+                t.resource.plural,
+                t.namespace.as_deref(),
+                t.name.as_deref(),
+                t.sub.as_deref()
+            ),
+            ("pods", Some("ns"), Some("p"), Some("log"))
+        );
         let t = target("/api/v1/namespaces/ns");
-        assert_eq!((t.resource.plural, t.name.as_deref()), ("namespaces", Some("ns")));
+        assert_eq!(
+            (t.resource.plural, t.name.as_deref()),
+            ("namespaces", Some("ns"))
+        );
         let t = target("/api/v1/namespaces/ns/status");
-        assert_eq!((t.resource.plural, t.name.as_deref(), t.sub.as_deref()), ("namespaces", Some("ns"), Some("status")));
+        assert_eq!(
+            (t.resource.plural, t.name.as_deref(), t.sub.as_deref()),
+            ("namespaces", Some("ns"), Some("status"))
+        );
         let t = target("/apis/apps/v1/namespaces/x/deployments");
-        assert_eq!((t.resource.kind, t.namespace.as_deref()), ("Deployment", Some("x")));
+        assert_eq!(
+            (t.resource.kind, t.namespace.as_deref()),
+            ("Deployment", Some("x"))
+        );
         let t = target("/api/v1/watch/namespaces/x/pods");
         assert!(t.legacy_watch);
         assert!(route("/api/v1/nonsense", "").is_err());

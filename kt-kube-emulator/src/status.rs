@@ -15,7 +15,12 @@ pub(crate) struct ApiError {
 
 impl ApiError {
     fn new(code: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
-        ApiError { code, reason, message: message.into(), details: None }
+        ApiError {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+        }
     }
 
     fn about(mut self, plural: &str, name: &str) -> Self {
@@ -24,13 +29,21 @@ impl ApiError {
     }
 
     pub fn not_found(plural: &str, name: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "NotFound", format!("{plural} \"{name}\" not found"))
-            .about(plural, name)
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("{plural} \"{name}\" not found"),
+        )
+        .about(plural, name)
     }
 
     pub fn already_exists(plural: &str, name: &str) -> Self {
-        Self::new(StatusCode::CONFLICT, "AlreadyExists", format!("{plural} \"{name}\" already exists"))
-            .about(plural, name)
+        Self::new(
+            StatusCode::CONFLICT,
+            "AlreadyExists",
+            format!("{plural} \"{name}\" already exists"),
+        )
+        .about(plural, name)
     }
 
     pub fn conflict(plural: &str, name: &str) -> Self {
@@ -66,12 +79,18 @@ impl ApiError {
         Self::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "UnsupportedMediaType",
-            format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {content_type:?})"),
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {content_type:?})"
+            ),
         )
     }
 
     pub fn path_not_found(path: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "NotFound", format!("the server could not find the requested resource ({path})"))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("the server could not find the requested resource ({path})"),
+        )
     }
 
     pub fn method_not_allowed(method: &str) -> Self {

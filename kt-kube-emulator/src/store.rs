@@ -55,14 +55,28 @@ pub(crate) struct Key {
 
 impl Key {
     pub fn new(resource: &'static ResourceType, namespace: &str, name: &str) -> Self {
-        let namespace = if resource.namespaced { namespace.to_string() } else { String::new() };
-        Key { resource, namespace, name: name.to_string() }
+        let namespace = if resource.namespaced {
+            namespace.to_string()
+        } else {
+            String::new()
+        };
+        Key {
+            resource,
+            namespace,
+            name: name.to_string(),
+        }
     }
 
     /// The key of a stored object.
     pub fn of(resource: &'static ResourceType, object: &Value) -> Self {
-        let ns = object.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
-        let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+        let ns = object
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let name = object
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         Key::new(resource, ns, name)
     }
 }
@@ -135,7 +149,11 @@ impl Store {
 
     /// Objects of one type (in one namespace, or all), and the resourceVersion they are
     /// consistent with.
-    pub fn list(&self, resource: &'static ResourceType, namespace: Option<&str>) -> (Vec<Arc<Value>>, u64) {
+    pub fn list(
+        &self,
+        resource: &'static ResourceType,
+        namespace: Option<&str>,
+    ) -> (Vec<Arc<Value>>, u64) {
         let inner = self.lock();
         let items = inner
             .objects
@@ -148,7 +166,11 @@ impl Store {
 
     /// Every object, with its type (for garbage collection and namespace deletion).
     pub fn all(&self) -> Vec<(Key, Arc<Value>)> {
-        self.lock().objects.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        self.lock()
+            .objects
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
     /// Whether an object with this uid exists.
@@ -184,7 +206,11 @@ impl Store {
         set_rv(&mut object, rv);
         let object = Arc::new(object);
         inner.objects.insert(key.clone(), object.clone());
-        let kind = if previous.is_some() { EventType::Modified } else { EventType::Added };
+        let kind = if previous.is_some() {
+            EventType::Modified
+        } else {
+            EventType::Added
+        };
         let event = Event {
             rv,
             resource: key.resource,
@@ -227,7 +253,10 @@ impl Store {
     ) -> Result<(Vec<Event>, u64), Expired> {
         let inner = self.lock();
         if cursor < inner.floor {
-            return Err(Expired { requested: cursor, oldest: inner.floor });
+            return Err(Expired {
+                requested: cursor,
+                oldest: inner.floor,
+            });
         }
         let skip = (cursor - inner.floor) as usize;
         let events = inner
@@ -262,7 +291,10 @@ mod tests {
         assert_eq!(a2["metadata"]["resourceVersion"], "3");
         let (events, rv) = store.events_since(1, pods()).expect("in history");
         assert_eq!(rv, 3);
-        assert_eq!(events.iter().map(|e| e.kind).collect::<Vec<_>>(), [EventType::Added, EventType::Modified]);
+        assert_eq!(
+            events.iter().map(|e| e.kind).collect::<Vec<_>>(),
+            [EventType::Added, EventType::Modified]
+        );
         let (events, _) = store.events_since(2, pods()).expect("in history");
         assert_eq!(events.len(), 1);
         let gone = store.remove(&Key::new(pods(), "ns", "a")).expect("existed");

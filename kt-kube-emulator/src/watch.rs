@@ -41,7 +41,10 @@ fn bookmark(resource: &ResourceType, rv: u64, initial_end: bool) -> Bytes {
     if initial_end {
         meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
     }
-    line("BOOKMARK", &json!({"kind": resource.kind, "apiVersion": resource.api_version(), "metadata": meta}))
+    line(
+        "BOOKMARK",
+        &json!({"kind": resource.kind, "apiVersion": resource.api_version(), "metadata": meta}),
+    )
 }
 
 impl WatchRequest {
@@ -52,7 +55,11 @@ impl WatchRequest {
     /// The event as this watch sees it: changes that move an object into or out of the
     /// selection become ADDED or DELETED, as from the real server.
     fn view(&self, event: &Event) -> Option<(EventType, Arc<Value>)> {
-        if self.namespace.as_ref().is_some_and(|ns| *ns != event.namespace) {
+        if self
+            .namespace
+            .as_ref()
+            .is_some_and(|ns| *ns != event.namespace)
+        {
             return None;
         }
         let now = self.selects(&event.object);

@@ -13,13 +13,22 @@ async fn err_image_pull_then_back_off_then_recovery() {
     let mut pod = shell_pod("pull", "exec sleep 100", "Always");
     pod["spec"]["containers"][0]["image"] = serde_json::json!(image);
     h.create_pod(pod).await;
-    let first = wait_pod(&h.pods(), "pull", "ErrImagePull", |p| waiting_reason(p) == Some("ErrImagePull")).await;
+    let first = wait_pod(&h.pods(), "pull", "ErrImagePull", |p| {
+        waiting_reason(p) == Some("ErrImagePull")
+    })
+    .await;
     let message = common::container(&first)
         .and_then(|c| c.state.as_ref()?.waiting.as_ref()?.message.clone())
         .unwrap_or_default();
-    assert!(message.contains(image) && message.contains("not found"), "{message}");
+    assert!(
+        message.contains(image) && message.contains("not found"),
+        "{message}"
+    );
     assert_eq!(phase(&first), "Pending");
-    let backoff = wait_pod(&h.pods(), "pull", "ImagePullBackOff", |p| waiting_reason(p) == Some("ImagePullBackOff")).await;
+    let backoff = wait_pod(&h.pods(), "pull", "ImagePullBackOff", |p| {
+        waiting_reason(p) == Some("ImagePullBackOff")
+    })
+    .await;
     assert_eq!(phase(&backoff), "Pending");
     h.emulator.allow_image_pull(image);
     wait_pod(&h.pods(), "pull", "Running", |p| phase(p) == "Running").await;

@@ -7,7 +7,8 @@ use common::{phase, shell_pod, terminated, wait_pod};
 #[tokio::test]
 async fn oom_kill_is_reported_as_oomkilled() {
     let h = common::start().await;
-    h.create_pod(shell_pod("hog", "exec sleep 100", "Never")).await;
+    h.create_pod(shell_pod("hog", "exec sleep 100", "Never"))
+        .await;
     wait_pod(&h.pods(), "hog", "Running", |p| phase(p) == "Running").await;
     h.emulator.oom_kill("default", "hog").expect("the pod runs");
     let p = wait_pod(&h.pods(), "hog", "Failed", |p| phase(p) == "Failed").await;
@@ -19,13 +20,21 @@ async fn oom_kill_is_reported_as_oomkilled() {
 #[tokio::test]
 async fn oom_killed_container_restarts_under_always() {
     let h = common::start().await;
-    h.create_pod(shell_pod("hog2", "exec sleep 100", "Always")).await;
+    h.create_pod(shell_pod("hog2", "exec sleep 100", "Always"))
+        .await;
     wait_pod(&h.pods(), "hog2", "Running", |p| phase(p) == "Running").await;
-    h.emulator.oom_kill("default", "hog2").expect("the pod runs");
+    h.emulator
+        .oom_kill("default", "hog2")
+        .expect("the pod runs");
     let p = wait_pod(&h.pods(), "hog2", "restarted", |p| {
-        common::container(p).is_some_and(|c| c.restart_count == 1 && c.state.as_ref().is_some_and(|s| s.running.is_some()))
+        common::container(p).is_some_and(|c| {
+            c.restart_count == 1 && c.state.as_ref().is_some_and(|s| s.running.is_some())
+        })
     })
     .await;
-    let last = common::container(&p).and_then(|c| c.last_state.clone()).and_then(|s| s.terminated).expect("lastState");
+    let last = common::container(&p)
+        .and_then(|c| c.last_state.clone())
+        .and_then(|s| s.terminated)
+        .expect("lastState");
     assert_eq!(last.reason.as_deref(), Some("OOMKilled"));
 }

@@ -17,7 +17,8 @@ async fn deleting_an_owner_deletes_dependents_recursively() {
     let pp = PostParams::default();
     let cms = h.api::<ConfigMap>();
     let secrets = h.api::<Secret>();
-    let root: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "root"}})).expect("valid");
+    let root: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "root"}})).expect("valid");
     let root = cms.create(&pp, &root).await.expect("root");
     let root_uid = root.metadata.uid.expect("uid");
 
@@ -35,7 +36,9 @@ async fn deleting_an_owner_deletes_dependents_recursively() {
     .expect("valid");
     cms.create(&pp, &grandchild).await.expect("grandchild");
 
-    cms.delete("root", &DeleteParams::default()).await.expect("delete root");
+    cms.delete("root", &DeleteParams::default())
+        .await
+        .expect("delete root");
     wait_deleted(&h.pods(), "child-pod").await;
     wait_deleted(&secrets, "child-secret").await;
     wait_deleted(&cms, "grandchild").await;
@@ -46,14 +49,28 @@ async fn orphan_propagation_keeps_dependents() {
     let h = common::start().await;
     let pp = PostParams::default();
     let cms = h.api::<ConfigMap>();
-    let owner: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "owner"}})).expect("valid");
-    let uid = cms.create(&pp, &owner).await.expect("owner").metadata.uid.expect("uid");
+    let owner: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "owner"}})).expect("valid");
+    let uid = cms
+        .create(&pp, &owner)
+        .await
+        .expect("owner")
+        .metadata
+        .uid
+        .expect("uid");
     let dep: ConfigMap = serde_json::from_value(json!({
         "metadata": {"name": "dep", "ownerReferences": owned_by("ConfigMap", "owner", &uid)}
     }))
     .expect("valid");
     cms.create(&pp, &dep).await.expect("dependent");
-    cms.delete("owner", &DeleteParams::orphan()).await.expect("delete");
+    cms.delete("owner", &DeleteParams::orphan())
+        .await
+        .expect("delete");
     let kept = cms.get("dep").await.expect("the dependent stays");
-    assert!(kept.metadata.owner_references.unwrap_or_default().is_empty());
+    assert!(
+        kept.metadata
+            .owner_references
+            .unwrap_or_default()
+            .is_empty()
+    );
 }

@@ -16,7 +16,10 @@ async fn env_field_refs_secret_keys_and_mounted_files_reach_the_process() {
         "stringData": {"token": "s3cr3t", "ca.crt": "CERTIFICATE-BYTES"}
     }))
     .expect("valid");
-    h.api::<Secret>().create(&PostParams::default(), &secret).await.expect("secret");
+    h.api::<Secret>()
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("secret");
 
     let script = r#"echo "name=$POD_NAME ns=$POD_NAMESPACE ip=$POD_IP node=$NODE greeting=$GREETING token=$TOKEN"; echo "file=$(cat "$CA_FILE")"; echo "dir=$CA_DIR""#;
     let mut pod = shell_pod("envy", script, "Never");
@@ -37,7 +40,11 @@ async fn env_field_refs_secret_keys_and_mounted_files_reach_the_process() {
     h.create_pod(pod).await;
     let pod = wait_pod(&h.pods(), "envy", "Succeeded", |p| phase(p) == "Succeeded").await;
     let ip = pod.status.and_then(|s| s.pod_ip).expect("an IP");
-    let log = h.pods().logs("envy", &LogParams::default()).await.expect("logs");
+    let log = h
+        .pods()
+        .logs("envy", &LogParams::default())
+        .await
+        .expect("logs");
     let expected = format!(
         "name=envy ns=default ip={ip} node={} greeting=hello-world token=s3cr3t",
         h.emulator.node_name()
@@ -60,9 +67,20 @@ async fn missing_secret_keeps_the_pod_waiting_until_it_exists() {
     })
     .await;
     let secret: Secret =
-        serde_json::from_value(json!({"metadata": {"name": "later"}, "stringData": {"t": "now"}})).expect("valid");
-    h.api::<Secret>().create(&PostParams::default(), &secret).await.expect("secret");
-    wait_pod(&h.pods(), "patient", "Succeeded", |p| phase(p) == "Succeeded").await;
-    let log = h.pods().logs("patient", &LogParams::default()).await.expect("logs");
+        serde_json::from_value(json!({"metadata": {"name": "later"}, "stringData": {"t": "now"}}))
+            .expect("valid");
+    h.api::<Secret>()
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("secret");
+    wait_pod(&h.pods(), "patient", "Succeeded", |p| {
+        phase(p) == "Succeeded"
+    })
+    .await;
+    let log = h
+        .pods()
+        .logs("patient", &LogParams::default())
+        .await
+        .expect("logs");
     assert_eq!(log, "token=now\n");
 }

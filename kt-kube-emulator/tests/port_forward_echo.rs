@@ -33,22 +33,33 @@ async fn portforward_reaches_an_echo_server_in_the_pod() {
     let mut pod = shell_pod("echo", "", "Always");
     let c = &mut pod["spec"]["containers"][0];
     c["command"] = json!([python, "-c", ECHO]);
-    c["env"] = json!([{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]);
+    c["env"] =
+        json!([{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]);
     c["ports"] = json!([{"name": "echo", "containerPort": 7000}]);
     c["readinessProbe"] = json!({"tcpSocket": {"port": "echo"}});
     h.create_pod(pod).await;
     wait_pod(&h.pods(), "echo", "Ready", is_ready).await;
 
     for round in 0..2 {
-        let mut forwarder = h.pods().portforward("echo", &[7000]).await.expect("port-forward");
+        let mut forwarder = h
+            .pods()
+            .portforward("echo", &[7000])
+            .await
+            .expect("port-forward");
         let mut stream = forwarder.take_stream(7000).expect("a stream for the port");
         let message = format!("ping {round}");
         stream.write_all(message.as_bytes()).await.expect("write");
         let mut buf = vec![0u8; message.len()];
-        tokio::time::timeout(common::WAIT, stream.read_exact(&mut buf)).await.expect("in time").expect("read");
+        tokio::time::timeout(common::WAIT, stream.read_exact(&mut buf))
+            .await
+            .expect("in time")
+            .expect("read");
         assert_eq!(buf, message.as_bytes());
         drop(stream);
-        tokio::time::timeout(common::WAIT, forwarder.join()).await.expect("in time").expect("clean end");
+        tokio::time::timeout(common::WAIT, forwarder.join())
+            .await
+            .expect("in time")
+            .expect("clean end");
     }
 }
 

@@ -62,8 +62,14 @@ pub(crate) struct Exit {
 /// What a container tells its pod.
 #[derive(Debug, Clone)]
 pub(crate) enum Update {
-    Waiting { reason: String, message: String },
-    Started { pgid: i32, at: String },
+    Waiting {
+        reason: String,
+        message: String,
+    },
+    Started {
+        pgid: i32,
+        at: String,
+    },
     Ready(bool),
     Exited(Exit),
     /// No further restarts will happen.
@@ -92,7 +98,11 @@ fn go_duration(d: Duration) -> String {
         format!("{}ms", d.as_millis())
     } else {
         let s = d.as_secs_f64();
-        if s.fract() == 0.0 { format!("{s:.0}s") } else { format!("{s}s") }
+        if s.fract() == 0.0 {
+            format!("{s:.0}s")
+        } else {
+            format!("{s}s")
+        }
     }
 }
 
@@ -194,12 +204,23 @@ impl Context {
                 return (exit, false);
             }
         };
-        self.send(Update::Started { pgid: group.pgid(), at: started_at.clone() });
+        self.send(Update::Started {
+            pgid: group.pgid(),
+            at: started_at.clone(),
+        });
         let mut readers = Vec::new();
-        for pipe in [child.stdout.take().map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
-                     child.stderr.take().map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Send + Unpin>)]
-            .into_iter()
-            .flatten()
+        for pipe in [
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+        ]
+        .into_iter()
+        .flatten()
         {
             let log = self.log.clone();
             readers.push(tokio::spawn(async move {
@@ -260,7 +281,13 @@ impl Context {
         }
         self.log.close(instance);
         let (code, signal) = exit_of(status);
-        let exit = Exit { code, signal, started_at, finished_at: time::now(), start_error: None };
+        let exit = Exit {
+            code,
+            signal,
+            started_at,
+            finished_at: time::now(),
+            start_error: None,
+        };
         (exit, stopped || self.stopping().is_some())
     }
 
@@ -285,7 +312,9 @@ async fn probe_loop(
         let ok = match &probe {
             Probe::Exec(argv) if !argv.is_empty() => {
                 let mut cmd = Command::new(&argv[0]);
-                cmd.args(&argv[1..]).env_clear().envs(env.iter().map(|(k, v)| (k, v)));
+                cmd.args(&argv[1..])
+                    .env_clear()
+                    .envs(env.iter().map(|(k, v)| (k, v)));
                 if let Some(p) = std::env::var_os("PATH") {
                     cmd.env("PATH", p);
                 }
@@ -302,7 +331,10 @@ async fn probe_loop(
             Probe::Exec(_) => false,
             Probe::Tcp(port) => {
                 let connect = tokio::net::TcpStream::connect((pod_ip, *port));
-                matches!(tokio::time::timeout(Duration::from_secs(1), connect).await, Ok(Ok(_)))
+                matches!(
+                    tokio::time::timeout(Duration::from_secs(1), connect).await,
+                    Ok(Ok(_))
+                )
             }
             Probe::Http(port, path) => http_ok(pod_ip, *port, path).await,
         };
@@ -321,14 +353,19 @@ async fn http_ok(ip: Ipv4Addr, port: u16, path: &str) -> bool {
     use tokio::io::AsyncWriteExt;
     let attempt = async {
         let mut stream = tokio::net::TcpStream::connect((ip, port)).await.ok()?;
-        let request = format!("GET {path} HTTP/1.0\r\nHost: {ip}:{port}\r\nUser-Agent: kube-probe/1.33\r\n\r\n");
+        let request = format!(
+            "GET {path} HTTP/1.0\r\nHost: {ip}:{port}\r\nUser-Agent: kube-probe/1.33\r\n\r\n"
+        );
         stream.write_all(request.as_bytes()).await.ok()?;
         let mut head = [0u8; 12];
         stream.read_exact(&mut head).await.ok()?;
         let code: u16 = std::str::from_utf8(&head[9..12]).ok()?.parse().ok()?;
         Some((200..400).contains(&code))
     };
-    matches!(tokio::time::timeout(Duration::from_secs(1), attempt).await, Ok(Some(true)))
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), attempt).await,
+        Ok(Some(true))
+    )
 }
 
 /// The container's whole life.
@@ -359,14 +396,20 @@ pub(crate) async fn run(mut ctx: Context) {
         if quick_failures >= 2 {
             let config = &ctx.cluster.config;
             let factor = 1u32.checked_shl(quick_failures - 2).unwrap_or(u32::MAX);
-            let delay = config.restart_backoff.saturating_mul(factor).min(config.max_restart_backoff);
+            let delay = config
+                .restart_backoff
+                .saturating_mul(factor)
+                .min(config.max_restart_backoff);
             let message = format!(
                 "back-off {} restarting failed container={} pod={}",
                 go_duration(delay),
                 ctx.spec.name,
                 ctx.pod_label
             );
-            ctx.send(Update::Waiting { reason: "CrashLoopBackOff".into(), message });
+            ctx.send(Update::Waiting {
+                reason: "CrashLoopBackOff".into(),
+                message,
+            });
             if ctx.sleep_or_stop(delay).await {
                 break;
             }

@@ -26,7 +26,10 @@ pub(crate) struct PodFacts {
 }
 
 fn config_error(message: String) -> NotReady {
-    NotReady { reason: "CreateContainerConfigError", message }
+    NotReady {
+        reason: "CreateContainerConfigError",
+        message,
+    }
 }
 
 /// The value of a `fieldRef.fieldPath`.
@@ -49,7 +52,10 @@ fn field_ref(pod: &Value, facts: &PodFacts, path: &str) -> Option<String> {
                 "metadata.annotations" => "annotations",
                 _ => return None,
             };
-            pod.pointer(&format!("/metadata/{field}")).and_then(|m| m.get(key)).and_then(Value::as_str).map(str::to_string)
+            pod.pointer(&format!("/metadata/{field}"))
+                .and_then(|m| m.get(key))
+                .and_then(Value::as_str)
+                .map(str::to_string)
         }
     }
 }
@@ -93,7 +99,10 @@ pub(crate) fn rewrite_mounts(value: &str, mounts: &[(String, PathBuf)]) -> Strin
 }
 
 /// The container's volume mounts as (mountPath, host directory), longest mountPath first.
-pub(crate) fn mounts(container: &Value, volumes: &HashMap<String, PathBuf>) -> Vec<(String, PathBuf)> {
+pub(crate) fn mounts(
+    container: &Value,
+    volumes: &HashMap<String, PathBuf>,
+) -> Vec<(String, PathBuf)> {
     let mut out: Vec<(String, PathBuf)> = container
         .get("volumeMounts")
         .and_then(Value::as_array)
@@ -102,7 +111,11 @@ pub(crate) fn mounts(container: &Value, volumes: &HashMap<String, PathBuf>) -> V
                 .filter_map(|m| {
                     let dir = volumes.get(m.get("name")?.as_str()?)?;
                     let sub = m.get("subPath").and_then(Value::as_str).unwrap_or_default();
-                    let host = if sub.is_empty() { dir.clone() } else { dir.join(sub) };
+                    let host = if sub.is_empty() {
+                        dir.clone()
+                    } else {
+                        dir.join(sub)
+                    };
                     Some((m.get("mountPath")?.as_str()?.to_string(), host))
                 })
                 .collect()
@@ -119,14 +132,25 @@ fn key_ref(
     kind: &str,
     selector: &Value,
 ) -> Result<Option<String>, NotReady> {
-    let name = selector.get("name").and_then(Value::as_str).unwrap_or_default();
-    let key = selector.get("key").and_then(Value::as_str).unwrap_or_default();
-    let optional = selector.get("optional").and_then(Value::as_bool).unwrap_or(false);
+    let name = selector
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let key = selector
+        .get("key")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let optional = selector
+        .get("optional")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     match read_source(cluster, namespace, plural, name) {
         Some(data) => match data.get(key) {
             Some(bytes) => Ok(Some(String::from_utf8_lossy(bytes).into_owned())),
             None if optional => Ok(None),
-            None => Err(config_error(format!("couldn't find key {key} in {kind} {namespace}/{name}"))),
+            None => Err(config_error(format!(
+                "couldn't find key {key} in {kind} {namespace}/{name}"
+            ))),
         },
         None if optional => Ok(None),
         None => Err(config_error(format!("{kind} \"{name}\" not found"))),
@@ -141,18 +165,35 @@ pub(crate) fn resolve(
     facts: &PodFacts,
     mounts: &[(String, PathBuf)],
 ) -> Result<Vec<(String, String)>, NotReady> {
-    let namespace = pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
+    let namespace = pod
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let mut order: Vec<String> = Vec::new();
     let mut values: HashMap<String, String> = HashMap::new();
-    let set = |name: String, value: String, order: &mut Vec<String>, values: &mut HashMap<String, String>| {
+    let set = |name: String,
+               value: String,
+               order: &mut Vec<String>,
+               values: &mut HashMap<String, String>| {
         if !values.contains_key(&name) {
             order.push(name.clone());
         }
         values.insert(name, value);
     };
-    for source in container.get("envFrom").and_then(Value::as_array).into_iter().flatten() {
-        let prefix = source.get("prefix").and_then(Value::as_str).unwrap_or_default();
-        for (field, plural, kind) in [("secretRef", "secrets", "secret"), ("configMapRef", "configmaps", "configmap")] {
+    for source in container
+        .get("envFrom")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let prefix = source
+            .get("prefix")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        for (field, plural, kind) in [
+            ("secretRef", "secrets", "secret"),
+            ("configMapRef", "configmaps", "configmap"),
+        ] {
             let Some(r) = source.get(field) else { continue };
             let name = r.get("name").and_then(Value::as_str).unwrap_or_default();
             match read_source(cluster, namespace, plural, name) {
@@ -160,7 +201,12 @@ pub(crate) fn resolve(
                     let mut keys: Vec<_> = data.into_iter().collect();
                     keys.sort();
                     for (k, v) in keys {
-                        set(format!("{prefix}{k}"), String::from_utf8_lossy(&v).into_owned(), &mut order, &mut values);
+                        set(
+                            format!("{prefix}{k}"),
+                            String::from_utf8_lossy(&v).into_owned(),
+                            &mut order,
+                            &mut values,
+                        );
                     }
                 }
                 None if r.get("optional").and_then(Value::as_bool).unwrap_or(false) => {}
@@ -168,8 +214,15 @@ pub(crate) fn resolve(
             }
         }
     }
-    for var in container.get("env").and_then(Value::as_array).into_iter().flatten() {
-        let Some(name) = var.get("name").and_then(Value::as_str) else { continue };
+    for var in container
+        .get("env")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let Some(name) = var.get("name").and_then(Value::as_str) else {
+            continue;
+        };
         let value = if let Some(v) = var.get("value").and_then(Value::as_str) {
             Some(expand(v, &values))
         } else if let Some(from) = var.get("valueFrom") {
@@ -193,7 +246,10 @@ pub(crate) fn resolve(
     Ok(order
         .into_iter()
         .map(|name| {
-            let value = values.get(&name).map(|v| rewrite_mounts(v, mounts)).unwrap_or_default();
+            let value = values
+                .get(&name)
+                .map(|v| rewrite_mounts(v, mounts))
+                .unwrap_or_default();
             (name, value)
         })
         .collect())
@@ -201,7 +257,10 @@ pub(crate) fn resolve(
 
 /// The working directory: a mount path is rewritten; otherwise used as given.
 pub(crate) fn working_dir(container: &Value, mounts: &[(String, PathBuf)]) -> Option<PathBuf> {
-    let dir = container.get("workingDir").and_then(Value::as_str).filter(|d| !d.is_empty())?;
+    let dir = container
+        .get("workingDir")
+        .and_then(Value::as_str)
+        .filter(|d| !d.is_empty())?;
     Some(Path::new(&rewrite_mounts(dir, mounts)).to_path_buf())
 }
 
@@ -220,10 +279,16 @@ mod tests {
     #[test]
     fn mount_rewrites_respect_path_boundaries() {
         let mounts = vec![
-            ("/etc/kt/tls".to_string(), PathBuf::from("/tmp/p/volumes/tls")),
+            (
+                "/etc/kt/tls".to_string(),
+                PathBuf::from("/tmp/p/volumes/tls"),
+            ),
             ("/etc/kt".to_string(), PathBuf::from("/tmp/p/volumes/cfg")),
         ];
-        assert_eq!(rewrite_mounts("/etc/kt/tls/ca.crt", &mounts), "/tmp/p/volumes/tls/ca.crt");
+        assert_eq!(
+            rewrite_mounts("/etc/kt/tls/ca.crt", &mounts),
+            "/tmp/p/volumes/tls/ca.crt"
+        );
         assert_eq!(rewrite_mounts("/etc/kt/x", &mounts), "/tmp/p/volumes/cfg/x");
         assert_eq!(rewrite_mounts("/etc/ktx", &mounts), "/etc/ktx");
         assert_eq!(rewrite_mounts("/etc/kt", &mounts), "/tmp/p/volumes/cfg");

@@ -42,7 +42,11 @@ pub(crate) struct Chunk {
 
 impl ContainerLog {
     pub fn new(limit: usize) -> Self {
-        ContainerLog { state: Mutex::new(State::default()), changed: watch::channel(0).0, limit: limit.max(1024) }
+        ContainerLog {
+            state: Mutex::new(State::default()),
+            changed: watch::channel(0).0,
+            limit: limit.max(1024),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -62,7 +66,10 @@ impl ContainerLog {
             old.closed = true;
             state.previous = Some(old);
         }
-        state.current = Some(Instance { number, ..Instance::default() });
+        state.current = Some(Instance {
+            number,
+            ..Instance::default()
+        });
         drop(state);
         self.bump();
         number
@@ -95,7 +102,11 @@ impl ContainerLog {
     /// Everything kept of the current (or previous) instance; `None` if there is none.
     pub fn snapshot(&self, previous: bool) -> Option<Chunk> {
         let state = self.lock();
-        let inst = if previous { state.previous.as_ref() } else { state.current.as_ref() }?;
+        let inst = if previous {
+            state.previous.as_ref()
+        } else {
+            state.current.as_ref()
+        }?;
         Some(Chunk {
             instance: inst.number,
             data: inst.data.clone(),
@@ -113,8 +124,17 @@ impl ContainerLog {
             .flatten()
             .find(|i| i.number == instance)?;
         let start = from.saturating_sub(inst.dropped) as usize;
-        let data = inst.data.get(start..).map(<[u8]>::to_vec).unwrap_or_default();
-        Some(Chunk { instance, end: inst.dropped + inst.data.len() as u64, data, closed: inst.closed })
+        let data = inst
+            .data
+            .get(start..)
+            .map(<[u8]>::to_vec)
+            .unwrap_or_default();
+        Some(Chunk {
+            instance,
+            end: inst.dropped + inst.data.len() as u64,
+            data,
+            closed: inst.closed,
+        })
     }
 
     /// Changes whenever anything is written.

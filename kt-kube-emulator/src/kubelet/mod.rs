@@ -100,7 +100,11 @@ impl Kubelet {
 
     /// Starts a bound pod (no-op if already started).
     pub fn start(&self, cluster: &Arc<Cluster>, pod: &Value) {
-        let uid = pod.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_string();
+        let uid = pod
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         let mut pods = self.pods();
         if pods.contains_key(&uid) {
             return;
@@ -111,7 +115,12 @@ impl Kubelet {
             .into_iter()
             .flatten()
             .filter_map(|c| c.get("name").and_then(Value::as_str))
-            .map(|name| (name.to_string(), Arc::new(ContainerLog::new(cluster.config.log_limit_bytes))))
+            .map(|name| {
+                (
+                    name.to_string(),
+                    Arc::new(ContainerLog::new(cluster.config.log_limit_bytes)),
+                )
+            })
             .collect();
         let (control, control_rx) = mpsc::unbounded_channel();
         let runtime = Arc::new(PodRuntime {
@@ -122,7 +131,12 @@ impl Kubelet {
             finished: Mutex::new(false),
             task: Mutex::new(None),
         });
-        let task = tokio::spawn(pod::run(cluster.clone(), runtime.clone(), pod.clone(), control_rx));
+        let task = tokio::spawn(pod::run(
+            cluster.clone(),
+            runtime.clone(),
+            pod.clone(),
+            control_rx,
+        ));
         *runtime.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
         pods.insert(uid, runtime);
     }
@@ -156,14 +170,29 @@ impl Kubelet {
 
     /// The runtime of the pod currently stored under `namespace/name`.
     pub fn runtime(&self, namespace: &str, name: &str) -> Option<Arc<PodRuntime>> {
-        self.pods().values().find(|rt| rt.key.namespace == namespace && rt.key.name == name).cloned()
+        self.pods()
+            .values()
+            .find(|rt| rt.key.namespace == namespace && rt.key.name == name)
+            .cloned()
     }
 
     /// Sends an injected failure to a running pod.
-    pub fn inject(&self, namespace: &str, name: &str, command: PodCommand) -> Result<(), InjectError> {
-        let not_running = || InjectError::NotRunning { namespace: namespace.to_string(), name: name.to_string() };
+    pub fn inject(
+        &self,
+        namespace: &str,
+        name: &str,
+        command: PodCommand,
+    ) -> Result<(), InjectError> {
+        let not_running = || InjectError::NotRunning {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        };
         let rt = self.runtime(namespace, name).ok_or_else(not_running)?;
-        if rt.send(command) { Ok(()) } else { Err(not_running()) }
+        if rt.send(command) {
+            Ok(())
+        } else {
+            Err(not_running())
+        }
     }
 
     /// Stops everything now: aborts every pod task and kills and reaps every process.

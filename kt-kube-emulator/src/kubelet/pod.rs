@@ -38,7 +38,12 @@ struct ContainerModel {
 
 impl ContainerModel {
     fn new(c: &Value) -> Self {
-        let s = |f: &str| c.get(f).and_then(Value::as_str).unwrap_or_default().to_string();
+        let s = |f: &str| {
+            c.get(f)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
         ContainerModel {
             name: s("name"),
             image: s("image"),
@@ -85,7 +90,13 @@ impl ContainerModel {
     }
 
     fn exited(&mut self, exit: Exit) {
-        let Exit { code, signal, started_at, finished_at, start_error } = exit;
+        let Exit {
+            code,
+            signal,
+            started_at,
+            finished_at,
+            start_error,
+        } = exit;
         let reason = if start_error.is_some() {
             "StartError"
         } else if std::mem::take(&mut self.oom_pending) {
@@ -148,7 +159,8 @@ struct Worker {
 }
 
 fn condition(kind: &str, ok: bool, reason: Option<&str>, message: Option<&str>) -> Value {
-    let mut c = json!({"type": kind, "status": if ok { "True" } else { "False" }, "lastProbeTime": null});
+    let mut c =
+        json!({"type": kind, "status": if ok { "True" } else { "False" }, "lastProbeTime": null});
     if let Some(r) = reason {
         c["reason"] = json!(r);
     }
@@ -161,13 +173,20 @@ fn condition(kind: &str, ok: bool, reason: Option<&str>, message: Option<&str>) 
 /// Merges `ours` into the stored conditions, keeping `lastTransitionTime` while the status
 /// stays the same (what watchers use to order transitions).
 fn merge_conditions(existing: Option<&Value>, ours: Vec<Value>) -> Value {
-    let mut out: Vec<Value> = existing.and_then(Value::as_array).cloned().unwrap_or_default();
+    let mut out: Vec<Value> = existing
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     for mut c in ours {
         let kind = c["type"].clone();
         match out.iter_mut().find(|e| e["type"] == kind) {
             Some(e) => {
                 let same = e["status"] == c["status"];
-                c["lastTransitionTime"] = if same { e["lastTransitionTime"].clone() } else { json!(time::now()) };
+                c["lastTransitionTime"] = if same {
+                    e["lastTransitionTime"].clone()
+                } else {
+                    json!(time::now())
+                };
                 *e = c;
             }
             None => {
@@ -206,14 +225,28 @@ fn probe_port(container: &Value, port: Option<&Value>) -> Option<u16> {
 fn probe_of(container: &Value) -> Option<Probe> {
     let probe = container.get("readinessProbe")?;
     if let Some(cmd) = probe.pointer("/exec/command").and_then(Value::as_array) {
-        return Some(Probe::Exec(cmd.iter().filter_map(Value::as_str).map(str::to_string).collect()));
+        return Some(Probe::Exec(
+            cmd.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect(),
+        ));
     }
     if let Some(tcp) = probe.get("tcpSocket") {
-        return Some(probe_port(container, tcp.get("port")).map_or(Probe::Exec(Vec::new()), Probe::Tcp));
+        return Some(
+            probe_port(container, tcp.get("port")).map_or(Probe::Exec(Vec::new()), Probe::Tcp),
+        );
     }
     if let Some(http) = probe.get("httpGet") {
-        let path = http.get("path").and_then(Value::as_str).unwrap_or("/").to_string();
-        return Some(probe_port(container, http.get("port")).map_or(Probe::Exec(Vec::new()), |p| Probe::Http(p, path)));
+        let path = http
+            .get("path")
+            .and_then(Value::as_str)
+            .unwrap_or("/")
+            .to_string();
+        return Some(
+            probe_port(container, http.get("port"))
+                .map_or(Probe::Exec(Vec::new()), |p| Probe::Http(p, path)),
+        );
     }
     None
 }
@@ -225,7 +258,11 @@ impl Worker {
             return "Failed";
         }
         if self.containers.iter().all(|c| c.done && c.ever_started()) {
-            return if self.containers.iter().all(|c| c.last_exit_code == Some(0)) { "Succeeded" } else { "Failed" };
+            return if self.containers.iter().all(|c| c.last_exit_code == Some(0)) {
+                "Succeeded"
+            } else {
+                "Failed"
+            };
         }
         if self.containers.iter().any(|c| !c.ever_started()) {
             return "Pending";
@@ -237,7 +274,12 @@ impl Worker {
     fn publish(&mut self) {
         let phase = self.phase();
         let all_ready = self.containers.iter().all(|c| c.ready);
-        let unready: Vec<&str> = self.containers.iter().filter(|c| !c.ready).map(|c| c.name.as_str()).collect();
+        let unready: Vec<&str> = self
+            .containers
+            .iter()
+            .filter(|c| !c.ready)
+            .map(|c| c.name.as_str())
+            .collect();
         let unready_message = format!("containers with unready status: [{}]", unready.join(" "));
         let terminal = phase == "Succeeded" || phase == "Failed";
         let (ready_reason, ready_message) = if all_ready {
@@ -249,13 +291,23 @@ impl Worker {
         };
         let any_started = self.containers.iter().any(ContainerModel::ever_started);
         let mut ours = vec![
-            condition("PodReadyToStartContainers", any_started || !terminal, None, None),
+            condition(
+                "PodReadyToStartContainers",
+                any_started || !terminal,
+                None,
+                None,
+            ),
             condition("Initialized", true, None, None),
             condition("ContainersReady", all_ready, ready_reason, ready_message),
             condition("Ready", all_ready, ready_reason, ready_message),
         ];
         if let Some((reason, message)) = &self.disruption {
-            ours.push(condition("DisruptionTarget", true, Some(reason), Some(message)));
+            ours.push(condition(
+                "DisruptionTarget",
+                true,
+                Some(reason),
+                Some(message),
+            ));
         }
         let statuses: Vec<Value> = self.containers.iter().map(ContainerModel::status).collect();
         let evicted = self.evicted && phase == "Failed";
@@ -284,28 +336,53 @@ impl Worker {
     /// Resolves volumes and every container's command line and environment.
     fn prepare(&self, root: &std::path::Path) -> Result<Vec<Prepared>, NotReady> {
         let volumes = volumes::materialize(&self.cluster, &self.pod, root)?;
-        let status = |f: &str| self.pod.pointer(f).and_then(Value::as_str).unwrap_or_default().to_string();
+        let status = |f: &str| {
+            self.pod
+                .pointer(f)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
         let facts = PodFacts {
             pod_ip: status("/status/podIP"),
             host_ip: status("/status/hostIP"),
             node_name: status("/spec/nodeName"),
         };
         let mut out = Vec::new();
-        for c in self.pod.pointer("/spec/containers").and_then(Value::as_array).into_iter().flatten() {
+        for c in self
+            .pod
+            .pointer("/spec/containers")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             let mounts = env::mounts(c, &volumes);
             let vars = env::resolve(&self.cluster, &self.pod, c, &facts, &mounts)?;
             let lookup: HashMap<String, String> = vars.iter().cloned().collect();
             let strings = |f: &str| -> Vec<String> {
                 c.get(f)
                     .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(Value::as_str).map(|s| env::expand(s, &lookup)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(Value::as_str)
+                            .map(|s| env::expand(s, &lookup))
+                            .collect()
+                    })
                     .unwrap_or_default()
             };
             let mut argv = strings("command");
             argv.extend(strings("args"));
-            let name = c.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+            let name = c
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
             out.push(Prepared {
-                image: c.get("image").and_then(Value::as_str).unwrap_or_default().to_string(),
+                image: c
+                    .get("image")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
                 argv,
                 env: vars,
                 working_dir: env::working_dir(c, &mounts),
@@ -346,11 +423,14 @@ impl Worker {
             PodCommand::Preempt => {
                 self.disruption = Some((
                     "PreemptionByScheduler",
-                    "Kubernetes default scheduler: preempting to accommodate a higher priority pod".into(),
+                    "Kubernetes default scheduler: preempting to accommodate a higher priority pod"
+                        .into(),
                 ));
                 self.publish();
                 // The delete comes back to this task as a Terminate command.
-                let _ = self.cluster.delete(&self.runtime.key, &DeleteOptions::default());
+                let _ = self
+                    .cluster
+                    .delete(&self.runtime.key, &DeleteOptions::default());
             }
         }
     }
@@ -380,11 +460,17 @@ pub(crate) async fn run(
         last_phase: String::new(),
     };
     worker.publish();
-    let root = match tempfile::Builder::new().prefix("kt-emulator-pod-").tempdir() {
+    let root = match tempfile::Builder::new()
+        .prefix("kt-emulator-pod-")
+        .tempdir()
+    {
         Ok(dir) => dir,
         Err(e) => {
             for c in &mut worker.containers {
-                c.apply(Update::Waiting { reason: "ContainerCreating".into(), message: e.to_string() });
+                c.apply(Update::Waiting {
+                    reason: "ContainerCreating".into(),
+                    message: e.to_string(),
+                });
             }
             worker.publish();
             return finish(&worker);
@@ -397,7 +483,10 @@ pub(crate) async fn run(
             Ok(prepared) => break Some(prepared),
             Err(not_ready) => {
                 for c in &mut worker.containers {
-                    c.apply(Update::Waiting { reason: not_ready.reason.into(), message: not_ready.message.clone() });
+                    c.apply(Update::Waiting {
+                        reason: not_ready.reason.into(),
+                        message: not_ready.message.clone(),
+                    });
                 }
                 worker.publish();
                 tokio::select! {
@@ -419,9 +508,14 @@ pub(crate) async fn run(
             .and_then(Value::as_str)
             .and_then(|ip| ip.parse().ok())
             .unwrap_or(Ipv4Addr::LOCALHOST);
-        let label = format!("{}_{}({})", runtime.key.name, runtime.key.namespace, runtime.uid);
+        let label = format!(
+            "{}_{}({})",
+            runtime.key.name, runtime.key.namespace, runtime.uid
+        );
         for (index, spec) in prepared.into_iter().enumerate() {
-            let Some(log) = runtime.logs.get(&spec.name).cloned() else { continue };
+            let Some(log) = runtime.logs.get(&spec.name).cloned() else {
+                continue;
+            };
             tokio::spawn(container::run(container::Context {
                 index,
                 spec,
@@ -473,6 +567,8 @@ fn finish(worker: &Worker) {
     worker.runtime.mark_finished();
     // If a delete is in progress (its deletionTimestamp is written before it signals this
     // task), complete it now that no process is left.
-    worker.cluster.finish_pod_deletion(&worker.runtime.key, &worker.runtime.uid);
+    worker
+        .cluster
+        .finish_pod_deletion(&worker.runtime.key, &worker.runtime.uid);
     worker.cluster.scheduler_wake.notify_one();
 }

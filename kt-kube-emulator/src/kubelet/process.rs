@@ -62,7 +62,13 @@ impl Processes {
             .and_then(|id| i32::try_from(id).ok())
             .ok_or_else(|| io::Error::other("the child exited before it could be registered"))?;
         registry.live.insert(pgid);
-        Ok((child, GroupGuard { pgid, processes: self.clone() }))
+        Ok((
+            child,
+            GroupGuard {
+                pgid,
+                processes: self.clone(),
+            },
+        ))
     }
 
     /// Kills every registered group with SIGKILL and reaps the leaders; refuses new spawns.

@@ -6,10 +6,10 @@
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
+use kt_kube_emulator::{Emulator, EmulatorConfig};
 use kube::api::{Api, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::wait::await_condition;
-use kt_kube_emulator::{Emulator, EmulatorConfig};
 use serde_json::{Value, json};
 
 /// How long any single wait may take before the test fails.
@@ -26,7 +26,8 @@ pub async fn start() -> Harness {
 
 pub async fn start_with(config: EmulatorConfig) -> Harness {
     let emulator = Emulator::start(config).await.expect("the emulator starts");
-    let kubeconfig = Kubeconfig::from_yaml(&emulator.kubeconfig_yaml()).expect("a valid kubeconfig");
+    let kubeconfig =
+        Kubeconfig::from_yaml(&emulator.kubeconfig_yaml()).expect("a valid kubeconfig");
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
         .expect("kube accepts the kubeconfig");
@@ -41,7 +42,10 @@ impl Harness {
 
     pub fn api<K>(&self) -> Api<K>
     where
-        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
         K::DynamicType: Default,
     {
         Api::default_namespaced(self.client.clone())
@@ -49,7 +53,10 @@ impl Harness {
 
     pub async fn create_pod(&self, pod: Value) -> Pod {
         let pod: Pod = serde_json::from_value(pod).expect("a valid pod");
-        self.pods().create(&PostParams::default(), &pod).await.expect("the pod is created")
+        self.pods()
+            .create(&PostParams::default(), &pod)
+            .await
+            .expect("the pod is created")
     }
 }
 
@@ -68,7 +75,12 @@ pub fn shell_pod(name: &str, script: &str, restart: &str) -> Value {
 }
 
 /// Waits, through a watch, until `name` satisfies `condition`; returns that pod.
-pub async fn wait_pod(api: &Api<Pod>, name: &str, what: &str, condition: impl Fn(&Pod) -> bool) -> Pod {
+pub async fn wait_pod(
+    api: &Api<Pod>,
+    name: &str,
+    what: &str,
+    condition: impl Fn(&Pod) -> bool,
+) -> Pod {
     let cond = move |p: Option<&Pod>| p.is_some_and(&condition);
     match tokio::time::timeout(WAIT, await_condition(api.clone(), name, cond)).await {
         Ok(Ok(Some(pod))) => pod,
@@ -87,15 +99,29 @@ where
 {
     let cond = |o: Option<&K>| o.is_none();
     let waited = tokio::time::timeout(WAIT, await_condition(api.clone(), name, cond)).await;
-    assert!(matches!(waited, Ok(Ok(_))), "{name} was not deleted within {WAIT:?}");
+    assert!(
+        matches!(waited, Ok(Ok(_))),
+        "{name} was not deleted within {WAIT:?}"
+    );
 }
 
 pub fn phase(p: &Pod) -> &str {
-    p.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or_default()
+    p.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or_default()
 }
 
-pub fn condition<'a>(p: &'a Pod, kind: &str) -> Option<&'a k8s_openapi::api::core::v1::PodCondition> {
-    p.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == kind)
+pub fn condition<'a>(
+    p: &'a Pod,
+    kind: &str,
+) -> Option<&'a k8s_openapi::api::core::v1::PodCondition> {
+    p.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == kind)
 }
 
 pub fn is_ready(p: &Pod) -> bool {
@@ -107,7 +133,13 @@ pub fn container(p: &Pod) -> Option<&k8s_openapi::api::core::v1::ContainerStatus
 }
 
 pub fn waiting_reason(p: &Pod) -> Option<&str> {
-    container(p)?.state.as_ref()?.waiting.as_ref()?.reason.as_deref()
+    container(p)?
+        .state
+        .as_ref()?
+        .waiting
+        .as_ref()?
+        .reason
+        .as_deref()
 }
 
 pub fn terminated(p: &Pod) -> Option<&k8s_openapi::api::core::v1::ContainerStateTerminated> {

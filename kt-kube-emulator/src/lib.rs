@@ -49,6 +49,7 @@ mod selector;
 mod server;
 mod status;
 mod store;
+mod table;
 mod time;
 mod watch;
 

@@ -22,7 +22,7 @@ use crate::resources::{self, ResourceType};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::{self, ApiError};
 use crate::store::Key;
-use crate::{logs_api, portforward, watch};
+use crate::{logs_api, portforward, table, watch};
 
 /// Response bodies: whole documents or streams.
 pub(crate) type Body = BoxBody<Bytes, Infallible>;
@@ -199,6 +199,12 @@ async fn dispatch(
     let default_ns = cluster.config.default_namespace.clone();
     let ns = target.namespace.clone().unwrap_or_default();
     let method = req.method().clone();
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
     let key = |name: &str| Key::new(resource, &ns, name);
     match (&method, target.name.as_deref(), target.sub.as_deref()) {
         (&Method::GET, None, None) => {
@@ -211,10 +217,19 @@ async fn dispatch(
             if target.legacy_watch || flag(&query, "watch") {
                 return start_watch(cluster, &target, &query, labels, fields);
             }
-            Ok(json_response(
-                StatusCode::OK,
-                &cluster.list(resource, target.namespace.as_deref(), &labels, &fields),
-            ))
+            let list = cluster.list(resource, target.namespace.as_deref(), &labels, &fields);
+            if table::wanted(&accept) {
+                let items = list["items"].as_array().cloned().unwrap_or_default();
+                let rv = list
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                return Ok(json_response(
+                    StatusCode::OK,
+                    &table::table(resource, &items, rv),
+                ));
+            }
+            Ok(json_response(StatusCode::OK, &list))
         }
         (&Method::POST, None, None) => {
             let body = parse_json(&read_body(req).await?)?;
@@ -247,8 +262,19 @@ async fn dispatch(
             out["items"] = Value::Array(deleted);
             Ok(json_response(StatusCode::OK, &out))
         }
-        (&Method::GET, Some(name), None | Some("status")) => {
-            Ok(json_response(StatusCode::OK, &*cluster.get(&key(name))?))
+        (&Method::GET, Some(name), sub @ (None | Some("status"))) => {
+            let object = cluster.get(&key(name))?;
+            if sub.is_none() && table::wanted(&accept) {
+                let rv = object
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                return Ok(json_response(
+                    StatusCode::OK,
+                    &table::table(resource, &[(*object).clone()], rv),
+                ));
+            }
+            Ok(json_response(StatusCode::OK, &*object))
         }
         (&Method::PUT, Some(name), sub @ (None | Some("status"))) => {
             let body = parse_json(&read_body(req).await?)?;

@@ -274,7 +274,7 @@ async fn dispatch(
                     &table::table(resource, &[(*object).clone()], rv),
                 ));
             }
-            Ok(json_response(StatusCode::OK, &*object))
+            Ok(json_response(StatusCode::OK, &object))
         }
         (&Method::PUT, Some(name), sub @ (None | Some("status"))) => {
             let body = parse_json(&read_body(req).await?)?;

@@ -94,7 +94,7 @@ pub enum EmulatorError {
 pub struct Emulator {
     cluster: Arc<Cluster>,
     address: SocketAddr,
-    server: JoinHandle<()>,
+    server: Option<JoinHandle<()>>,
     scheduler: JoinHandle<()>,
 }
 
@@ -120,7 +120,7 @@ impl Emulator {
         Ok(Emulator {
             cluster,
             address,
-            server,
+            server: Some(server),
             scheduler,
         })
     }
@@ -236,15 +236,20 @@ impl Emulator {
         self.cluster.scheduler_wake.notify_one();
     }
 
-    /// Stops the server and the scheduler, kills and reaps every pod process.
-    pub async fn shutdown(self) {
+    /// Stops the server and the scheduler, kills and reaps every pod process, and waits
+    /// until the server task has ended (its port is closed when this returns).
+    pub async fn shutdown(mut self) {
         self.stop();
-        let server = self.server.abort_handle();
-        server.abort();
+        if let Some(server) = self.server.take() {
+            // Aborted just above: the result is the cancellation, which is expected.
+            let _ = server.await;
+        }
     }
 
     fn stop(&self) {
-        self.server.abort();
+        if let Some(server) = &self.server {
+            server.abort();
+        }
         self.scheduler.abort();
         self.cluster.kubelet.shutdown();
     }

@@ -49,7 +49,14 @@ pub(crate) fn serve(
             )));
         }
     };
-    if !names.contains(&container.as_str()) {
+    let init_names: Vec<&str> = pod
+        .pointer("/spec/initContainers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.get("name").and_then(Value::as_str))
+        .collect();
+    if !names.contains(&container.as_str()) && !init_names.contains(&container.as_str()) {
         return Err(ApiError::bad_request(format!(
             "container {container} is not valid for pod {name}"
         )));

@@ -72,3 +72,52 @@ async fn never_policy_reports_success_and_failure() {
         Some((3, Some("Error".into())))
     );
 }
+
+#[tokio::test]
+async fn init_containers_run_in_order_before_the_main_container() {
+    let h = common::start().await;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let trail = dir.path().join("trail");
+    let append = |word: &str| {
+        json!([
+            "/bin/sh",
+            "-c",
+            format!("echo {word} >> {}", trail.display())
+        ])
+    };
+    let mut pod = shell_pod(
+        "inits",
+        &format!("echo main >> {}; exec sleep 30", trail.display()),
+        "Always",
+    );
+    pod["spec"]["initContainers"] = json!([
+        {"name": "first", "image": "busybox", "command": append("first")},
+        {"name": "second", "image": "busybox", "command": append("second")},
+    ]);
+    h.create_pod(pod).await;
+    let p = wait_pod(&h.pods(), "inits", "Running", |p| {
+        phase(p) == "Running" && is_ready(p)
+    })
+    .await;
+    assert_eq!(
+        std::fs::read_to_string(&trail).expect("trail"),
+        "first\nsecond\nmain\n"
+    );
+    let inits = p
+        .status
+        .and_then(|s| s.init_container_statuses)
+        .expect("init statuses");
+    assert!(inits.iter().all(|c| {
+        c.state
+            .as_ref()
+            .and_then(|s| s.terminated.as_ref())
+            .is_some_and(|t| t.exit_code == 0)
+    }));
+
+    let mut failing = shell_pod("bad-init", "exec sleep 30", "Never");
+    failing["spec"]["initContainers"] =
+        json!([{"name": "fails", "image": "busybox", "command": ["/bin/sh", "-c", "exit 4"]}]);
+    h.create_pod(failing).await;
+    let p = wait_pod(&h.pods(), "bad-init", "Failed", |p| phase(p) == "Failed").await;
+    assert!(condition(&p, "Initialized").is_some_and(|c| c.status == "False"));
+}

@@ -84,6 +84,8 @@ pub(crate) struct Context {
     pub pod_ip: Ipv4Addr,
     /// `name_namespace(uid)`, as the kubelet names a pod in back-off messages.
     pub pod_label: String,
+    /// The pod's name (the container's `HOSTNAME`).
+    pub pod_name: String,
     pub cluster: Arc<Cluster>,
     pub processes: Arc<Processes>,
     pub log: Arc<ContainerLog>,
@@ -170,6 +172,8 @@ impl Context {
                 cmd.env(name, v);
             }
         }
+        // The container runtime sets HOSTNAME to the pod's name; the pod's own env wins.
+        cmd.env("HOSTNAME", &self.pod_name);
         cmd.envs(self.spec.env.iter().map(|(k, v)| (k, v)));
         if let Some(dir) = &self.spec.working_dir {
             cmd.current_dir(dir);

@@ -109,11 +109,14 @@ impl Kubelet {
         if pods.contains_key(&uid) {
             return;
         }
-        let logs = pod
-            .pointer("/spec/containers")
-            .and_then(Value::as_array)
+        let logs = ["/spec/initContainers", "/spec/containers"]
             .into_iter()
-            .flatten()
+            .flat_map(|p| {
+                pod.pointer(p)
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+            })
             .filter_map(|c| c.get("name").and_then(Value::as_str))
             .map(|name| {
                 (

@@ -150,7 +150,9 @@ struct Worker {
     cluster: Arc<Cluster>,
     runtime: Arc<PodRuntime>,
     pod: Value,
+    /// Init containers first (the first `n_init`), then the regular ones.
     containers: Vec<ContainerModel>,
+    n_init: usize,
     policy: RestartPolicy,
     stop: watch::Sender<Option<Duration>>,
     evicted: bool,
@@ -252,19 +254,43 @@ fn probe_of(container: &Value) -> Option<Probe> {
 }
 
 impl Worker {
+    fn init(&self) -> &[ContainerModel] {
+        &self.containers[..self.n_init]
+    }
+
+    fn main(&self) -> &[ContainerModel] {
+        &self.containers[self.n_init..]
+    }
+
+    fn initialized(&self) -> bool {
+        self.init()
+            .iter()
+            .all(|c| c.done && c.last_exit_code == Some(0))
+    }
+
     fn phase(&self) -> &'static str {
         // An evicted pod fails once its processes are gone, as the kubelet reports it.
         if self.evicted && self.containers.iter().all(|c| !c.running) {
             return "Failed";
         }
-        if self.containers.iter().all(|c| c.done && c.ever_started()) {
-            return if self.containers.iter().all(|c| c.last_exit_code == Some(0)) {
+        if self
+            .init()
+            .iter()
+            .any(|c| c.done && c.last_exit_code.is_some_and(|code| code != 0))
+        {
+            return "Failed";
+        }
+        if !self.initialized() {
+            return "Pending";
+        }
+        if self.main().iter().all(|c| c.done && c.ever_started()) {
+            return if self.main().iter().all(|c| c.last_exit_code == Some(0)) {
                 "Succeeded"
             } else {
                 "Failed"
             };
         }
-        if self.containers.iter().any(|c| !c.ever_started()) {
+        if self.main().iter().any(|c| !c.ever_started()) {
             return "Pending";
         }
         "Running"
@@ -273,9 +299,9 @@ impl Worker {
     /// Writes the pod's status from the model (no event if nothing changed).
     fn publish(&mut self) {
         let phase = self.phase();
-        let all_ready = self.containers.iter().all(|c| c.ready);
+        let all_ready = self.main().iter().all(|c| c.ready);
         let unready: Vec<&str> = self
-            .containers
+            .main()
             .iter()
             .filter(|c| !c.ready)
             .map(|c| c.name.as_str())
@@ -290,6 +316,16 @@ impl Worker {
             (Some("ContainersNotReady"), Some(unready_message.as_str()))
         };
         let any_started = self.containers.iter().any(ContainerModel::ever_started);
+        let incomplete: Vec<&str> = self
+            .init()
+            .iter()
+            .filter(|c| !(c.done && c.last_exit_code == Some(0)))
+            .map(|c| c.name.as_str())
+            .collect();
+        let init_message = format!(
+            "containers with incomplete status: [{}]",
+            incomplete.join(" ")
+        );
         let mut ours = vec![
             condition(
                 "PodReadyToStartContainers",
@@ -297,7 +333,15 @@ impl Worker {
                 None,
                 None,
             ),
-            condition("Initialized", true, None, None),
+            match self.initialized() {
+                true => condition("Initialized", true, None, None),
+                false => condition(
+                    "Initialized",
+                    false,
+                    Some("ContainersNotInitialized"),
+                    Some(&init_message),
+                ),
+            },
             condition("ContainersReady", all_ready, ready_reason, ready_message),
             condition("Ready", all_ready, ready_reason, ready_message),
         ];
@@ -309,13 +353,17 @@ impl Worker {
                 Some(message),
             ));
         }
-        let statuses: Vec<Value> = self.containers.iter().map(ContainerModel::status).collect();
+        let statuses: Vec<Value> = self.main().iter().map(ContainerModel::status).collect();
+        let init_statuses: Vec<Value> = self.init().iter().map(ContainerModel::status).collect();
         let evicted = self.evicted && phase == "Failed";
         let key = self.runtime.key.clone();
         self.cluster.write_status(&key, Some(&self.runtime.uid), |status| {
             status["phase"] = json!(phase);
             status["conditions"] = merge_conditions(status.get("conditions"), ours);
             status["containerStatuses"] = json!(statuses);
+            if !init_statuses.is_empty() {
+                status["initContainerStatuses"] = json!(init_statuses);
+            }
             if status.get("startTime").is_none() {
                 status["startTime"] = json!(time::now());
             }
@@ -349,13 +397,7 @@ impl Worker {
             node_name: status("/spec/nodeName"),
         };
         let mut out = Vec::new();
-        for c in self
-            .pod
-            .pointer("/spec/containers")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
+        for c in all_containers(&self.pod) {
             let mounts = env::mounts(c, &volumes);
             let vars = env::resolve(&self.cluster, &self.pod, c, &facts, &mounts)?;
             let lookup: HashMap<String, String> = vars.iter().cloned().collect();
@@ -443,17 +485,18 @@ pub(crate) async fn run(
     pod: Value,
     mut control: mpsc::UnboundedReceiver<PodCommand>,
 ) {
-    let containers: Vec<ContainerModel> = pod
-        .pointer("/spec/containers")
+    let containers: Vec<ContainerModel> = all_containers(&pod).map(ContainerModel::new).collect();
+    let n_init = pod
+        .pointer("/spec/initContainers")
         .and_then(Value::as_array)
-        .map(|cs| cs.iter().map(ContainerModel::new).collect())
-        .unwrap_or_default();
+        .map_or(0, Vec::len);
     let mut worker = Worker {
         policy: restart_policy(&pod),
         cluster: cluster.clone(),
         runtime: runtime.clone(),
         pod,
         containers,
+        n_init,
         stop: watch::channel(None).0,
         evicted: false,
         disruption: None,
@@ -501,53 +544,70 @@ pub(crate) async fn run(
         }
     };
     if let Some(prepared) = prepared {
-        let (updates, mut updates_rx) = mpsc::unbounded_channel();
         let pod_ip: Ipv4Addr = worker
             .pod
             .pointer("/status/podIP")
             .and_then(Value::as_str)
             .and_then(|ip| ip.parse().ok())
             .unwrap_or(Ipv4Addr::LOCALHOST);
-        let label = format!(
-            "{}_{}({})",
-            runtime.key.name, runtime.key.namespace, runtime.uid
-        );
-        for (index, spec) in prepared.into_iter().enumerate() {
-            let Some(log) = runtime.logs.get(&spec.name).cloned() else {
-                continue;
-            };
-            tokio::spawn(container::run(container::Context {
-                index,
-                spec,
-                policy: worker.policy,
-                pod_ip,
-                pod_label: label.clone(),
-                cluster: cluster.clone(),
-                processes: cluster.kubelet.processes.clone(),
-                log,
-                updates: updates.clone(),
-                stop: worker.stop.subscribe(),
-            }));
+        let n_init = worker.n_init;
+        for c in worker
+            .containers
+            .iter_mut()
+            .skip(n_init)
+            .filter(|_| n_init > 0)
+        {
+            c.apply(Update::Waiting {
+                reason: "PodInitializing".into(),
+                message: String::new(),
+            });
         }
-        drop(updates);
+        let (updates, mut updates_rx) = mpsc::unbounded_channel();
+        let launcher = Launcher {
+            prepared,
+            pod_ip,
+            label: format!(
+                "{}_{}({})",
+                runtime.key.name, runtime.key.namespace, runtime.uid
+            ),
+            updates,
+        };
+        // Init containers run one at a time, in order; the regular ones start together
+        // once every init container has succeeded.
+        let mut live = if worker.n_init > 0 {
+            launcher.spawn(&worker, 0..1)
+        } else {
+            launcher.spawn(&worker, 0..worker.containers.len())
+        };
         let mut control_open = true;
-        loop {
+        while live > 0 {
             tokio::select! {
-                update = updates_rx.recv() => match update {
-                    Some((index, update)) => {
+                update = updates_rx.recv() => {
+                    let Some(first) = update else { break };
+                    let mut pending = vec![first];
+                    // Drain what is already queued so that one status write covers it.
+                    while let Ok(next) = updates_rx.try_recv() {
+                        pending.push(next);
+                    }
+                    for (index, update) in pending {
+                        let done = matches!(update, Update::Done);
                         if let Some(c) = worker.containers.get_mut(index) {
                             c.apply(update);
                         }
-                        // Drain what is already queued so that one status write covers it.
-                        while let Ok((index, update)) = updates_rx.try_recv() {
-                            if let Some(c) = worker.containers.get_mut(index) {
-                                c.apply(update);
-                            }
+                        if !done {
+                            continue;
                         }
-                        worker.publish();
+                        live -= 1;
+                        let stopping = worker.stop.borrow().is_some();
+                        let succeeded = worker.containers.get(index).is_some_and(|c| c.last_exit_code == Some(0));
+                        if index < worker.n_init && succeeded && !stopping {
+                            let next = index + 1;
+                            let range = if next < worker.n_init { next..next + 1 } else { next..worker.containers.len() };
+                            live += launcher.spawn(&worker, range);
+                        }
                     }
-                    None => break,
-                },
+                    worker.publish();
+                }
                 command = control.recv(), if control_open => match command {
                     Some(command) => worker.command(command),
                     None => {
@@ -561,6 +621,62 @@ pub(crate) async fn run(
     worker.publish();
     drop(root);
     finish(&worker);
+}
+
+/// Init containers, then regular containers, as in the pod spec.
+fn all_containers(pod: &Value) -> impl Iterator<Item = &Value> {
+    ["/spec/initContainers", "/spec/containers"]
+        .into_iter()
+        .flat_map(move |p| {
+            pod.pointer(p)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+        })
+}
+
+/// Starts container tasks.
+struct Launcher {
+    prepared: Vec<Prepared>,
+    pod_ip: Ipv4Addr,
+    label: String,
+    updates: mpsc::UnboundedSender<(usize, Update)>,
+}
+
+impl Launcher {
+    /// Spawns the containers at `range`; returns how many tasks started.
+    fn spawn(&self, worker: &Worker, range: std::ops::Range<usize>) -> usize {
+        let mut started = 0;
+        for index in range {
+            let Some(spec) = self.prepared.get(index).cloned() else {
+                continue;
+            };
+            let Some(log) = worker.runtime.logs.get(&spec.name).cloned() else {
+                continue;
+            };
+            // An init container is retried until it succeeds unless the pod never restarts.
+            let policy = match (index < worker.n_init, worker.policy) {
+                (true, RestartPolicy::Never) => RestartPolicy::Never,
+                (true, _) => RestartPolicy::OnFailure,
+                (false, policy) => policy,
+            };
+            tokio::spawn(container::run(container::Context {
+                index,
+                spec,
+                policy,
+                pod_ip: self.pod_ip,
+                pod_label: self.label.clone(),
+                pod_name: worker.runtime.key.name.clone(),
+                cluster: worker.cluster.clone(),
+                processes: worker.cluster.kubelet.processes.clone(),
+                log,
+                updates: self.updates.clone(),
+                stop: worker.stop.subscribe(),
+            }));
+            started += 1;
+        }
+        started
+    }
 }
 
 fn finish(worker: &Worker) {

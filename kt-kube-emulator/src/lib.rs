@@ -8,7 +8,7 @@
 //! |---|---|
 //! | API | discovery, create / get / list / watch / replace / patch / delete / deletecollection, `/status`, label and field selectors, `resourceVersion` conflicts, 410 `Expired`, `BOOKMARK`s, owner-reference garbage collection; objects stored as JSON (pods, services, secrets, configmaps, events, namespaces, nodes, leases, …) |
 //! | scheduler | one node with configurable allocatable resources and labels; pods that do not fit stay `Pending` with `PodScheduled=False, reason=Unschedulable` and the real message |
-//! | kubelet | each container's `command` + `args` runs as a local process (an absolute path on this machine; the image is ignored) in its own process group; each pod gets its own loopback IP (`127.0.1.N`); secret / configMap volumes become files; `pods/log`; readiness probes (exec, tcpSocket, httpGet); restarts with `CrashLoopBackOff`; graceful deletion (SIGTERM, then SIGKILL) |
+//! | kubelet | each container's `command` + `args` runs as a local process (an absolute path on this machine; the image is ignored) in its own process group; each pod gets its own loopback IP (`127.0.1.N`, from a `/24` block no other emulator on the machine uses); secret / configMap volumes become files; `pods/log`; readiness probes (exec, tcpSocket, httpGet); restarts with `CrashLoopBackOff`; graceful deletion (SIGTERM, then SIGKILL) |
 //! | port-forward | `pods/{name}/portforward` over WebSocket, bridged to `podIP:port` |
 //! | failure injection | [`Emulator::fail_image_pull`], [`Emulator::oom_kill`], [`Emulator::evict`], [`Emulator::preempt`], [`Emulator::make_unschedulable`] |
 //!
@@ -37,6 +37,7 @@
 mod cluster;
 mod config;
 mod faults;
+mod ipblock;
 mod kubeconfig;
 mod kubelet;
 mod logs_api;
@@ -78,6 +79,9 @@ pub enum EmulatorError {
         #[source]
         source: std::io::Error,
     },
+    /// No pod IP block (`127.B.C.0/24`) is free on this machine.
+    #[error("no free pod IP block: {0}")]
+    PodIpBlock(#[source] std::io::Error),
     /// A label selector given to an injection rule does not parse.
     #[error("invalid label selector {selector:?}: {message}")]
     Selector {
@@ -114,7 +118,9 @@ impl Emulator {
                 address: format!("{ip}:{port}"),
                 source,
             })?;
-        let cluster = Cluster::new(config, address.to_string());
+        let block =
+            ipblock::IpBlock::claim(config.pod_ip_block).map_err(EmulatorError::PodIpBlock)?;
+        let cluster = Cluster::new(config, address.to_string(), block);
         let server = tokio::spawn(server::serve(listener, cluster.clone()));
         let scheduler = tokio::spawn(scheduler::run(cluster.clone()));
         Ok(Emulator {

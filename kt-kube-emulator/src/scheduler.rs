@@ -115,22 +115,6 @@ fn misfit(cluster: &Cluster, pod: &Value, free: &Amounts) -> Option<String> {
     }
 }
 
-/// Assigns the next free pod IP: `127.0.<block>.1` up to `.254`, then the next block.
-fn pod_ip(cluster: &Cluster, taken: &[String]) -> String {
-    let base = u32::from(cluster.config.pod_ip_block);
-    (0u32..)
-        .map(|n| {
-            format!(
-                "127.{}.{}.{}",
-                (base + n / 254) / 256,
-                (base + n / 254) % 256,
-                n % 254 + 1
-            )
-        })
-        .find(|ip| !taken.contains(ip))
-        .unwrap_or_else(|| "127.0.1.1".to_string())
-}
-
 /// One scheduling pass over every pod.
 pub(crate) fn schedule(cluster: &Arc<Cluster>) {
     let node = cluster.config.node_name.clone();
@@ -176,7 +160,10 @@ pub(crate) fn schedule(cluster: &Arc<Cluster>) {
                     .pointer("/status/podIP")
                     .and_then(Value::as_str)
                     .map(str::to_string);
-                let ip = ip.unwrap_or_else(|| pod_ip(cluster, &taken_ips));
+                let Some(ip) = ip.or_else(|| Some(cluster.ip_block.free(&taken_ips)?.to_string()))
+                else {
+                    continue;
+                };
                 taken_ips.push(ip.clone());
                 if let Some(bound) = bind(cluster, &key, uid, &ip) {
                     cluster.kubelet.start(cluster, &bound);
@@ -186,10 +173,17 @@ pub(crate) fn schedule(cluster: &Arc<Cluster>) {
         }
         match misfit(cluster, pod, &free) {
             None => {
+                let Some(ip) = cluster.ip_block.free(&taken_ips) else {
+                    let message = "0/1 nodes are available: 1 Too many pods.".to_string();
+                    cluster.write_status(&key, Some(uid), |status| {
+                        set_scheduled(status, false, Some("Unschedulable"), Some(&message));
+                    });
+                    continue;
+                };
                 for (k, v) in requests(pod) {
                     *free.entry(k).or_default() -= v;
                 }
-                let ip = pod_ip(cluster, &taken_ips);
+                let ip = ip.to_string();
                 taken_ips.push(ip.clone());
                 if let Some(bound) = bind(cluster, &key, uid, &ip) {
                     cluster.kubelet.start(cluster, &bound);

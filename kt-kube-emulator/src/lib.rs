@@ -36,6 +36,7 @@
 
 mod cluster;
 mod config;
+mod events;
 mod faults;
 mod ipblock;
 mod kubeconfig;

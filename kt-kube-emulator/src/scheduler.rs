@@ -8,6 +8,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use crate::cluster::Cluster;
+use crate::events::{self, Source};
 use crate::quantity::parse_milli;
 use crate::resources;
 use crate::selector::node_affinity_matches;
@@ -190,9 +191,21 @@ pub(crate) fn schedule(cluster: &Arc<Cluster>) {
                 }
             }
             Some(message) => {
-                cluster.write_status(&key, Some(uid), |status| {
+                let changed = cluster.write_status(&key, Some(uid), |status| {
                     set_scheduled(status, false, Some("Unschedulable"), Some(&message));
                 });
+                // One event per change of reason, not one per scheduling pass.
+                if let Some(pod) = changed {
+                    events::record(
+                        cluster,
+                        &pod,
+                        None,
+                        true,
+                        "FailedScheduling",
+                        &message,
+                        Source::Scheduler,
+                    );
+                }
             }
         }
     }
@@ -231,20 +244,34 @@ fn set_scheduled(status: &mut Value, ok: bool, reason: Option<&str>, message: Op
 /// Binds the pod to the node: `spec.nodeName`, pod and host IPs, `PodScheduled=True`.
 fn bind(cluster: &Cluster, key: &Key, uid: &str, ip: &str) -> Option<Arc<Value>> {
     let node = cluster.config.node_name.clone();
-    cluster
-        .write_object(key, Some(uid), |pod| {
-            pod["spec"]["nodeName"] = json!(node);
-            let status = &mut pod["status"];
-            if !status.is_object() {
-                *status = json!({});
-            }
-            status["podIP"] = json!(ip);
-            status["podIPs"] = json!([{"ip": ip}]);
-            status["hostIP"] = json!("127.0.0.1");
-            status["hostIPs"] = json!([{"ip": "127.0.0.1"}]);
-            set_scheduled(status, true, None, None);
-        })
-        .or_else(|| cluster.store.get(key))
+    let bound = cluster.write_object(key, Some(uid), |pod| {
+        pod["spec"]["nodeName"] = json!(node);
+        let status = &mut pod["status"];
+        if !status.is_object() {
+            *status = json!({});
+        }
+        status["podIP"] = json!(ip);
+        status["podIPs"] = json!([{"ip": ip}]);
+        status["hostIP"] = json!("127.0.0.1");
+        status["hostIPs"] = json!([{"ip": "127.0.0.1"}]);
+        set_scheduled(status, true, None, None);
+    });
+    if let Some(pod) = &bound {
+        let message = format!(
+            "Successfully assigned {}/{} to {node}",
+            key.namespace, key.name
+        );
+        events::record(
+            cluster,
+            pod,
+            None,
+            false,
+            "Scheduled",
+            &message,
+            Source::Scheduler,
+        );
+    }
+    bound.or_else(|| cluster.store.get(key))
 }
 
 /// The scheduler's loop: one pass per wake-up.

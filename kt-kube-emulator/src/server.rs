@@ -216,7 +216,7 @@ async fn dispatch(
             let fields = FieldSelector::parse(param(&query, "fieldSelector").unwrap_or_default())
                 .map_err(ApiError::bad_request)?;
             if target.legacy_watch || flag(&query, "watch") {
-                return start_watch(cluster, &target, &query, labels, fields);
+                return start_watch(cluster, &target, &query, &accept, labels, fields);
             }
             let list = cluster.list(resource, target.namespace.as_deref(), &labels, &fields);
             let list = paginate(list, param(&query, "limit"), param(&query, "continue"))?;
@@ -266,7 +266,7 @@ async fn dispatch(
         }
         (&Method::GET, Some(_), None) if target.legacy_watch || flag(&query, "watch") => {
             let (labels, fields) = (LabelSelector::default(), FieldSelector::default());
-            start_watch(cluster, &target, &query, labels, fields)
+            start_watch(cluster, &target, &query, &accept, labels, fields)
         }
         (&Method::GET, Some(name), sub @ (None | Some("status"))) => {
             let object = cluster.get(&key(name))?;
@@ -383,6 +383,7 @@ fn start_watch(
     cluster: Arc<Cluster>,
     target: &Target,
     query: &Query,
+    accept: &str,
     labels: LabelSelector,
     fields: FieldSelector,
 ) -> Result<Response<Body>, ApiError> {
@@ -413,6 +414,7 @@ fn start_watch(
         send_initial_events: flag(query, "sendInitialEvents"),
         bookmarks: flag(query, "allowWatchBookmarks"),
         timeout,
+        table: table::wanted(accept),
     };
     let (tx, rx) = mpsc::channel(256);
     tokio::spawn(watch::run(cluster, request, tx));

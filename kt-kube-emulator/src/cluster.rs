@@ -560,7 +560,12 @@ impl Cluster {
         f: impl FnOnce(&mut Value),
     ) -> Option<Arc<Value>> {
         self.write_object(key, uid, |o| {
-            let mut status = o.get("status").cloned().unwrap_or_else(|| json!({}));
+            // Whatever a client stored, the kubelet and scheduler write into an object.
+            let mut status = o
+                .get("status")
+                .filter(|s| s.is_object())
+                .cloned()
+                .unwrap_or_else(|| json!({}));
             f(&mut status);
             o["status"] = status;
         })

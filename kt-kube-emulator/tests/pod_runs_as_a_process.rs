@@ -97,6 +97,11 @@ async fn init_containers_run_in_order_before_the_main_container() {
         {"name": "first", "image": "busybox", "command": append("first")},
         {"name": "second", "image": "busybox", "command": append("second")},
     ]);
+    // Ready only once the main container has written its line: Running alone says the
+    // process started, not that its first command ran.
+    pod["spec"]["containers"][0]["readinessProbe"] = json!({
+        "exec": {"command": ["/bin/sh", "-c", format!("grep -q main {}", trail.display())]}
+    });
     h.create_pod(pod).await;
     let p = wait_pod(&h.pods(), "inits", "Running", |p| {
         phase(p) == "Running" && is_ready(p)

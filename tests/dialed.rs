@@ -38,7 +38,15 @@ fn start_worker(prepared: &Prepared, ip: &str, dir: &std::path::Path) -> tokio::
 /// Attaches, retrying while the worker is still starting (nothing listens yet).
 async fn attach_when_up(address: SocketAddr, token: u64) -> kt::Result<dialed::Attached> {
     loop {
-        match dialed::attach(address, token, true, None).await {
+        match dialed::attach(
+            address,
+            token,
+            true,
+            None,
+            std::time::Duration::from_secs(1),
+        )
+        .await
+        {
             Err(Error::Unavailable { .. }) => tokio::task::yield_now().await,
             other => return other,
         }
@@ -63,7 +71,15 @@ async fn a_dialed_worker_serves_its_driver_and_exits_when_released() {
 
     // A driver with the wrong token is refused and the worker keeps waiting.
     let wrong = loop {
-        match dialed::attach(address, prepared.token ^ 1, true, None).await {
+        match dialed::attach(
+            address,
+            prepared.token ^ 1,
+            true,
+            None,
+            std::time::Duration::from_secs(1),
+        )
+        .await
+        {
             Err(Error::Unavailable { message, .. }) if message.contains("waits") => break message,
             Err(Error::Unavailable { .. }) => tokio::task::yield_now().await,
             other => panic!("expected a refusal, got {:?}", other.map(|_| ())),

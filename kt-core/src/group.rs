@@ -147,6 +147,12 @@ impl<A: Actor> SpawnGroup<A> {
         self.options.validate()?;
         let placement = self.placement.unwrap_or_else(default_placement);
         let what = format!("the constructor arguments of `{}`", A::TYPE_NAME);
+        static NEXT_GROUP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let group_name = self.options.name.clone().unwrap_or_else(|| {
+            let short = A::TYPE_NAME.rsplit("::").next().unwrap_or(A::TYPE_NAME);
+            let n = NEXT_GROUP.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            format!("{}-group-{n}", short.to_lowercase())
+        });
         let args: Arc<[u8]> = codec::encode(&self.args, &what)?.into();
         let spawns = (0..self.size).map(|rank| {
             let mut options = self.options.clone();
@@ -154,6 +160,7 @@ impl<A: Actor> SpawnGroup<A> {
                 rank,
                 size: self.size,
             });
+            options.group_name = Some(group_name.clone());
             options.name = self
                 .options
                 .name

@@ -38,6 +38,10 @@ pub struct SpawnOptions {
     pub compute: Compute,
     /// Rank and size when the actor is a member of a group (set by group spawns).
     pub group: Option<GroupMember>,
+    /// The group's name, the same for every member (set by group spawns: the name given
+    /// to the group, or one made up); container backends name the group's objects by it.
+    #[serde(default)]
+    pub group_name: Option<String>,
     /// When the placement lacks the resources asked for right now: wait for them (true)
     /// or fail at once with `Error::InsufficientResources` (false, the default).
     pub wait_for_resources: bool,
@@ -53,6 +57,7 @@ impl Default for SpawnOptions {
             mailbox_capacity: DEFAULT_MAILBOX_CAPACITY,
             compute: Compute::default(),
             group: None,
+            group_name: None,
             wait_for_resources: false,
         }
     }

@@ -56,3 +56,6 @@
 #![warn(missing_docs)]
 
 pub mod manifest;
+pub mod placement;
+
+pub use placement::{Kubernetes, KubernetesBuilder};

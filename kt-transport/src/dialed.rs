@@ -133,16 +133,41 @@ impl DeathReporter {
     }
 }
 
-/// Dials the worker at `worker`, attaches with `token` and returns the actor it hosts.
-/// `owned` gives the handle a share of ownership (dropping the last one releases the
-/// actor); `killer` ends the worker's process (deleting its pod) on `kill()`.
+/// Dials the worker at `worker`, attaches with `token` and returns the actor it hosts,
+/// or fails with `Unavailable` after `within`. `owned` gives the handle a share of
+/// ownership (dropping the last one releases the actor); `killer` ends the worker's
+/// process (deleting its pod) on `kill()`.
 pub async fn attach(
     worker: SocketAddr,
     token: u64,
     owned: bool,
     killer: Option<Box<dyn Fn() + Send + Sync>>,
+    within: Duration,
 ) -> Result<Attached, Error> {
     let node = Node::global()?;
+    let attempt = attach_on(&node, worker, token, owned, killer);
+    let attached = match tokio::time::timeout(within, attempt).await {
+        Ok(attached) => attached,
+        Err(_) => Err(Error::Unavailable {
+            target: format!("worker {worker}"),
+            message: format!("no answer within {within:?}"),
+        }),
+    };
+    if attached.is_err() {
+        // A connection cached for this address may lead to a process that is gone (pod
+        // IPs are reused): the next attempt starts afresh.
+        node.forget_peer(worker);
+    }
+    attached
+}
+
+async fn attach_on(
+    node: &Arc<Node>,
+    worker: SocketAddr,
+    token: u64,
+    owned: bool,
+    killer: Option<Box<dyn Fn() + Send + Sync>>,
+) -> Result<Attached, Error> {
     let unavailable = |message: String| Error::Unavailable {
         target: format!("worker {worker}"),
         message,
@@ -174,7 +199,8 @@ pub async fn attach(
                 message: format!("the worker answered an attach with {other:?}"),
             });
         }
-        Some(Err(error)) => return Err(error),
+        // The connection broke under the attach: the worker is not (or no longer) there.
+        Some(Err(error)) => return Err(unavailable(error.to_string())),
         None => return Err(unavailable("the worker closed the control stream".into())),
     };
     let route = RemoteRoute::new(node.clone(), address, true, killer);
@@ -192,7 +218,7 @@ pub async fn attach(
         actor: ErasedActor::new(route, owner),
         death: DeathReporter {
             state,
-            node,
+            node: node.clone(),
             worker,
         },
     })

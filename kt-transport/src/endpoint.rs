@@ -309,6 +309,18 @@ impl Node {
         Ok(ErasedActor::new(route, None))
     }
 
+    /// A (non-owning) handle to the actor at `address` whose `kill()` runs `killer`
+    /// instead of asking the actor's node: for a backend that ends the actor's process
+    /// itself (deleting its pod, say).
+    pub fn import_with_killer(
+        &self,
+        address: HandleAddress,
+        killer: Box<dyn Fn() + Send + Sync>,
+    ) -> Result<ErasedActor, Error> {
+        let route = RemoteRoute::new(self.arc()?, address, false, Some(killer));
+        Ok(ErasedActor::new(route, None))
+    }
+
     /// Registers a worker about to start; its hello arrives on the returned receiver.
     pub(crate) fn expect_hello(&self, token: u64) -> oneshot::Receiver<HelloStream> {
         let (tx, rx) = oneshot::channel();

@@ -37,7 +37,7 @@ impl ClusterCa {
     }
 
     /// A fresh CA whose certificate is issued to `common_name`.
-    pub(crate) fn generate_named(common_name: &str) -> Result<Self, TransportError> {
+    pub fn generate_named(common_name: &str) -> Result<Self, TransportError> {
         let params = ca_params(common_name)?;
         let key = KeyPair::generate().map_err(tls_error)?;
         let cert = params.self_signed(&key).map_err(tls_error)?;
@@ -49,12 +49,12 @@ impl ClusterCa {
     }
 
     /// The CA's certificate (DER) and private key (PEM), to keep on disk.
-    pub(crate) fn to_files(&self) -> (Vec<u8>, String) {
+    pub fn to_files(&self) -> (Vec<u8>, String) {
         (self.cert_der.to_vec(), self.key.serialize_pem())
     }
 
     /// A CA kept on disk by [`ClusterCa::to_files`], issued to `common_name`.
-    pub(crate) fn from_files(
+    pub fn from_files(
         common_name: &str,
         cert_der: Vec<u8>,
         key_pem: &str,

@@ -193,6 +193,11 @@ async fn run_worker(source: ConfigSource) -> Result<(), Error> {
             Node::install_at(&identity, std::net::SocketAddr::new(ip, config.listen_port))?
         }
     };
+    // A dialed worker takes its driver's attach from now on, while the actor is built.
+    let attach = config
+        .driver
+        .is_none()
+        .then(|| node.expect_attach(config.token));
     let detached = config.options.lifetime == Lifetime::Detached;
     // The driver published this process in the name directory; the entry goes with it.
     let _name_entry = config.options.name.clone().map(NameEntryOfThisProcess);
@@ -223,7 +228,9 @@ async fn run_worker(source: ConfigSource) -> Result<(), Error> {
         }
         // Dialed: the driver opens the control stream with `Attach` and this token.
         None => {
-            let attached = node.expect_attach(config.token);
+            let attached = attach.ok_or_else(|| Error::Protocol {
+                message: "a dialed worker without an attach".into(),
+            })?;
             let waited = if detached {
                 attached.await.ok()
             } else {

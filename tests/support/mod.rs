@@ -151,6 +151,11 @@ impl Counter {
         }
     }
 
+    /// An environment variable of the actor's process.
+    pub fn env_var(&self, key: String) -> Option<String> {
+        std::env::var(key).ok()
+    }
+
     /// The id of the process the actor runs in.
     pub fn pid(&self) -> u32 {
         std::process::id()

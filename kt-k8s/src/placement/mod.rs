@@ -1,0 +1,750 @@
+//! [`Kubernetes`]: the placement that runs each actor in a pod.
+//!
+//! A spawn creates the actor's worker Secret (its config and TLS identity, mounted as
+//! files) and its pod (plus, for a group, the group's headless Service), watches the pod
+//! until it is ready — showing progress — then dials the worker on the pod's IP and
+//! attaches to it (see `kt_transport::dialed`). From then on calls go straight to the
+//! pod over QUIC with mutual TLS. The pod keeps being watched: a status that means the
+//! actor is gone (OOM-killed, evicted, preempted, deleted, crashed) reaches every waiting
+//! caller as `ActorDied { cause }` with Kubernetes' own reason.
+//!
+//! Lifetime: owned actors' objects point at the session root (a ConfigMap), so deleting
+//! it — [`Kubernetes::shutdown`], or `kt down` — garbage-collects them; their workers also
+//! exit when the driver's connection goes. Detached actors have no owner and live until
+//! killed; another driver finds them by name with `kt::get_actor`, through their pods'
+//! labels. Every driver of a namespace shares one CA, kept in the Secret `kt-ca`.
+
+mod ca;
+mod pod_state;
+mod progress;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use futures_util::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use kt_core::handle_wire::HandleAddress;
+use kt_core::{
+    ActorLabel, DeathCause, ErasedActor, Error, Lifetime, Placed, Placement, SpawnRequest,
+};
+use kt_transport::dialed;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client};
+
+pub use pod_state::{PodState, pod_state};
+
+use crate::manifest::{
+    ANNOTATION_ACTOR_NAME, ANNOTATION_TYPE_NAME, ActorPod, GroupRank, LABEL_ACTOR,
+    LABEL_MANAGED_BY, MANAGED_BY, Owner, SessionId, SessionRoot, WorkerFiles, actor_pod, dns_label,
+    group_service, label_value, pod_name, session_owner, session_root, short_type_name,
+    worker_secret, worker_secret_name,
+};
+use progress::Progress;
+
+/// The UDP port workers listen on, unless set otherwise.
+pub const DEFAULT_PORT: u16 = 7070;
+
+/// The TCP port rank 0 of a group offers for `torch.distributed` (`MASTER_PORT`).
+pub const MASTER_PORT: u16 = 29500;
+
+/// `kt.dev/actor-id`: the actor's id, written on its pod once its worker reported in, so
+/// that another driver can address it.
+pub const ANNOTATION_ACTOR_ID: &str = "kt.dev/actor-id";
+
+/// How long a pod may take to become ready (image pulls included).
+const READY_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// How long attaching to a ready pod's worker may take (it binds its port right after
+/// the process starts).
+const ATTACH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Builds a [`Kubernetes`] placement.
+#[derive(Debug, Clone, Default)]
+pub struct KubernetesBuilder {
+    kubeconfig: Option<PathBuf>,
+    namespace: Option<String>,
+    image: Option<String>,
+    command: Option<Vec<String>>,
+    port: Option<u16>,
+    quiet: bool,
+}
+
+impl KubernetesBuilder {
+    /// Uses this kubeconfig file (otherwise `KUBECONFIG`, `~/.kube/config`, or the
+    /// in-cluster service account, as kubectl does).
+    pub fn kubeconfig(mut self, path: impl Into<PathBuf>) -> Self {
+        self.kubeconfig = Some(path.into());
+        self
+    }
+
+    /// Places actors in this namespace (otherwise the kubeconfig context's).
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = Some(namespace.into());
+        self
+    }
+
+    /// The image that holds this program, for actors whose `Compute` names none
+    /// (otherwise `KT_IMAGE`).
+    pub fn image(mut self, image: impl Into<String>) -> Self {
+        self.image = Some(image.into());
+        self
+    }
+
+    /// The command that starts this program in the image (otherwise
+    /// `/usr/local/bin/<this binary's file name>`).
+    pub fn command(mut self, command: Vec<String>) -> Self {
+        self.command = Some(command);
+        self
+    }
+
+    /// Pods run this very binary, at its path on this machine, with the worker arguments
+    /// of a test binary: for development clusters that mount the build directory, and for
+    /// tests against the API-server emulator.
+    pub fn this_binary(mut self) -> kt_core::Result<Self> {
+        self.command = Some(kt_transport::worker_command()?);
+        Ok(self)
+    }
+
+    /// The UDP port workers listen on (default [`DEFAULT_PORT`]).
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+
+    /// No progress output.
+    pub fn quiet(mut self) -> Self {
+        self.quiet = true;
+        self
+    }
+
+    /// Connects to the cluster, loads (or creates) the namespace's CA and makes this
+    /// process's node use it. Call it before the first spawn of any placement.
+    pub async fn connect(self) -> kt_core::Result<Kubernetes> {
+        let unavailable = |message: String| Error::Unavailable {
+            target: "the Kubernetes API server".into(),
+            message,
+        };
+        let config = match &self.kubeconfig {
+            Some(path) => {
+                let kubeconfig = kube::config::Kubeconfig::read_from(path).map_err(|e| {
+                    unavailable(format!("cannot read kubeconfig {}: {e}", path.display()))
+                })?;
+                kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+                    .await
+                    .map_err(|e| unavailable(format!("kubeconfig {}: {e}", path.display())))?
+            }
+            None => kube::Config::infer().await.map_err(|e| {
+                unavailable(format!(
+                    "no cluster configured ({e}); set KUBECONFIG or run inside a pod"
+                ))
+            })?,
+        };
+        let namespace = self
+            .namespace
+            .clone()
+            .unwrap_or_else(|| config.default_namespace.clone());
+        let client = Client::try_from(config).map_err(|e| unavailable(e.to_string()))?;
+        let ca = ca::namespace_ca(&client, &namespace).await?;
+        kt_transport::use_ca(ca)?;
+        let image = self
+            .image
+            .or_else(|| std::env::var("KT_IMAGE").ok())
+            .unwrap_or_default();
+        let command = match self.command {
+            Some(command) => command,
+            None => vec![default_binary_path()?],
+        };
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
+        Ok(Kubernetes {
+            inner: Arc::new(Inner {
+                client,
+                namespace,
+                session: new_session_id()?,
+                image,
+                command,
+                port: self.port.unwrap_or(DEFAULT_PORT),
+                root: tokio::sync::OnceCell::new(),
+                next: AtomicU64::new(1),
+                progress: Progress::new(self.quiet),
+                runtime,
+            }),
+        })
+    }
+}
+
+fn default_binary_path() -> kt_core::Result<String> {
+    let exe = std::env::current_exe().map_err(|e| Error::InvalidOptions {
+        message: format!("cannot find this binary's name ({e}); set the placement's command"),
+    })?;
+    let name = exe
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "app".into());
+    Ok(format!("/usr/local/bin/{name}"))
+}
+
+/// A session id nobody else in the namespace uses: 10 random lowercase characters.
+fn new_session_id() -> kt_core::Result<SessionId> {
+    let mut bytes = [0u8; 10];
+    let provider = rustls::crypto::ring::default_provider();
+    provider
+        .secure_random
+        .fill(&mut bytes)
+        .map_err(|_| Error::InvalidOptions {
+            message: "no system randomness for a session id".into(),
+        })?;
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let id: String = bytes
+        .iter()
+        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
+        .collect();
+    SessionId::new(id)
+}
+
+/// Places actors in pods of one namespace, for one driver session.
+#[derive(Clone)]
+pub struct Kubernetes {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Kubernetes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kubernetes")
+            .field("namespace", &self.inner.namespace)
+            .field("session", &self.inner.session.as_str())
+            .finish()
+    }
+}
+
+struct Inner {
+    client: Client,
+    namespace: String,
+    session: SessionId,
+    image: String,
+    command: Vec<String>,
+    port: u16,
+    root: tokio::sync::OnceCell<SessionRoot>,
+    next: AtomicU64,
+    progress: Progress,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Kubernetes {
+    /// A builder; [`KubernetesBuilder::connect`] makes the placement.
+    pub fn builder() -> KubernetesBuilder {
+        KubernetesBuilder::default()
+    }
+
+    /// Connects with the default kubeconfig (see [`KubernetesBuilder::kubeconfig`]).
+    pub async fn connect() -> kt_core::Result<Kubernetes> {
+        Kubernetes::builder().connect().await
+    }
+
+    /// This driver's session: every object it creates carries it (`kt.dev/session`).
+    pub fn session(&self) -> &SessionId {
+        &self.inner.session
+    }
+
+    /// The namespace actors are placed in.
+    pub fn namespace(&self) -> &str {
+        &self.inner.namespace
+    }
+
+    /// Ends the session: deletes its root, which garbage-collects every owned actor's
+    /// pod, Service and Secret. Detached actors stay.
+    pub async fn shutdown(&self) -> kt_core::Result<()> {
+        if self.inner.root.get().is_none() {
+            return Ok(());
+        }
+        let roots: Api<ConfigMap> = Api::namespaced(self.inner.client.clone(), self.namespace());
+        let name = crate::manifest::session_root_name(self.session());
+        match roots.delete(&name, &DeleteParams::background()).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(error) => Err(api_error("deleting the session root", error)),
+        }
+    }
+}
+
+impl Placement for Kubernetes {
+    fn name(&self) -> &str {
+        "kubernetes"
+    }
+
+    fn spawn(&self, request: SpawnRequest) -> BoxFuture<'static, kt_core::Result<Placed>> {
+        let inner = self.inner.clone();
+        Box::pin(async move { inner.spawn(request).await })
+    }
+
+    fn lookup(&self, name: &str) -> BoxFuture<'static, kt_core::Result<Option<Placed>>> {
+        let inner = self.inner.clone();
+        let name = name.to_string();
+        Box::pin(async move { inner.lookup(&name).await })
+    }
+}
+
+fn api_error(what: &str, error: kube::Error) -> Error {
+    Error::Unavailable {
+        target: "the Kubernetes API server".into(),
+        message: format!("{what}: {error}"),
+    }
+}
+
+fn is_conflict(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if status.code == 409)
+}
+
+/// What a spawn is building, for its error messages and progress.
+struct Member {
+    actor_name: String,
+    board_title: String,
+    board_size: usize,
+    rank: usize,
+}
+
+impl Inner {
+    fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    fn secrets(&self) -> Api<Secret> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// The session root, created on first use.
+    async fn session_owner(&self) -> kt_core::Result<Owner> {
+        let root = self
+            .root
+            .get_or_try_init(|| async {
+                let roots: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
+                let created = roots
+                    .create(
+                        &PostParams::default(),
+                        &session_root(&self.session, &self.namespace),
+                    )
+                    .await
+                    .map_err(|e| api_error("creating the session root", e))?;
+                match session_owner(&created)? {
+                    Owner::Session(root) => Ok(root),
+                    Owner::Detached => Err(Error::Protocol {
+                        message: "the session root has no owner reference".into(),
+                    }),
+                }
+            })
+            .await?;
+        Ok(Owner::Session(root.clone()))
+    }
+
+    async fn spawn(self: Arc<Self>, request: SpawnRequest) -> kt_core::Result<Placed> {
+        request.options.validate()?;
+        let options = request.options.clone();
+        let type_name = request.actor_type.type_name;
+        let args = Bytes::from(request.encoded_args()?.to_vec());
+        let detached = options.lifetime == Lifetime::Detached;
+        let member = self.member(type_name, &options);
+        if options.name.is_some() {
+            self.check_name_free(&member.actor_name).await?;
+        }
+        let owner = if detached {
+            Owner::Detached
+        } else {
+            self.session_owner().await?
+        };
+        let group = match (&options.group, &options.group_name) {
+            (Some(rank), Some(group)) => Some(GroupRank {
+                group: group.clone(),
+                rank: rank.rank,
+                world_size: rank.size,
+                master_port: MASTER_PORT,
+            }),
+            _ => None,
+        };
+        let plan = ActorPod {
+            session: self.session.clone(),
+            namespace: self.namespace.clone(),
+            actor_name: member.actor_name.clone(),
+            type_name: type_name.to_string(),
+            image: self.image.clone(),
+            command: self.command.clone(),
+            compute: options.compute.clone(),
+            port: self.port,
+            group,
+            placement: None,
+            owner,
+        };
+        // Built (and checked) before anything is created.
+        let pod = actor_pod(&plan)?;
+        let prepared = dialed::prepare(type_name, args, options, self.port)?;
+        let files = WorkerFiles {
+            ca_pem: prepared.files.ca_pem.into_bytes(),
+            cert_pem: prepared.files.cert_pem.into_bytes(),
+            key_pem: prepared.files.key_pem.into_bytes(),
+            config: prepared.files.config,
+        };
+        let pod_name = pod_name(&self.session, &member.actor_name);
+        let secret_name = worker_secret_name(&self.session, &member.actor_name);
+        let label = ActorLabel {
+            id: 0,
+            type_name: type_name.to_string().into(),
+            name: Some(member.actor_name.clone()),
+        };
+
+        if plan.group.is_some() {
+            let services: Api<Service> = Api::namespaced(self.client.clone(), &self.namespace);
+            match services
+                .create(&PostParams::default(), &group_service(&plan)?)
+                .await
+            {
+                Ok(_) => {}
+                Err(error) if is_conflict(&error) => {} // another member made it
+                Err(error) => return Err(api_error("creating the group Service", error)),
+            }
+        }
+        match self
+            .secrets()
+            .create(&PostParams::default(), &worker_secret(&plan, &files))
+            .await
+        {
+            Ok(_) => {}
+            Err(error) if is_conflict(&error) => {
+                return Err(Error::NameTaken {
+                    name: member.actor_name,
+                });
+            }
+            Err(error) => return Err(api_error("creating the worker Secret", error)),
+        }
+        if let Err(error) = self.pods().create(&PostParams::default(), &pod).await {
+            self.delete_objects(&pod_name, &secret_name, false).await;
+            return Err(if is_conflict(&error) {
+                Error::NameTaken {
+                    name: member.actor_name,
+                }
+            } else {
+                api_error("creating the pod", error)
+            });
+        }
+
+        let board = self.progress.board(&member.board_title, member.board_size);
+        let mut states = Box::pin(pod_states(self.pods(), &pod_name));
+        let ready = tokio::time::timeout(READY_TIMEOUT, async {
+            while let Some(state) = states.next().await {
+                match state {
+                    PodState::Starting { stage } => board.set(member.rank, stage),
+                    PodState::Unschedulable { message } => {
+                        if !request.options.wait_for_resources {
+                            return Err(DeathCause::Unschedulable { message });
+                        }
+                        board.set(member.rank, "unschedulable");
+                    }
+                    PodState::Ready { ip } => {
+                        board.set(member.rank, "ready");
+                        return Ok(ip);
+                    }
+                    PodState::Dead(cause) => return Err(cause),
+                }
+            }
+            Err(DeathCause::PodDeleted)
+        })
+        .await;
+        let ip = match ready {
+            Ok(Ok(ip)) => ip,
+            Ok(Err(cause)) => {
+                self.progress.done(&member.board_title);
+                self.delete_objects(&pod_name, &secret_name, true).await;
+                return Err(Error::ActorDied {
+                    actor: label,
+                    cause,
+                });
+            }
+            Err(_) => {
+                self.progress.done(&member.board_title);
+                self.delete_objects(&pod_name, &secret_name, true).await;
+                return Err(Error::WorkerStartFailed {
+                    type_name: type_name.to_string(),
+                    message: format!(
+                        "pod {pod_name} was not ready within {READY_TIMEOUT:?}; see `kt ps` \
+                         and `kubectl describe pod {pod_name}`"
+                    ),
+                });
+            }
+        };
+        if member.rank + 1 == member.board_size {
+            self.progress.done(&member.board_title);
+        }
+        let address = ip
+            .parse()
+            .map(|ip| SocketAddr::new(ip, self.port))
+            .map_err(|e| Error::Protocol {
+                message: format!("pod {pod_name} has a bad IP '{ip}': {e}"),
+            })?;
+        // A pod can die while its worker is being dialed (a crash right after start).
+        let attached = tokio::select! {
+            attached = self.attach(address, prepared.token, !detached, &pod_name) => attached,
+            cause = died(&mut states) => Err(Error::ActorDied { actor: label, cause }),
+        };
+        let attached = match attached {
+            Ok(attached) => attached,
+            Err(error) => {
+                self.delete_objects(&pod_name, &secret_name, true).await;
+                return Err(error);
+            }
+        };
+        let actor_id = attached.actor.label().id;
+        let annotate = serde_json::json!({
+            "metadata": {"annotations": {ANNOTATION_ACTOR_ID: actor_id.to_string()}}
+        });
+        self.pods()
+            .patch(&pod_name, &PatchParams::default(), &Patch::Merge(&annotate))
+            .await
+            .map_err(|e| api_error("annotating the pod", e))?;
+
+        // Keep watching the pod: its end is the actor's death, with Kubernetes' reason.
+        let death = attached.death.clone();
+        self.runtime.spawn(async move {
+            while let Some(state) = states.next().await {
+                if let PodState::Dead(cause) = state {
+                    return death.died(cause).await;
+                }
+            }
+            death.died(DeathCause::PodDeleted).await;
+        });
+        // Once the actor is gone for good, its objects go too.
+        let stopped = attached.actor.stopped();
+        let this = self.clone();
+        self.runtime.spawn(async move {
+            let cause = stopped.await;
+            let now = matches!(cause, DeathCause::Killed);
+            this.delete_objects(&pod_name, &secret_name, now).await;
+        });
+        Ok(Placed::elsewhere(attached.actor))
+    }
+
+    /// The actor's name and where its progress shows.
+    fn member(&self, type_name: &str, options: &kt_core::SpawnOptions) -> Member {
+        let short = dns_label(&short_type_name(type_name).to_lowercase(), 40);
+        match (&options.group, &options.group_name) {
+            (Some(rank), Some(group)) => Member {
+                actor_name: options
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("{group}-{}", rank.rank)),
+                board_title: group.clone(),
+                board_size: rank.size,
+                rank: rank.rank,
+            },
+            _ => {
+                let actor_name = options.name.clone().unwrap_or_else(|| {
+                    format!("{short}-{}", self.next.fetch_add(1, Ordering::Relaxed))
+                });
+                Member {
+                    board_title: actor_name.clone(),
+                    actor_name,
+                    board_size: 1,
+                    rank: 0,
+                }
+            }
+        }
+    }
+
+    /// Rule N1 in a namespace: a name held by a live pod of any session is taken.
+    async fn check_name_free(&self, name: &str) -> kt_core::Result<()> {
+        if self.find_live(name).await?.is_some() {
+            return Err(Error::NameTaken {
+                name: name.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The live pod of the actor named `name`, in any session.
+    async fn find_live(&self, name: &str) -> kt_core::Result<Option<Pod>> {
+        let selector = format!(
+            "{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_ACTOR}={}",
+            label_value(name)
+        );
+        let pods = self
+            .pods()
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(|e| api_error("listing pods", e))?;
+        Ok(pods.items.into_iter().find(|pod| {
+            let annotations = pod.metadata.annotations.as_ref();
+            annotations
+                .and_then(|a| a.get(ANNOTATION_ACTOR_NAME))
+                .map(String::as_str)
+                == Some(name)
+                && pod.metadata.deletion_timestamp.is_none()
+                && !matches!(pod_state(pod), PodState::Dead(_))
+        }))
+    }
+
+    /// Dials a ready pod's worker, retrying while it is still binding its port.
+    async fn attach(
+        &self,
+        address: SocketAddr,
+        token: u64,
+        owned: bool,
+        pod_name: &str,
+    ) -> kt_core::Result<dialed::Attached> {
+        let deadline = tokio::time::Instant::now() + ATTACH_TIMEOUT;
+        let mut attempt = Duration::from_millis(250);
+        loop {
+            let killer = self.killer(pod_name);
+            let result = dialed::attach(address, token, owned, Some(killer), attempt).await;
+            match result {
+                Ok(attached) => return Ok(attached),
+                Err(Error::Unavailable { .. }) if tokio::time::Instant::now() < deadline => {
+                    attempt = (attempt * 2).min(Duration::from_secs(2));
+                    // Nothing listens yet: QUIC hears nothing back, so each attempt
+                    // waits out its own timeout; an immediate refusal waits a moment.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(Error::Unavailable { .. }) => {
+                    return Err(Error::Unavailable {
+                        target: format!("pod {pod_name}"),
+                        message: format!(
+                            "its worker did not answer at {address} within {ATTACH_TIMEOUT:?}"
+                        ),
+                    });
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// Deletes the pod at once: what `kill()` does to a pod actor.
+    fn killer(&self, pod_name: &str) -> Box<dyn Fn() + Send + Sync> {
+        let pods = self.pods();
+        let runtime = self.runtime.clone();
+        let pod_name = pod_name.to_string();
+        Box::new(move || {
+            let pods = pods.clone();
+            let pod_name = pod_name.clone();
+            runtime.spawn(async move {
+                let _ = pods
+                    .delete(&pod_name, &DeleteParams::default().grace_period(0))
+                    .await;
+            });
+        })
+    }
+
+    /// Deletes an actor's pod and Secret (best effort: they may be gone already).
+    async fn delete_objects(&self, pod_name: &str, secret_name: &str, now: bool) {
+        let params = if now {
+            DeleteParams::default().grace_period(0)
+        } else {
+            DeleteParams::default()
+        };
+        let _ = self.pods().delete(pod_name, &params).await;
+        let _ = self
+            .secrets()
+            .delete(secret_name, &DeleteParams::default())
+            .await;
+    }
+
+    /// `get_actor` on Kubernetes: the live pod named for the actor, addressed by its IP
+    /// and the actor id annotated on it.
+    async fn lookup(&self, name: &str) -> kt_core::Result<Option<Placed>> {
+        let Some(pod) = self.find_live(name).await? else {
+            return Ok(None);
+        };
+        let annotations = pod.metadata.annotations.clone().unwrap_or_default();
+        let (Some(id), Some(type_name), PodState::Ready { ip }) = (
+            annotations
+                .get(ANNOTATION_ACTOR_ID)
+                .and_then(|id| id.parse::<u64>().ok()),
+            annotations.get(ANNOTATION_TYPE_NAME).cloned(),
+            pod_state(&pod),
+        ) else {
+            // Still starting: not reachable yet.
+            return Ok(None);
+        };
+        let port = pod
+            .spec
+            .as_ref()
+            .and_then(|spec| spec.containers.first())
+            .and_then(|c| c.ports.as_ref()?.first().map(|p| p.container_port))
+            .and_then(|p| u16::try_from(p).ok())
+            .unwrap_or(self.port);
+        let address = HandleAddress {
+            node: format!("{ip}:{port}"),
+            label: ActorLabel {
+                id,
+                type_name: type_name.into(),
+                name: Some(name.to_string()),
+            },
+        };
+        // Its `kill()` deletes the pod and Secret, whoever spawned it.
+        let pod_name = pod.metadata.name.clone().unwrap_or_default();
+        let secret_name = format!("{pod_name}-worker");
+        let (pods, secrets, runtime) = (self.pods(), self.secrets(), self.runtime.clone());
+        let killer = Box::new(move || {
+            let (pods, secrets) = (pods.clone(), secrets.clone());
+            let (pod_name, secret_name) = (pod_name.clone(), secret_name.clone());
+            runtime.spawn(async move {
+                let _ = pods
+                    .delete(&pod_name, &DeleteParams::default().grace_period(0))
+                    .await;
+                let _ = secrets.delete(&secret_name, &DeleteParams::default()).await;
+            });
+        });
+        let actor: ErasedActor =
+            kt_transport::Node::global()?.import_with_killer(address, killer)?;
+        Ok(Some(Placed::elsewhere(actor)))
+    }
+}
+
+/// Resolves with the cause once the pod's states say it died.
+async fn died(states: &mut (impl Stream<Item = PodState> + Unpin)) -> DeathCause {
+    while let Some(state) = states.next().await {
+        if let PodState::Dead(cause) = state {
+            return cause;
+        }
+    }
+    DeathCause::PodDeleted
+}
+
+/// The states one pod goes through, as the API server reports them (a watch on its
+/// name); ends after it is deleted.
+fn pod_states(pods: Api<Pod>, name: &str) -> impl Stream<Item = PodState> + Send + 'static {
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let mut last: Option<PodState> = None;
+    let mut seen = false;
+    watcher(pods, config)
+        .default_backoff()
+        .filter_map(move |event| {
+            let state = match event {
+                Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => {
+                    seen = true;
+                    Some(pod_state(&pod))
+                }
+                Ok(watcher::Event::Delete(_)) => Some(PodState::Dead(DeathCause::PodDeleted)),
+                // A relist that no longer holds the pod: it was deleted meanwhile.
+                Ok(watcher::Event::InitDone) if !seen => None,
+                Ok(_) => None,
+                Err(error) => {
+                    tracing::debug!("pod watch: {error}");
+                    None
+                }
+            };
+            let fresh = state.filter(|s| last.as_ref() != Some(s));
+            if let Some(state) = &fresh {
+                last = Some(state.clone());
+            }
+            async move { fresh }
+        })
+        // Up to and including the first state that means death.
+        .scan(false, |over, state| {
+            let item = (!*over).then(|| {
+                *over = matches!(state, PodState::Dead(_));
+                state
+            });
+            async move { item }
+        })
+}

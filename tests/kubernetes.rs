@@ -1,0 +1,298 @@
+//! The Kubernetes placement end to end, through the real `kube` client and a kubeconfig,
+//! against the API-server emulator (which runs each pod's command — this test binary, in
+//! worker mode — as a local process with its own loopback IP).
+
+mod support;
+
+use std::sync::Arc;
+
+use kt::prelude::*;
+use kt_kube_emulator::{Emulator, EmulatorConfig};
+use support::{Accumulator, Counter, probe};
+use tokio::sync::OnceCell;
+
+/// One emulator and one driver session for the whole binary: a node can hold only one CA,
+/// so the placement must be set up before anything else starts it.
+struct Cluster {
+    emulator: Emulator,
+    kubeconfig: std::path::PathBuf,
+    k8s: kt::Kubernetes,
+    _dir: tempfile::TempDir,
+}
+
+async fn cluster() -> &'static Cluster {
+    static CLUSTER: OnceCell<Cluster> = OnceCell::const_new();
+    CLUSTER
+        .get_or_init(|| async {
+            let emulator = Emulator::start(EmulatorConfig::default())
+                .await
+                .expect("the emulator starts");
+            let dir = tempfile::tempdir().expect("a temp dir");
+            let kubeconfig = dir.path().join("kubeconfig");
+            emulator.write_kubeconfig(&kubeconfig).expect("kubeconfig");
+            let k8s = kt::Kubernetes::builder()
+                .kubeconfig(&kubeconfig)
+                .image("kt-tests:local")
+                .this_binary()
+                .expect("this binary")
+                .quiet()
+                .connect()
+                .await
+                .expect("connects to the emulator");
+            // `kt::get_actor` looks names up in the default placement.
+            kt::placement::set_default_placement(Arc::new(k8s.clone()));
+            Cluster {
+                emulator,
+                kubeconfig,
+                k8s,
+                _dir: dir,
+            }
+        })
+        .await
+}
+
+fn on_k8s(cluster: &Cluster) -> Arc<dyn kt::Placement> {
+    Arc::new(cluster.k8s.clone())
+}
+
+fn pod_of(cluster: &Cluster, actor: &str) -> String {
+    kt_k8s::manifest::pod_name(cluster.k8s.session(), actor)
+}
+
+#[kt::test]
+async fn an_actor_in_a_pod_answers_calls_and_is_killed_with_its_pod() {
+    let c = cluster().await;
+    let acc = Accumulator::spawn(40)
+        .name("k8s-acc")
+        .on(on_k8s(c))
+        .await
+        .unwrap();
+    assert_eq!(acc.add(2).await.unwrap(), 42);
+    assert_eq!(acc.total().await.unwrap(), 42);
+    acc.kill();
+    assert!(matches!(
+        acc.total().await,
+        Err(Error::ActorDied {
+            cause: DeathCause::Killed,
+            ..
+        })
+    ));
+}
+
+#[kt::test]
+async fn a_group_gets_ranks_and_broadcasts_in_rank_order() {
+    let c = cluster().await;
+    let group = Counter::spawn_group(3, 5, "k8s-group".into(), probe().await)
+        .name("k8s-trainers")
+        .on(on_k8s(c))
+        .await
+        .unwrap();
+    let who = group.all().whoami().await.unwrap();
+    for (rank, (name, member, _)) in who.iter().enumerate() {
+        assert_eq!(
+            name.as_deref(),
+            Some(format!("k8s-trainers-{rank}").as_str())
+        );
+        assert_eq!(*member, Some(GroupMember { rank, size: 3 }));
+    }
+    assert_eq!(group.all().add(1).await.unwrap(), vec![6, 6, 6]);
+    // Each member saw torchrun's environment.
+    let ranks = group.all().env_var("RANK".into()).await.unwrap();
+    assert_eq!(
+        ranks,
+        vec![Some("0".into()), Some("1".into()), Some("2".into())]
+    );
+}
+
+#[kt::test]
+async fn an_oom_killed_pod_fails_waiting_calls_with_oom_killed() {
+    let c = cluster().await;
+    let tag = "k8s/oom".to_string();
+    let counter = Counter::spawn(0, tag.clone(), probe().await)
+        .name("k8s-oom")
+        .on(on_k8s(c))
+        .await
+        .unwrap();
+    let waiting = counter.wait_for_gate(tag.clone());
+    support::gauge_reaches(&tag, 1).await;
+    c.emulator
+        .oom_kill(c.k8s.namespace(), &pod_of(c, "k8s-oom"))
+        .unwrap();
+    match waiting.await {
+        Err(Error::ActorDied {
+            cause: DeathCause::OomKilled,
+            ..
+        }) => {}
+        other => panic!("expected ActorDied(OomKilled), got {other:?}"),
+    }
+}
+
+#[kt::test]
+async fn evicted_and_preempted_pods_are_actor_died_with_their_reason() {
+    let c = cluster().await;
+    let evicted = Accumulator::spawn(0)
+        .name("k8s-evicted")
+        .on(on_k8s(c))
+        .await
+        .unwrap();
+    let preempted = Accumulator::spawn(0)
+        .name("k8s-preempted")
+        .on(on_k8s(c))
+        .await
+        .unwrap();
+    c.emulator
+        .evict(c.k8s.namespace(), &pod_of(c, "k8s-evicted"))
+        .unwrap();
+    c.emulator
+        .preempt(c.k8s.namespace(), &pod_of(c, "k8s-preempted"))
+        .unwrap();
+    let cause = evicted.raw().erase().stopped().await;
+    assert!(matches!(cause, DeathCause::Evicted { .. }), "{cause:?}");
+    let cause = preempted.raw().erase().stopped().await;
+    assert!(matches!(cause, DeathCause::Preempted { .. }), "{cause:?}");
+    assert!(matches!(
+        evicted.total().await,
+        Err(Error::ActorDied {
+            cause: DeathCause::Evicted { .. },
+            ..
+        })
+    ));
+}
+
+#[kt::test]
+async fn a_pod_that_fits_no_node_is_unschedulable_with_the_schedulers_message() {
+    let c = cluster().await;
+    let result = Accumulator::spawn(0)
+        .name("k8s-gpu")
+        .compute(Compute::new().gpus(1))
+        .on(on_k8s(c))
+        .await;
+    match result {
+        Err(Error::ActorDied {
+            cause: DeathCause::Unschedulable { message },
+            ..
+        }) => assert!(message.contains("Insufficient nvidia.com/gpu"), "{message}"),
+        other => panic!(
+            "expected ActorDied(Unschedulable), got {:?}",
+            other.map(|_| ())
+        ),
+    }
+}
+
+#[kt::test]
+async fn an_image_that_cannot_be_pulled_is_image_pull_failed() {
+    let c = cluster().await;
+    c.emulator.fail_image_pull("registry.invalid/missing:1");
+    let result = Accumulator::spawn(0)
+        .name("k8s-bad-image")
+        .compute(Compute::new().image("registry.invalid/missing:1"))
+        .on(on_k8s(c))
+        .await;
+    match result {
+        Err(Error::ActorDied {
+            cause: DeathCause::ImagePullFailed { reason, .. },
+            ..
+        }) => assert!(reason.contains("ImagePull"), "{reason}"),
+        other => panic!(
+            "expected ActorDied(ImagePullFailed), got {:?}",
+            other.map(|_| ())
+        ),
+    }
+}
+
+#[kt::test]
+async fn a_container_that_keeps_crashing_is_crash_loop() {
+    let c = cluster().await;
+    let result = Accumulator::spawn(0)
+        .name("k8s-crashing")
+        .compute(
+            Compute::new()
+                .command(["/bin/false"])
+                .pod_patch(serde_json::json!({"spec": {"restartPolicy": "Always"}})),
+        )
+        .on(on_k8s(c))
+        .await;
+    match result {
+        Err(Error::ActorDied {
+            cause: DeathCause::CrashLoop { .. } | DeathCause::Exited { .. },
+            ..
+        }) => {}
+        other => panic!("expected ActorDied(CrashLoop), got {:?}", other.map(|_| ())),
+    }
+}
+
+/// The environment variable that makes the next test the first driver of the detached test.
+const DETACHED_ROLE: &str = "KT_TEST_K8S_DETACHED";
+
+/// Not a test of its own: the first driver of
+/// `a_detached_actor_outlives_its_driver_and_another_driver_finds_it`.
+#[kt::test]
+#[ignore = "run as a child process by a_detached_actor_outlives_its_driver_and_another_driver_finds_it"]
+async fn detached_role_spawns_a_detached_actor_on_kubernetes() {
+    let Some(kubeconfig) = std::env::var_os(DETACHED_ROLE) else {
+        return;
+    };
+    let k8s = kt::Kubernetes::builder()
+        .kubeconfig(kubeconfig)
+        .image("kt-tests:local")
+        .this_binary()
+        .unwrap()
+        .quiet()
+        .connect()
+        .await
+        .unwrap();
+    let acc = Accumulator::spawn(40)
+        .name("k8s-detached")
+        .detached()
+        .on(Arc::new(k8s))
+        .await
+        .unwrap();
+    acc.add(2).await.unwrap();
+    println!("SPAWNED");
+}
+
+#[kt::test]
+async fn a_detached_actor_outlives_its_driver_and_another_driver_finds_it() {
+    let c = cluster().await;
+    let exe = std::env::current_exe().unwrap();
+    let first = tokio::process::Command::new(exe)
+        .args([
+            "detached_role_spawns_a_detached_actor_on_kubernetes",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(DETACHED_ROLE, &c.kubeconfig)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&first.stdout).contains("SPAWNED"),
+        "{first:?}"
+    );
+    // The first driver has exited; this one finds the actor by name.
+    let found: ActorRef<Accumulator> = kt::get_actor("k8s-detached").await.unwrap();
+    assert_eq!(found.total().await.unwrap(), 42);
+    assert!(matches!(
+        Accumulator::spawn(0)
+            .name("k8s-detached")
+            .on(on_k8s(c))
+            .await,
+        Err(Error::NameTaken { .. })
+    ));
+    found.kill();
+    assert!(matches!(
+        found.total().await,
+        Err(Error::ActorDied {
+            cause: DeathCause::Killed,
+            ..
+        })
+    ));
+    // Killing it deleted its pod: the name is free.
+    let mut tries = 0;
+    while kt::get_actor::<Accumulator>("k8s-detached").await.is_ok() {
+        tries += 1;
+        assert!(tries < 1000, "the pod of a killed actor is still found");
+        tokio::task::yield_now().await;
+    }
+}

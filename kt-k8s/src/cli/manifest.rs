@@ -222,7 +222,7 @@ pub fn manifest(
              removes it all."
         )),
         (Owner::Session(_), None) => header.extend([
-            format!("No ownerReferences: they need the uid of configmap/{root_name},"),
+            format!("No owner references: they need the uid of configmap/{root_name},"),
             "which exists only once it is created (--session-uid UID adds them).".into(),
             format!("Without them these objects outlive `kt down`: `kt kill {name}` removes them."),
         ]),

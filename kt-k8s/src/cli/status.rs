@@ -1,8 +1,10 @@
 //! The STATUS, RESTARTS and AGE columns, computed as `kubectl get pods` does so that the
 //! two commands never disagree about a pod (kubectl's `printPod` and
-//! `duration.HumanDuration` are the reference), with one addition: a pending pod the
+//! `duration.HumanDuration` are the reference), with two additions: a pending pod the
 //! scheduler rejected shows the scheduler's reason (`Unschedulable`) instead of a bare
-//! `Pending`, because "no node fits" is the most common reason an actor never starts.
+//! `Pending`, because "no node fits" is the most common reason an actor never starts;
+//! and a failed pod with a pod-level reason (`Evicted`) shows it rather than its killed
+//! container's `Error`.
 
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodCondition};
 
@@ -109,6 +111,17 @@ pub fn pod_status(pod: &Pod) -> String {
                 "NotReady".to_string()
             };
         }
+    }
+
+    // kt's second addition: a pod the kubelet failed as a whole (`Evicted`, a deadline)
+    // says why its containers died; their own reason (`Error`, exit 143) only repeats
+    // that they were killed, so the pod's reason wins where kubectl shows the container's.
+    if let Some(pod_reason) = status
+        .filter(|s| s.phase.as_deref() == Some("Failed"))
+        .and_then(|s| s.reason.as_ref())
+        .filter(|r| !r.is_empty())
+    {
+        reason = pod_reason.clone();
     }
 
     if pod.metadata.deletion_timestamp.is_some() {
@@ -264,7 +277,8 @@ mod tests {
         assert_eq!(pod_status(&oom), "OOMKilled");
 
         let evicted = pod(json!({"phase": "Failed", "reason": "Evicted",
-            "message": "The node was low on resource: memory."}));
+            "message": "The node was low on resource: memory.",
+            "containerStatuses": [container(json!({"terminated": {"exitCode": 143, "signal": 15, "reason": "Error"}}), false)]}));
         assert_eq!(pod_status(&evicted), "Evicted");
 
         let signalled = pod(json!({"phase": "Failed", "containerStatuses": [container(

@@ -13,6 +13,7 @@ use tokio::sync::Notify;
 
 use crate::config::EmulatorConfig;
 use crate::faults::Faults;
+use crate::ipblock::IpBlock;
 use crate::kubelet::Kubelet;
 use crate::patch::{self, PatchKind};
 use crate::resources::{self, ResourceType};
@@ -105,6 +106,8 @@ pub(crate) struct Cluster {
     pub scheduler_wake: Notify,
     /// `host:port` of the API server, for discovery documents.
     pub server_address: String,
+    /// This emulator's pod addresses.
+    pub ip_block: IpBlock,
     next_service_ip: AtomicU32,
 }
 
@@ -140,13 +143,14 @@ fn random_suffix() -> String {
 }
 
 impl Cluster {
-    pub fn new(config: EmulatorConfig, server_address: String) -> Arc<Self> {
+    pub fn new(config: EmulatorConfig, server_address: String, ip_block: IpBlock) -> Arc<Self> {
         let cluster = Arc::new(Cluster {
             store: Store::new(config.history_capacity),
             faults: Faults::new(&config.missing_images),
             kubelet: Kubelet::new(),
             scheduler_wake: Notify::new(),
             server_address,
+            ip_block,
             next_service_ip: AtomicU32::new(1),
             config,
         });
@@ -556,7 +560,12 @@ impl Cluster {
         f: impl FnOnce(&mut Value),
     ) -> Option<Arc<Value>> {
         self.write_object(key, uid, |o| {
-            let mut status = o.get("status").cloned().unwrap_or_else(|| json!({}));
+            // Whatever a client stored, the kubelet and scheduler write into an object.
+            let mut status = o
+                .get("status")
+                .filter(|s| s.is_object())
+                .cloned()
+                .unwrap_or_else(|| json!({}));
             f(&mut status);
             o["status"] = status;
         })

@@ -47,8 +47,9 @@ pub struct EmulatorConfig {
     /// Variables of the emulator's own environment that container processes inherit
     /// (a real container starts from its image's environment; `PATH` is the useful part).
     pub inherited_env: Vec<String>,
-    /// The third octet of pod IPs starts here: pods get `127.0.<pod_ip_block>.1`, `.2`, ...
-    pub pod_ip_block: u8,
+    /// First pod IP block to try: pods get `127.B.C.1` .. `127.B.C.253` from the first block
+    /// `[B, C]` at or after this one that no other emulator on the machine holds.
+    pub pod_ip_block: [u8; 2],
 }
 
 impl Default for EmulatorConfig {
@@ -90,7 +91,7 @@ impl Default for EmulatorConfig {
             bookmark_interval: Duration::from_secs(1),
             history_capacity: 10_000,
             inherited_env: vec!["PATH".to_string(), "HOME".to_string()],
-            pod_ip_block: 1,
+            pod_ip_block: [0, 1],
         }
     }
 }

@@ -8,26 +8,77 @@
 //! |---|---|
 //! | API | discovery, create / get / list / watch / replace / patch / delete / deletecollection, `/status`, label and field selectors, `resourceVersion` conflicts, 410 `Expired`, `BOOKMARK`s, owner-reference garbage collection; objects stored as JSON (pods, services, secrets, configmaps, events, namespaces, nodes, leases, …) |
 //! | scheduler | one node with configurable allocatable resources and labels; pods that do not fit stay `Pending` with `PodScheduled=False, reason=Unschedulable` and the real message |
-//! | kubelet | each container's `command` + `args` runs as a local process (an absolute path on this machine; the image is ignored) in its own process group; each pod gets its own loopback IP (`127.0.1.N`); secret / configMap volumes become files; `pods/log`; readiness probes (exec, tcpSocket, httpGet); restarts with `CrashLoopBackOff`; graceful deletion (SIGTERM, then SIGKILL) |
+//! | kubelet | each container's `command` + `args` runs as a local process (an absolute path on this machine; the image is ignored) in its own process group; each pod gets its own loopback IP (`127.0.1.N`, from a `/24` block no other emulator on the machine uses); secret / configMap volumes become files; `pods/log`; readiness probes (exec, tcpSocket, httpGet); restarts with `CrashLoopBackOff`; graceful deletion (SIGTERM, then SIGKILL) |
 //! | port-forward | `pods/{name}/portforward` over WebSocket, bridged to `podIP:port` |
 //! | failure injection | [`Emulator::fail_image_pull`], [`Emulator::oom_kill`], [`Emulator::evict`], [`Emulator::preempt`], [`Emulator::make_unschedulable`] |
 //!
-//! The one concession to having no container filesystem: environment values (and the
-//! working directory) that start with a volume's `mountPath` are rewritten to where that
-//! volume was materialized. Processes must bind to their pod IP (`status.podIP` through a
-//! `fieldRef`), not `0.0.0.0`, since all pods share the host's network namespace.
+//! ## How a pod runs
+//!
+//! Scheduling binds the pod to the node (`spec.nodeName`, `PodScheduled=True`, `podIP`
+//! `127.B.C.N`, `hostIP` 127.0.0.1). Volumes are materialized in a per-pod temporary
+//! directory; init containers run one after another; then every container's `command` +
+//! `args` (after `$(VAR)` expansion; `$$` is a literal `$`, as in Kubernetes) is started
+//! with a clean environment: the container's `env`/`envFrom` (values, `fieldRef`,
+//! `secretKeyRef`, `configMapKeyRef`), `HOSTNAME` = pod name, and only `PATH` and `HOME`
+//! from the emulator's environment ([`EmulatorConfig::inherited_env`]). stdout and stderr
+//! go to a bounded buffer served by `pods/{name}/log`. The pod is Running once every
+//! container started, Ready once every readiness probe passes (probes run every
+//! [`EmulatorConfig::probe_period`]). Exits follow `restartPolicy`; quick repeated failures
+//! wait in `CrashLoopBackOff` ([`EmulatorConfig::restart_backoff`]). Deletion sends SIGTERM
+//! to each container's process group, SIGKILL after the grace period (capped by
+//! [`EmulatorConfig::max_grace_period`]), reaps, then removes the object.
+//!
+//! ## What differs from a real cluster (what kt's code must allow for)
+//!
+//! - **Mount paths.** The one concession to having no container filesystem: environment
+//!   values (and the working directory) that start with a volume's `mountPath` are
+//!   rewritten to where that volume was materialized. Find mounted files through an
+//!   environment variable, not a hard-coded path.
+//! - **Binding.** All pods share the host's network namespace: a server must bind its pod
+//!   IP (`status.podIP` through a `fieldRef`), not `0.0.0.0`, or two pods collide.
+//! - **No DNS, no service proxying.** Services are stored (with a `clusterIP`) but nothing
+//!   routes to them; reach pods by their IPs from the API.
+//! - **No in-cluster config.** No service-account token is mounted; a process that needs
+//!   the API gets a kubeconfig path through its env.
+//! - **Images are ignored** except by [`Emulator::fail_image_pull`]; containers without a
+//!   `command` fail to start (`StartError`).
+//! - Not emulated: exec/attach, kubectl's SPDY port-forward (kube's WebSocket one works),
+//!   controllers for deployments/jobs (stored only), field managers of server-side apply
+//!   (applied as a strategic merge), OpenAPI documents (`kubectl apply` needs
+//!   `--validate=false`), sidecar init containers, taints and tolerations, priorities.
+//!
+//! ## Example
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use k8s_openapi::api::core::v1::Pod;
+//! use kube::api::{Api, LogParams, PostParams};
+//! use kube::config::{KubeConfigOptions, Kubeconfig};
+//! use kube::runtime::wait::await_condition;
 //! use kt_kube_emulator::{Emulator, EmulatorConfig};
 //!
 //! let emulator = Emulator::start(EmulatorConfig::default()).await?;
-//! let kubeconfig = emulator.kubeconfig_yaml();
-//! assert!(kubeconfig.contains(&emulator.url()));
-//! // Hand `kubeconfig` to kube::Config::from_custom_kubeconfig, or write it to a file
-//! // for kubectl with `emulator.write_kubeconfig(path)`.
-//! emulator.shutdown().await; // dropping it also kills every pod process
+//! // An ordinary kubeconfig: the same code would talk to a real cluster.
+//! let kubeconfig = Kubeconfig::from_yaml(&emulator.kubeconfig_yaml())?;
+//! let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+//! let pods: Api<Pod> = Api::default_namespaced(kube::Client::try_from(config)?);
+//!
+//! let pod: Pod = serde_json::from_value(serde_json::json!({
+//!     "metadata": {"name": "hello"},
+//!     "spec": {"restartPolicy": "Never", "containers": [{
+//!         "name": "main", "image": "busybox",
+//!         "command": ["/bin/sh", "-c", "echo hello from $(POD_NAME)"],
+//!         "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+//!     }]},
+//! }))?;
+//! pods.create(&PostParams::default(), &pod).await?;
+//! let done = |p: Option<&Pod>| {
+//!     p.and_then(|p| p.status.as_ref()?.phase.as_deref()) == Some("Succeeded")
+//! };
+//! await_condition(pods.clone(), "hello", done).await?;
+//! assert_eq!(pods.logs("hello", &LogParams::default()).await?, "hello from hello\n");
+//! emulator.shutdown().await; // dropping it also kills and reaps every pod process
 //! # Ok(())
 //! # }
 //! ```
@@ -36,7 +87,9 @@
 
 mod cluster;
 mod config;
+mod events;
 mod faults;
+mod ipblock;
 mod kubeconfig;
 mod kubelet;
 mod logs_api;
@@ -78,6 +131,9 @@ pub enum EmulatorError {
         #[source]
         source: std::io::Error,
     },
+    /// No pod IP block (`127.B.C.0/24`) is free on this machine.
+    #[error("no free pod IP block: {0}")]
+    PodIpBlock(#[source] std::io::Error),
     /// A label selector given to an injection rule does not parse.
     #[error("invalid label selector {selector:?}: {message}")]
     Selector {
@@ -114,7 +170,9 @@ impl Emulator {
                 address: format!("{ip}:{port}"),
                 source,
             })?;
-        let cluster = Cluster::new(config, address.to_string());
+        let block =
+            ipblock::IpBlock::claim(config.pod_ip_block).map_err(EmulatorError::PodIpBlock)?;
+        let cluster = Cluster::new(config, address.to_string(), block);
         let server = tokio::spawn(server::serve(listener, cluster.clone()));
         let scheduler = tokio::spawn(scheduler::run(cluster.clone()));
         Ok(Emulator {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use crate::cluster::Cluster;
+use crate::events::{self, Source};
 use crate::quantity::parse_milli;
 use crate::resources;
 use crate::selector::node_affinity_matches;
@@ -115,22 +116,6 @@ fn misfit(cluster: &Cluster, pod: &Value, free: &Amounts) -> Option<String> {
     }
 }
 
-/// Assigns the next free pod IP: `127.0.<block>.1` up to `.254`, then the next block.
-fn pod_ip(cluster: &Cluster, taken: &[String]) -> String {
-    let base = u32::from(cluster.config.pod_ip_block);
-    (0u32..)
-        .map(|n| {
-            format!(
-                "127.{}.{}.{}",
-                (base + n / 254) / 256,
-                (base + n / 254) % 256,
-                n % 254 + 1
-            )
-        })
-        .find(|ip| !taken.contains(ip))
-        .unwrap_or_else(|| "127.0.1.1".to_string())
-}
-
 /// One scheduling pass over every pod.
 pub(crate) fn schedule(cluster: &Arc<Cluster>) {
     let node = cluster.config.node_name.clone();
@@ -176,7 +161,10 @@ pub(crate) fn schedule(cluster: &Arc<Cluster>) {
                     .pointer("/status/podIP")
                     .and_then(Value::as_str)
                     .map(str::to_string);
-                let ip = ip.unwrap_or_else(|| pod_ip(cluster, &taken_ips));
+                let Some(ip) = ip.or_else(|| Some(cluster.ip_block.free(&taken_ips)?.to_string()))
+                else {
+                    continue;
+                };
                 taken_ips.push(ip.clone());
                 if let Some(bound) = bind(cluster, &key, uid, &ip) {
                     cluster.kubelet.start(cluster, &bound);
@@ -186,19 +174,38 @@ pub(crate) fn schedule(cluster: &Arc<Cluster>) {
         }
         match misfit(cluster, pod, &free) {
             None => {
+                let Some(ip) = cluster.ip_block.free(&taken_ips) else {
+                    let message = "0/1 nodes are available: 1 Too many pods.".to_string();
+                    cluster.write_status(&key, Some(uid), |status| {
+                        set_scheduled(status, false, Some("Unschedulable"), Some(&message));
+                    });
+                    continue;
+                };
                 for (k, v) in requests(pod) {
                     *free.entry(k).or_default() -= v;
                 }
-                let ip = pod_ip(cluster, &taken_ips);
+                let ip = ip.to_string();
                 taken_ips.push(ip.clone());
                 if let Some(bound) = bind(cluster, &key, uid, &ip) {
                     cluster.kubelet.start(cluster, &bound);
                 }
             }
             Some(message) => {
-                cluster.write_status(&key, Some(uid), |status| {
+                let changed = cluster.write_status(&key, Some(uid), |status| {
                     set_scheduled(status, false, Some("Unschedulable"), Some(&message));
                 });
+                // One event per change of reason, not one per scheduling pass.
+                if let Some(pod) = changed {
+                    events::record(
+                        cluster,
+                        &pod,
+                        None,
+                        true,
+                        "FailedScheduling",
+                        &message,
+                        Source::Scheduler,
+                    );
+                }
             }
         }
     }
@@ -237,20 +244,34 @@ fn set_scheduled(status: &mut Value, ok: bool, reason: Option<&str>, message: Op
 /// Binds the pod to the node: `spec.nodeName`, pod and host IPs, `PodScheduled=True`.
 fn bind(cluster: &Cluster, key: &Key, uid: &str, ip: &str) -> Option<Arc<Value>> {
     let node = cluster.config.node_name.clone();
-    cluster
-        .write_object(key, Some(uid), |pod| {
-            pod["spec"]["nodeName"] = json!(node);
-            let status = &mut pod["status"];
-            if !status.is_object() {
-                *status = json!({});
-            }
-            status["podIP"] = json!(ip);
-            status["podIPs"] = json!([{"ip": ip}]);
-            status["hostIP"] = json!("127.0.0.1");
-            status["hostIPs"] = json!([{"ip": "127.0.0.1"}]);
-            set_scheduled(status, true, None, None);
-        })
-        .or_else(|| cluster.store.get(key))
+    let bound = cluster.write_object(key, Some(uid), |pod| {
+        pod["spec"]["nodeName"] = json!(node);
+        let status = &mut pod["status"];
+        if !status.is_object() {
+            *status = json!({});
+        }
+        status["podIP"] = json!(ip);
+        status["podIPs"] = json!([{"ip": ip}]);
+        status["hostIP"] = json!("127.0.0.1");
+        status["hostIPs"] = json!([{"ip": "127.0.0.1"}]);
+        set_scheduled(status, true, None, None);
+    });
+    if let Some(pod) = &bound {
+        let message = format!(
+            "Successfully assigned {}/{} to {node}",
+            key.namespace, key.name
+        );
+        events::record(
+            cluster,
+            pod,
+            None,
+            false,
+            "Scheduled",
+            &message,
+            Source::Scheduler,
+        );
+    }
+    bound.or_else(|| cluster.store.get(key))
 }
 
 /// The scheduler's loop: one pass per wake-up.

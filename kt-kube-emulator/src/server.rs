@@ -5,6 +5,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine as _;
 use bytes::Bytes;
 use futures_util::stream;
 use http::{Method, Request, Response, StatusCode, header};
@@ -215,9 +216,10 @@ async fn dispatch(
             let fields = FieldSelector::parse(param(&query, "fieldSelector").unwrap_or_default())
                 .map_err(ApiError::bad_request)?;
             if target.legacy_watch || flag(&query, "watch") {
-                return start_watch(cluster, &target, &query, labels, fields);
+                return start_watch(cluster, &target, &query, &accept, labels, fields);
             }
             let list = cluster.list(resource, target.namespace.as_deref(), &labels, &fields);
+            let list = paginate(list, param(&query, "limit"), param(&query, "continue"))?;
             if table::wanted(&accept) {
                 let items = list["items"].as_array().cloned().unwrap_or_default();
                 let rv = list
@@ -261,6 +263,10 @@ async fn dispatch(
             let mut out = list.clone();
             out["items"] = Value::Array(deleted);
             Ok(json_response(StatusCode::OK, &out))
+        }
+        (&Method::GET, Some(_), None) if target.legacy_watch || flag(&query, "watch") => {
+            let (labels, fields) = (LabelSelector::default(), FieldSelector::default());
+            start_watch(cluster, &target, &query, &accept, labels, fields)
         }
         (&Method::GET, Some(name), sub @ (None | Some("status"))) => {
             let object = cluster.get(&key(name))?;
@@ -333,10 +339,51 @@ async fn dispatch(
     }
 }
 
+/// Where a list continues: after the item with this namespace and name.
+fn position(item: &Value) -> (String, String) {
+    let s = |p: &str| {
+        item.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    (s("/metadata/namespace"), s("/metadata/name"))
+}
+
+/// Applies `limit` and `continue` to a list (items are in namespace/name order). Unlike the
+/// real server, a continued list shows the current state, not a snapshot at the first page.
+fn paginate(mut list: Value, limit: Option<&str>, token: Option<&str>) -> Result<Value, ApiError> {
+    let limit: usize = limit.and_then(|l| l.parse().ok()).unwrap_or(0);
+    let Some(items) = list.get_mut("items").and_then(Value::as_array_mut) else {
+        return Ok(list);
+    };
+    if let Some(token) = token.filter(|t| !t.is_empty()) {
+        let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(|| ApiError::bad_request("invalid continue token"))?;
+        let (ns, name) = decoded.split_once('/').unwrap_or(("", decoded.as_str()));
+        let after = (ns.to_string(), name.to_string());
+        items.retain(|item| position(item) > after);
+    }
+    if limit == 0 || items.len() <= limit {
+        return Ok(list);
+    }
+    let remaining = items.len() - limit;
+    items.truncate(limit);
+    let (ns, name) = items.last().map(position).unwrap_or_default();
+    let next = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{ns}/{name}"));
+    list["metadata"]["continue"] = Value::String(next);
+    list["metadata"]["remainingItemCount"] = Value::from(remaining);
+    Ok(list)
+}
+
 fn start_watch(
     cluster: Arc<Cluster>,
     target: &Target,
     query: &Query,
+    accept: &str,
     labels: LabelSelector,
     fields: FieldSelector,
 ) -> Result<Response<Body>, ApiError> {
@@ -367,6 +414,7 @@ fn start_watch(
         send_initial_events: flag(query, "sendInitialEvents"),
         bookmarks: flag(query, "allowWatchBookmarks"),
         timeout,
+        table: table::wanted(accept),
     };
     let (tx, rx) = mpsc::channel(256);
     tokio::spawn(watch::run(cluster, request, tx));

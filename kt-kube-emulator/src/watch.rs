@@ -26,6 +26,9 @@ pub(crate) struct WatchRequest {
     pub send_initial_events: bool,
     pub bookmarks: bool,
     pub timeout: Duration,
+    /// Objects travel as one-row `Table`s (`kubectl get -w`); column definitions go with
+    /// the first event only, as from the real server.
+    pub table: bool,
 }
 
 fn line(kind: &str, object: &Value) -> Bytes {
@@ -45,6 +48,30 @@ fn bookmark(resource: &ResourceType, rv: u64, initial_end: bool) -> Bytes {
         "BOOKMARK",
         &json!({"kind": resource.kind, "apiVersion": resource.api_version(), "metadata": meta}),
     )
+}
+
+/// Sends one event; returns false once the client is gone.
+async fn send(
+    tx: &mpsc::Sender<Bytes>,
+    req: &WatchRequest,
+    kind: &str,
+    object: &Value,
+    first: &mut bool,
+) -> bool {
+    let line = if req.table {
+        let rv = object
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let mut table = crate::table::table(req.resource, std::slice::from_ref(object), rv);
+        if !std::mem::take(first) {
+            table["columnDefinitions"] = Value::Null;
+        }
+        line(kind, &table)
+    } else {
+        line(kind, object)
+    };
+    tx.send(line).await.is_ok()
 }
 
 impl WatchRequest {
@@ -81,12 +108,13 @@ pub(crate) async fn run(cluster: Arc<Cluster>, req: WatchRequest, tx: mpsc::Send
     let store = &cluster.store;
     // Subscribe before reading so that no change between the read and the wait is missed.
     let mut changes = store.subscribe();
+    let mut first = true;
     let mut cursor = match req.from {
         Some(rv) if !req.send_initial_events => rv,
         _ => {
             let (items, rv) = store.list(req.resource, req.namespace.as_deref());
             for item in items.iter().filter(|o| req.selects(o)) {
-                if tx.send(line("ADDED", item)).await.is_err() {
+                if !send(&tx, &req, "ADDED", item, &mut first).await {
                     return;
                 }
             }
@@ -114,7 +142,7 @@ pub(crate) async fn run(cluster: Arc<Cluster>, req: WatchRequest, tx: mpsc::Send
             Ok((events, next)) => {
                 for event in &events {
                     if let Some((kind, object)) = req.view(event)
-                        && tx.send(line(kind.as_str(), &object)).await.is_err()
+                        && !send(&tx, &req, kind.as_str(), &object, &mut first).await
                     {
                         return;
                     }

@@ -209,3 +209,26 @@ async fn secrets_fold_string_data_and_services_get_a_cluster_ip() {
             .is_some_and(|ip| ip.starts_with("10.96."))
     );
 }
+
+#[tokio::test]
+async fn lists_paginate_with_limit_and_continue() {
+    let h = common::start().await;
+    let api = h.api::<ConfigMap>();
+    for name in ["p1", "p2", "p3", "p4", "p5"] {
+        api.create(&PostParams::default(), &cm(name, &[("page", "yes")]))
+            .await
+            .expect("create");
+    }
+    let mut params = ListParams::default().labels("page=yes").limit(2);
+    let mut seen = Vec::new();
+    loop {
+        let page = api.list(&params).await.expect("a page");
+        assert!(page.items.len() <= 2);
+        seen.extend(page.items.into_iter().filter_map(|c| c.metadata.name));
+        match page.metadata.continue_ {
+            Some(token) if !token.is_empty() => params = params.continue_token(&token),
+            _ => break,
+        }
+    }
+    assert_eq!(seen, ["p1", "p2", "p3", "p4", "p5"]);
+}

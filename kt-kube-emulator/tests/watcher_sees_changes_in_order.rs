@@ -146,3 +146,41 @@ async fn raw_watch_gets_bookmarks_and_expires_old_versions() {
         other => panic!("expected 410 Expired, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn streaming_list_watcher_gets_initial_events_then_changes() {
+    let h = common::start().await;
+    let api = h.api::<ConfigMap>();
+    api.create(&PostParams::default(), &cm("existing"))
+        .await
+        .expect("create");
+    let config = watcher::Config::default().labels("w=yes").streaming_lists();
+    let mut events = watcher(api.clone(), config).boxed();
+    let mut initial = Vec::new();
+    loop {
+        let event = tokio::time::timeout(common::WAIT, events.try_next())
+            .await
+            .expect("in time")
+            .expect("ok");
+        match event {
+            Some(watcher::Event::InitApply(o)) => initial.push(o.metadata.name.unwrap_or_default()),
+            Some(watcher::Event::InitDone) => break,
+            Some(_) => {}
+            None => panic!("the watcher ended"),
+        }
+    }
+    assert_eq!(initial, ["existing"]);
+    api.create(&PostParams::default(), &cm("later"))
+        .await
+        .expect("create");
+    loop {
+        let event = tokio::time::timeout(common::WAIT, events.try_next())
+            .await
+            .expect("in time")
+            .expect("ok");
+        if let Some(watcher::Event::Apply(o)) = event {
+            assert_eq!(o.metadata.name.as_deref(), Some("later"));
+            break;
+        }
+    }
+}

@@ -2,7 +2,7 @@
 //! reports into the pod's status (phase, conditions, container statuses), and carries out
 //! deletion and injected failures.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +15,12 @@ use super::env::{self, PodFacts};
 use super::volumes::{self, NotReady};
 use super::{PodCommand, PodRuntime};
 use crate::cluster::{Cluster, DeleteOptions};
+use crate::events::{self, Source};
 use crate::time;
+
+/// What the kubelet says when it evicts a pod under memory pressure.
+const EVICTION_MESSAGE: &str =
+    "The node was low on resource: memory. Threshold quantity: 100Mi, available: 51200Ki. ";
 
 /// The kubelet's view of one container.
 #[derive(Debug, Clone)]
@@ -158,6 +163,9 @@ struct Worker {
     evicted: bool,
     disruption: Option<(&'static str, String)>,
     last_phase: String,
+    /// Image-pull events already recorded (container index, reason): recorded once, not
+    /// on every retry.
+    pull_events: HashSet<(usize, &'static str)>,
 }
 
 fn condition(kind: &str, ok: bool, reason: Option<&str>, message: Option<&str>) -> Value {
@@ -357,23 +365,22 @@ impl Worker {
         let init_statuses: Vec<Value> = self.init().iter().map(ContainerModel::status).collect();
         let evicted = self.evicted && phase == "Failed";
         let key = self.runtime.key.clone();
-        self.cluster.write_status(&key, Some(&self.runtime.uid), |status| {
-            status["phase"] = json!(phase);
-            status["conditions"] = merge_conditions(status.get("conditions"), ours);
-            status["containerStatuses"] = json!(statuses);
-            if !init_statuses.is_empty() {
-                status["initContainerStatuses"] = json!(init_statuses);
-            }
-            if status.get("startTime").is_none() {
-                status["startTime"] = json!(time::now());
-            }
-            if evicted {
-                status["reason"] = json!("Evicted");
-                status["message"] = json!(
-                    "The node was low on resource: memory. Threshold quantity: 100Mi, available: 51200Ki. "
-                );
-            }
-        });
+        self.cluster
+            .write_status(&key, Some(&self.runtime.uid), |status| {
+                status["phase"] = json!(phase);
+                status["conditions"] = merge_conditions(status.get("conditions"), ours);
+                status["containerStatuses"] = json!(statuses);
+                if !init_statuses.is_empty() {
+                    status["initContainerStatuses"] = json!(init_statuses);
+                }
+                if status.get("startTime").is_none() {
+                    status["startTime"] = json!(time::now());
+                }
+                if evicted {
+                    status["reason"] = json!("Evicted");
+                    status["message"] = json!(EVICTION_MESSAGE);
+                }
+            });
         if terminal && self.last_phase != phase {
             // A finished pod no longer holds its resources.
             self.cluster.scheduler_wake.notify_one();
@@ -435,10 +442,88 @@ impl Worker {
         Ok(out)
     }
 
+    fn event(&self, container: Option<&str>, warning: bool, reason: &str, message: &str) {
+        events::record(
+            &self.cluster,
+            &self.pod,
+            container,
+            warning,
+            reason,
+            message,
+            Source::Kubelet,
+        );
+    }
+
+    /// Records the events the kubelet would for this container update.
+    fn note(&mut self, index: usize, update: &Update) {
+        let Some(c) = self.containers.get(index) else {
+            return;
+        };
+        let (name, image) = (c.name.clone(), c.image.clone());
+        let label = format!(
+            "{}_{}({})",
+            self.runtime.key.name, self.runtime.key.namespace, self.runtime.uid
+        );
+        match update {
+            Update::Started { .. } => {
+                let pulled = format!("Container image \"{image}\" already present on machine");
+                self.event(Some(&name), false, "Pulled", &pulled);
+                self.event(
+                    Some(&name),
+                    false,
+                    "Created",
+                    &format!("Created container: {name}"),
+                );
+                self.event(
+                    Some(&name),
+                    false,
+                    "Started",
+                    &format!("Started container {name}"),
+                );
+            }
+            Update::Waiting { reason, message }
+                if reason == "ErrImagePull" && self.pull_events.insert((index, "ErrImagePull")) =>
+            {
+                self.event(
+                    Some(&name),
+                    true,
+                    "Failed",
+                    &format!("Failed to pull image \"{image}\": {message}"),
+                );
+                self.event(Some(&name), true, "Failed", "Error: ErrImagePull");
+            }
+            Update::Waiting { reason, .. }
+                if reason == "ImagePullBackOff"
+                    && self.pull_events.insert((index, "ImagePullBackOff")) =>
+            {
+                self.event(
+                    Some(&name),
+                    false,
+                    "BackOff",
+                    &format!("Back-off pulling image \"{image}\""),
+                );
+                self.event(Some(&name), true, "Failed", "Error: ImagePullBackOff");
+            }
+            Update::Waiting { reason, .. } if reason == "CrashLoopBackOff" => {
+                let message = format!("Back-off restarting failed container {name} in pod {label}");
+                self.event(Some(&name), true, "BackOff", &message);
+            }
+            _ => {}
+        }
+    }
+
     /// Carries out a deletion or an injected failure.
     fn command(&mut self, command: PodCommand) {
         match command {
             PodCommand::Terminate(grace) => {
+                for c in self.containers.iter().filter(|c| c.running) {
+                    self.event(
+                        Some(&c.name),
+                        false,
+                        "Killing",
+                        &format!("Stopping container {}", c.name),
+                    );
+                }
                 self.stop.send_replace(Some(grace));
             }
             PodCommand::OomKill(name) => {
@@ -455,14 +540,17 @@ impl Worker {
             }
             PodCommand::Evict => {
                 self.evicted = true;
-                self.disruption = Some((
-                    "TerminationByKubelet",
-                    "The node was low on resource: memory. Threshold quantity: 100Mi, available: 51200Ki. ".into(),
-                ));
+                self.event(None, true, "Evicted", EVICTION_MESSAGE);
+                self.disruption = Some(("TerminationByKubelet", EVICTION_MESSAGE.into()));
                 self.publish();
                 self.stop.send_replace(Some(Duration::ZERO));
             }
             PodCommand::Preempt => {
+                let message = format!(
+                    "Preempted by a higher priority pod on node {}",
+                    self.cluster.config.node_name
+                );
+                self.event(None, false, "Preempted", &message);
                 self.disruption = Some((
                     "PreemptionByScheduler",
                     "Kubernetes default scheduler: preempting to accommodate a higher priority pod"
@@ -501,6 +589,7 @@ pub(crate) async fn run(
         evicted: false,
         disruption: None,
         last_phase: String::new(),
+        pull_events: HashSet::new(),
     };
     worker.publish();
     let root = match tempfile::Builder::new()
@@ -591,6 +680,7 @@ pub(crate) async fn run(
                     }
                     for (index, update) in pending {
                         let done = matches!(update, Update::Done);
+                        worker.note(index, &update);
                         if let Some(c) = worker.containers.get_mut(index) {
                             c.apply(update);
                         }

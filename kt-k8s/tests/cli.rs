@@ -385,6 +385,39 @@ async fn logs_of_an_actor_a_group_and_followed_until_the_pod_ends() {
         "{missing}"
     );
 
+    // A pod that has not started has no logs: an error naming its status without -f;
+    // -f waits until it starts (here: once the node fits it again) and ends with it.
+    h.emulator
+        .make_unschedulable_matching("kt.dev/actor=late", "0/1 nodes are available.")
+        .expect("a valid selector");
+    let late = h
+        .actor(&plan("s1", "late", owner.clone(), "echo late"))
+        .await;
+    h.wait_status(&late, "Unschedulable").await;
+    let err = h.kt(&["logs", "late"]).await.expect_err("not started");
+    assert!(
+        err.to_string()
+            .contains("has not started (status Unschedulable)"),
+        "{err}"
+    );
+    let target = h.target.clone();
+    let follow = tokio::spawn(async move {
+        let args = cli::LogsArgs {
+            name: "late".into(),
+            follow: true,
+            ..cli::LogsArgs::default()
+        };
+        let mut out = Vec::new();
+        cli::logs(&target, &args, &mut out).await.map(|()| out)
+    });
+    h.emulator.clear_unschedulable();
+    let out = tokio::time::timeout(WAIT, follow)
+        .await
+        .expect("follow ends when the pod ends")
+        .expect("the task ran")
+        .expect("no error");
+    assert_eq!(String::from_utf8_lossy(&out), "late\n");
+
     // Follow: the process prints, waits for the test's signal (a file), prints again
     // and exits; `logs -f` ends because the pod ended.
     let dir = tempfile::tempdir().expect("a temp dir");

@@ -155,8 +155,8 @@ pub async fn ps(
     Ok(())
 }
 
-/// Left-aligned columns three spaces apart, as kubectl prints them; cells never
-/// contain spaces (names with spaces keep them, and still read fine).
+/// Left-aligned columns three spaces apart, as kubectl prints them. Actor names may hold
+/// spaces, so scripts should read `-o json` rather than split lines.
 fn write_table(out: &mut (dyn Write + Send), table: &[Vec<String>]) -> std::io::Result<()> {
     let columns = table.first().map_or(0, Vec::len);
     let widths: Vec<usize> = (0..columns)

@@ -723,3 +723,41 @@ async fn the_kt_binary_reads_the_kubeconfig_flag() {
 fn dir_path(h: &Harness) -> PathBuf {
     h.kubeconfig.parent().map(PathBuf::from).unwrap_or_default()
 }
+
+#[tokio::test]
+async fn errors_name_the_kubeconfig_context_and_namespace() {
+    let h = start().await;
+    let path = h.kubeconfig.display().to_string();
+
+    let err = h
+        .kt(&["--context", "nope", "ps"])
+        .await
+        .expect_err("no such context");
+    let message = err.to_string();
+    assert!(
+        matches!(err, CliError::Config { .. })
+            && message.contains(&format!("kubeconfig {path}, context 'nope'"))
+            && message.contains("--context NAME"),
+        "{message}"
+    );
+
+    let other = h
+        .kt(&["-n", "other", "ps"])
+        .await
+        .expect("ps in another namespace");
+    assert_eq!(other.trim(), "No kt actors in namespace 'other'.");
+
+    // The API server goes away: the error says where kt was looking and what to check.
+    h.emulator.shutdown().await;
+    let err = h.target.clone();
+    let err = cli::ps(&err, &cli::PsArgs::default(), &mut Vec::new())
+        .await
+        .expect_err("the server is gone");
+    let message = err.to_string();
+    assert!(
+        message.starts_with("listing kt's actor pods in namespace 'default' (kubeconfig ")
+            && message.contains(&path)
+            && message.contains("kubectl cluster-info"),
+        "{message}"
+    );
+}

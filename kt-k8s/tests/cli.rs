@@ -741,6 +741,15 @@ async fn errors_name_the_kubeconfig_context_and_namespace() {
         "{message}"
     );
 
+    let err = h
+        .kt(&["ps", "--session", "a,b"])
+        .await
+        .expect_err("not a session id");
+    assert!(
+        err.to_string().contains("session id 'a,b' is not valid"),
+        "{err}"
+    );
+
     let other = h
         .kt(&["-n", "other", "ps"])
         .await

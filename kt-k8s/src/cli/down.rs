@@ -26,6 +26,7 @@ pub async fn down(
     out: &mut (dyn Write + Send),
 ) -> Result<(), CliError> {
     let session = args.session.as_deref();
+    find::check_session(session)?;
     let roots: Api<ConfigMap> = Api::namespaced(target.client.clone(), &target.namespace);
     let mut selector = format!("{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_COMPONENT}=session");
     if let Some(session) = session {

@@ -10,6 +10,15 @@ use crate::manifest::{
     LABEL_MANAGED_BY, LABEL_RANK, LABEL_SESSION, MANAGED_BY, label_value,
 };
 
+/// Checks a `--session` value before it goes into a label selector, where a stray `,` or
+/// `=` would select something else than asked.
+pub(crate) fn check_session(session: Option<&str>) -> Result<(), CliError> {
+    if let Some(session) = session {
+        crate::manifest::SessionId::new(session)?;
+    }
+    Ok(())
+}
+
 /// The label selector of kt's actor pods, optionally of one session.
 pub(crate) fn actor_selector(session: Option<&str>) -> String {
     let mut selector = format!("{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_COMPONENT}=actor");
@@ -71,6 +80,7 @@ pub(crate) async fn list_actor_pods(
     target: &Target,
     session: Option<&str>,
 ) -> Result<Vec<Pod>, CliError> {
+    check_session(session)?;
     let pods: Api<Pod> = Api::namespaced(target.client.clone(), &target.namespace);
     let params = ListParams::default().labels(&actor_selector(session));
     let list = pods

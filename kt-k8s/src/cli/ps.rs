@@ -69,6 +69,7 @@ fn row(pod: &Pod, now: k8s_openapi::jiff::Timestamp) -> PsRow {
 
 /// The rows of `kt ps`, sorted by namespace, session, group, rank and name.
 pub async fn ps_rows(target: &Target, args: &PsArgs) -> Result<Vec<PsRow>, CliError> {
+    find::check_session(args.session.as_deref())?;
     let pods: Api<Pod> = if args.all_namespaces {
         Api::all(target.client.clone())
     } else {

@@ -18,8 +18,9 @@
 //!
 //! Groups become ranked pods with torchrun's environment behind a headless Service;
 //! placement groups become pod affinity or anti-affinity; each owned object points at one
-//! session root, so deleting it garbage-collects the session. Still to come here: the
-//! placement itself (create, watch, failure reasons, teardown) and the API-server emulator.
+//! session root, so deleting it garbage-collects the session. The [`cli`] module is the
+//! `kt` command (`ps`, `logs`, `kill`, `down`, `manifest`) on top of the same contract.
+//! Still to come here: the placement itself (create, watch, failure reasons, teardown).
 //!
 //! ```
 //! use kt_core::{Compute, TaintEffect, Toleration};
@@ -55,6 +56,7 @@
 
 #![warn(missing_docs)]
 
+pub mod cli;
 pub mod manifest;
 pub mod placement;
 

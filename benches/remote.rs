@@ -15,7 +15,7 @@ mod support;
 
 use criterion::{Criterion, Throughput};
 use kt::prelude::*;
-use support::run_as_task;
+use support::{run_as_task, runtime};
 
 #[kt::actor]
 pub struct Echo {
@@ -68,15 +68,6 @@ impl Echo {
         }
         last
     }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    kt::__private::use_runtime(rt.handle().clone());
-    rt
 }
 
 fn spawn_echo(rt: &tokio::runtime::Runtime) -> ActorRef<Echo> {

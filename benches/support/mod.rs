@@ -10,3 +10,14 @@ where
 {
     rt.block_on(rt.spawn(body)).expect("benchmark task")
 }
+
+/// A multi-thread runtime that also hosts the transport's tasks (as `#[kt::main]`'s does).
+#[allow(dead_code)] // not every benchmark places actors in other processes
+pub fn runtime() -> tokio::runtime::Runtime {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    kt::__private::use_runtime(rt.handle().clone());
+    rt
+}

@@ -60,4 +60,4 @@ pub mod cli;
 pub mod manifest;
 pub mod placement;
 
-pub use placement::{Kubernetes, KubernetesBuilder};
+pub use placement::{Kubernetes, KubernetesBuilder, SpawnTiming};

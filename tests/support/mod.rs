@@ -362,9 +362,18 @@ pub fn placement(backend: &str) -> Arc<dyn kt::Placement> {
         "in_process" => Arc::new(kt::InProcess),
         "loopback" => Arc::new(kt::Loopback),
         "local_process" => Arc::new(kt::LocalProcess::new()),
+        "kubernetes" => Arc::new(
+            KUBERNETES
+                .get()
+                .expect("the Kubernetes placement is set up first")
+                .clone(),
+        ),
         other => panic!("unknown backend {other}"),
     }
 }
+
+/// The Kubernetes placement of a test binary that runs actors on the emulator.
+pub static KUBERNETES: std::sync::OnceLock<kt::Kubernetes> = std::sync::OnceLock::new();
 
 /// True for backends that run the actor in this process.
 pub fn in_this_process(backend: &str) -> bool {

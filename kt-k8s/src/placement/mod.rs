@@ -64,6 +64,21 @@ const READY_TIMEOUT: Duration = Duration::from_secs(600);
 /// the process starts).
 const ATTACH_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long the stages of one spawn took: what `kt` spends and what Kubernetes does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpawnTiming {
+    /// The actor's name.
+    pub actor: String,
+    /// From creating the pod to the pod being ready (scheduling, image pull, start).
+    pub until_ready: Duration,
+    /// From the pod being ready to the actor being attached: dialing the worker and its
+    /// `Hello` (a first call adds one round trip).
+    pub ready_to_attached: Duration,
+}
+
+/// How many recent spawn timings a placement keeps.
+const TIMINGS_KEPT: usize = 64;
+
 /// Builds a [`Kubernetes`] placement.
 #[derive(Debug, Clone, Default)]
 pub struct KubernetesBuilder {
@@ -172,6 +187,8 @@ impl KubernetesBuilder {
                 root: tokio::sync::OnceCell::new(),
                 next: AtomicU64::new(1),
                 progress: Progress::new(self.quiet),
+                timings: std::sync::Mutex::new(std::collections::VecDeque::new()),
+                killed: Arc::default(),
                 runtime,
             }),
         })
@@ -232,6 +249,10 @@ struct Inner {
     root: tokio::sync::OnceCell<SessionRoot>,
     next: AtomicU64,
     progress: Progress,
+    timings: std::sync::Mutex<std::collections::VecDeque<SpawnTiming>>,
+    /// Pods of actors this driver killed whose deletion may not have reached the API
+    /// server yet: lookups and name checks must not find them.
+    killed: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
     runtime: tokio::runtime::Handle,
 }
 
@@ -254,6 +275,12 @@ impl Kubernetes {
     /// The namespace actors are placed in.
     pub fn namespace(&self) -> &str {
         &self.inner.namespace
+    }
+
+    /// How the most recent spawns' time was spent, oldest first (at most 64).
+    pub fn recent_spawns(&self) -> Vec<SpawnTiming> {
+        let timings = self.inner.timings.lock().unwrap_or_else(|e| e.into_inner());
+        timings.iter().cloned().collect()
     }
 
     /// Ends the session: deletes its root, which garbage-collects every owned actor's
@@ -430,6 +457,7 @@ impl Inner {
             });
         }
 
+        let created = std::time::Instant::now();
         let board = self.progress.board(&member.board_title, member.board_size);
         let mut states = Box::pin(pod_states(self.pods(), &pod_name));
         let ready = tokio::time::timeout(READY_TIMEOUT, async {
@@ -474,6 +502,7 @@ impl Inner {
                 });
             }
         };
+        let ready = std::time::Instant::now();
         if member.rank + 1 == member.board_size {
             self.progress.done(&member.board_title);
         }
@@ -495,6 +524,11 @@ impl Inner {
                 return Err(error);
             }
         };
+        self.record(SpawnTiming {
+            actor: member.actor_name.clone(),
+            until_ready: ready - created,
+            ready_to_attached: ready.elapsed(),
+        });
         let actor_id = attached.actor.label().id;
         let annotate = serde_json::json!({
             "metadata": {"annotations": {ANNOTATION_ACTOR_ID: actor_id.to_string()}}
@@ -523,6 +557,14 @@ impl Inner {
             this.delete_objects(&pod_name, &secret_name, now).await;
         });
         Ok(Placed::elsewhere(attached.actor))
+    }
+
+    fn record(&self, timing: SpawnTiming) {
+        let mut timings = self.timings.lock().unwrap_or_else(|e| e.into_inner());
+        if timings.len() == TIMINGS_KEPT {
+            timings.pop_front();
+        }
+        timings.push_back(timing);
     }
 
     /// The actor's name and where its progress shows.
@@ -573,7 +615,16 @@ impl Inner {
             .list(&ListParams::default().labels(&selector))
             .await
             .map_err(|e| api_error("listing pods", e))?;
+        let killed = self
+            .killed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         Ok(pods.items.into_iter().find(|pod| {
+            let pod_name = pod.metadata.name.as_ref();
+            if pod_name.is_some_and(|pod_name| killed.contains(pod_name)) {
+                return false;
+            }
             let annotations = pod.metadata.annotations.as_ref();
             annotations
                 .and_then(|a| a.get(ANNOTATION_ACTOR_NAME))
@@ -618,18 +669,23 @@ impl Inner {
         }
     }
 
-    /// Deletes the pod at once: what `kill()` does to a pod actor.
+    /// Deletes the pod (and its Secret) at once: what `kill()` does to a pod actor.
     fn killer(&self, pod_name: &str) -> Box<dyn Fn() + Send + Sync> {
-        let pods = self.pods();
-        let runtime = self.runtime.clone();
+        let (pods, secrets, runtime) = (self.pods(), self.secrets(), self.runtime.clone());
+        let killed = self.killed.clone();
         let pod_name = pod_name.to_string();
+        let secret_name = format!("{pod_name}-worker");
         Box::new(move || {
-            let pods = pods.clone();
-            let pod_name = pod_name.clone();
+            killed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(pod_name.clone());
+            let (pods, secrets) = (pods.clone(), secrets.clone());
+            let (pod_name, secret_name) = (pod_name.clone(), secret_name.clone());
             runtime.spawn(async move {
-                let _ = pods
-                    .delete(&pod_name, &DeleteParams::default().grace_period(0))
-                    .await;
+                let now = DeleteParams::default().grace_period(0);
+                let _ = pods.delete(&pod_name, &now).await;
+                let _ = secrets.delete(&secret_name, &DeleteParams::default()).await;
             });
         })
     }
@@ -681,19 +737,7 @@ impl Inner {
             },
         };
         // Its `kill()` deletes the pod and Secret, whoever spawned it.
-        let pod_name = pod.metadata.name.clone().unwrap_or_default();
-        let secret_name = format!("{pod_name}-worker");
-        let (pods, secrets, runtime) = (self.pods(), self.secrets(), self.runtime.clone());
-        let killer = Box::new(move || {
-            let (pods, secrets) = (pods.clone(), secrets.clone());
-            let (pod_name, secret_name) = (pod_name.clone(), secret_name.clone());
-            runtime.spawn(async move {
-                let _ = pods
-                    .delete(&pod_name, &DeleteParams::default().grace_period(0))
-                    .await;
-                let _ = secrets.delete(&secret_name, &DeleteParams::default()).await;
-            });
-        });
+        let killer = self.killer(pod.metadata.name.as_deref().unwrap_or_default());
         let actor: ErasedActor =
             kt_transport::Node::global()?.import_with_killer(address, killer)?;
         Ok(Some(Placed::elsewhere(actor)))

@@ -60,7 +60,7 @@ use std::fmt;
 use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -86,6 +86,12 @@ pub const MAX_DATAGRAM_BYTES: usize = 65_527;
 /// The QUIC packet size [`transport_config`] uses on the stream path (see the module docs
 /// for what was measured).
 pub const STREAM_MTU: u16 = 16_384;
+
+/// The largest MTU a connection may start with. quinn-proto writes a handshake packet's
+/// length as a 2-byte varint and asserts it is below 2^14, panicking inside its driver
+/// (measured: an initial MTU of 65,527 aborts the process); 16,384 keeps every handshake
+/// packet under that, since its header takes some of the datagram.
+pub const MAX_STREAM_MTU: u16 = 16_384;
 
 /// How many datagrams quinn may hand over in one `try_send` (quinn caps it at 10).
 const TRANSMIT_SEGMENTS: usize = 10;
@@ -219,15 +225,16 @@ pub enum AttachError {
 /// One attached stream's sending half: frames wait here for the link's writer task.
 struct Outgoing {
     queue: Mutex<BytesMut>,
-    /// Wakes the writer when the queue stops being empty, or on detach.
+    /// Wakes the writer when the queue stops being empty.
     wake: Notify,
-    detached: AtomicBool,
+    /// Ends the link at once, even while a write to a stalled stream is pending.
+    cancel: Notify,
 }
 
 impl Outgoing {
     fn detach(&self) {
-        self.detached.store(true, Ordering::Release);
-        self.wake.notify_one();
+        // `notify_one` keeps a permit if the link's task is not waiting yet.
+        self.cancel.notify_one();
     }
 }
 
@@ -395,7 +402,9 @@ impl StreamSocket {
             let reason = tokio::select! {
                 reason = read_loop(reader, peer, inbound) => reason,
                 reason = write_loop(&outgoing, writer) => reason,
+                () = outgoing.cancel.notified() => CloseReason::Detached,
             };
+            // Both halves drop here, which closes the stream (the peer reads its end).
             tracing::debug!(%peer, ?reason, "stream link closed");
             if let Some(socket) = socket.upgrade() {
                 socket.unlink(peer, &outgoing, reason);
@@ -416,8 +425,9 @@ impl StreamSocket {
         let _ = self.events.send(StreamEvent::Closed { peer, reason });
     }
 
-    /// Ends the link of `peer`: datagrams already queued are written, then the stream is
-    /// shut down. Returns whether there was such a link.
+    /// Ends the link of `peer` at once and closes its stream; datagrams still queued for
+    /// it are lost, as on UDP (QUIC does not need them: the link's connection is over).
+    /// Returns whether there was such a link.
     pub fn detach(&self, peer: SocketAddr) -> bool {
         match lock(&self.links).remove(&canonical(peer)) {
             Some(outgoing) => {
@@ -468,7 +478,7 @@ fn new_outgoing() -> Arc<Outgoing> {
     Arc::new(Outgoing {
         queue: Mutex::new(BytesMut::new()),
         wake: Notify::new(),
-        detached: AtomicBool::new(false),
+        cancel: Notify::new(),
     })
 }
 
@@ -476,7 +486,7 @@ fn new_outgoing() -> Arc<Outgoing> {
 /// 16 bits in the port (never 0).
 fn synthetic_address(n: u32) -> SocketAddr {
     let [a, b, c, d] = n.to_be_bytes();
-    let port = u16::from_be_bytes([a, b]).checked_add(1).unwrap_or(u16::MAX);
+    let port = u16::from_be_bytes([a, b]).saturating_add(1);
     SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 255, c, d)), port)
 }
 
@@ -519,8 +529,8 @@ where
     CloseReason::Eof
 }
 
-/// Writes a link's queued frames, all that have gathered in one write, until the link is
-/// detached (then shuts the stream down) or a write fails.
+/// Writes a link's queued frames, all that have gathered in one write, until a write
+/// fails.
 async fn write_loop<W>(outgoing: &Outgoing, mut writer: W) -> CloseReason
 where
     W: AsyncWrite + Unpin,
@@ -531,12 +541,6 @@ where
     loop {
         std::mem::swap(&mut *lock(&outgoing.queue), &mut writing);
         if writing.is_empty() {
-            if outgoing.detached.load(Ordering::Acquire) {
-                return match writer.shutdown().await {
-                    Ok(()) => CloseReason::Detached,
-                    Err(error) => error.into(),
-                };
-            }
             // A send between the swap and here leaves a permit, so no wake-up is lost.
             outgoing.wake.notified().await;
             continue;
@@ -675,14 +679,16 @@ impl AsyncUdpSocket for StreamSocket {
 
 /// Accepts TCP connections on `listener` and attaches each to `socket` under a synthetic
 /// address (announced with its TCP peer in [`StreamEvent::Attached`]), so a worker takes
-/// QUIC over TCP beside its UDP endpoint. Runs until the socket is dropped; spawn it.
-/// Errors of one connection are skipped; others (out of file descriptors) are logged
-/// and retried after a short pause.
+/// QUIC over TCP beside its UDP endpoint. Spawn it, and abort the task to stop listening;
+/// it does not keep the socket alive, and returns at the first connection after the
+/// socket is gone. Errors of one connection are skipped; others (out of file descriptors)
+/// are logged and retried after a short pause.
 pub async fn serve_tcp(listener: tokio::net::TcpListener, socket: Arc<StreamSocket>) {
-    let socket = Arc::downgrade(&socket);
+    let weak = Arc::downgrade(&socket);
+    drop(socket);
     loop {
         let accepted = listener.accept().await;
-        let Some(socket) = socket.upgrade() else {
+        let Some(socket) = weak.upgrade() else {
             return;
         };
         match accepted {
@@ -731,14 +737,21 @@ pub fn endpoint_config() -> quinn::EndpointConfig {
 /// bytes from the first, and MTU discovery is off. Use it for connections over a
 /// [`StreamSocket`] only: on a real UDP path such packets would be lost.
 pub fn transport_config() -> quinn::TransportConfig {
+    transport_config_with_mtu(STREAM_MTU)
+}
+
+/// [`transport_config`] with packets of `mtu` bytes (clamped to 1200..=[`MAX_STREAM_MTU`]),
+/// for measuring or for a stream path that must keep packets small.
+pub fn transport_config_with_mtu(mtu: u16) -> quinn::TransportConfig {
+    let mtu = mtu.clamp(1200, MAX_STREAM_MTU);
     let mut config = crate::endpoint::base_transport_config();
-    // Cubic's default first window (14,720 bytes) is smaller than one such packet, and
-    // quinn would then never send the first one: start with ten packets' worth.
+    // Cubic's default first window (14,720 bytes) can be smaller than one such packet,
+    // and quinn would then never send the first one: start with ten packets' worth.
     let mut cubic = quinn::congestion::CubicConfig::default();
-    cubic.initial_window(10 * u64::from(STREAM_MTU));
+    cubic.initial_window(10 * u64::from(mtu));
     config
-        .initial_mtu(STREAM_MTU)
-        .min_mtu(STREAM_MTU)
+        .initial_mtu(mtu)
+        .min_mtu(mtu)
         .mtu_discovery_config(None)
         .congestion_controller_factory(Arc::new(cubic));
     config

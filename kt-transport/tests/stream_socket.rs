@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kt_transport::stream_socket::{self, CloseReason, StreamEvent, StreamEvents, StreamSocket};
+use kt_transport::stream_socket::{
+    self, AttachError, CloseReason, StreamEvent, StreamEvents, StreamSocket,
+};
 use kt_transport::tls::{ClusterCa, Identity, SERVER_NAME};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -101,8 +103,17 @@ async fn duplex_pair(
     server_config: quinn::ServerConfig,
     client_config: quinn::ClientConfig,
 ) -> DuplexPair {
+    duplex_pair_on(addr(CLIENT), server_config, client_config).await
+}
+
+/// [`duplex_pair`] with the client's socket named `client_local`.
+async fn duplex_pair_on(
+    client_local: SocketAddr,
+    server_config: quinn::ServerConfig,
+    client_config: quinn::ClientConfig,
+) -> DuplexPair {
     let (server_socket, server_events) = StreamSocket::new(addr(SERVER));
-    let (client_socket, _) = StreamSocket::new(addr(CLIENT));
+    let (client_socket, _) = StreamSocket::new(client_local);
     let (near, far) = tokio::io::duplex(256 << 10);
     client_socket.attach(near, addr(SERVER)).expect("attach");
     server_socket.attach(far, addr(CLIENT)).expect("attach");
@@ -172,6 +183,60 @@ async fn quinns_default_transport_config_works_over_a_stream_too() {
     tokio::spawn(echo_streams(pair.server_conn.clone()));
     let data = pattern(1 << 20);
     assert!(echo(&pair.client_conn, data.clone()).await == data);
+}
+
+#[tokio::test]
+async fn a_socket_named_by_an_ipv6_address_reaches_ipv4_peers() {
+    // quinn shows such an endpoint IPv4 peers as IPv4-mapped IPv6 addresses, both ways.
+    let ids = identities();
+    let pair = duplex_pair_on(
+        addr("[::1]:1"),
+        stream_socket::server_config(&ids.server).expect("server config"),
+        stream_socket::client_config(&ids.client).expect("client config"),
+    )
+    .await;
+    tokio::spawn(echo_streams(pair.server_conn.clone()));
+    assert_eq!(echo(&pair.client_conn, b"mapped".to_vec()).await, b"mapped");
+    assert_eq!(
+        pair.client_conn.remote_address(),
+        addr("[::ffff:127.255.255.254]:1")
+    );
+    assert_eq!(pair.client_socket.stats().dropped_no_link, 0);
+}
+
+#[tokio::test]
+async fn one_address_takes_one_live_link() {
+    let (socket, mut events) = StreamSocket::new(addr(SERVER));
+    let (first, _keep) = tokio::io::duplex(64);
+    let (second, _keep_too) = tokio::io::duplex(64);
+    socket.attach(first, addr(CLIENT)).expect("attach");
+    assert_eq!(
+        socket.attach(second, addr(CLIENT)),
+        Err(AttachError::AddressInUse(addr(CLIENT)))
+    );
+    assert!(socket.detach(addr(CLIENT)));
+    assert!(matches!(
+        events.next().await,
+        Some(StreamEvent::Attached { .. })
+    ));
+    assert_eq!(
+        events.next().await,
+        Some(StreamEvent::Closed {
+            peer: addr(CLIENT),
+            reason: CloseReason::Detached
+        })
+    );
+    // Once the link is gone, the address can be used again.
+    let (third, _keep_three) = tokio::io::duplex(64);
+    assert_eq!(socket.attach(third, addr(CLIENT)), Ok(addr(CLIENT)));
+}
+
+#[test]
+fn attaching_outside_a_runtime_is_an_error_not_a_panic() {
+    let (socket, _) = StreamSocket::new(addr(SERVER));
+    let (stream, _keep) = tokio::io::duplex(64);
+    assert_eq!(socket.attach_synthetic(stream), Err(AttachError::NoRuntime));
+    assert!(socket.endpoint(None).is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

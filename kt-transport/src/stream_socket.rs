@@ -37,9 +37,13 @@
 //!
 //! # MTU
 //! Streams have no MTU. [`transport_config`] starts every connection at [`STREAM_MTU`]
-//! and turns MTU discovery off (there is nothing to discover, and losses from a full send
-//! queue must not be mistaken for a black hole). With quinn's default transport config
-//! the stream path still works: it starts at 1200 bytes and discovers upwards.
+//! (16 KiB: quinn-proto cannot start higher, see [`MAX_STREAM_MTU`]) and lets MTU
+//! discovery climb to [`MAX_DATAGRAM_BYTES`] after the handshake. Measured on a 2-core
+//! VM, release build, 100 MB over TCP loopback (4 runs, noisy machine): quinn's default
+//! 1200 bytes 240–470 MB/s, 4 KiB 310–465 MB/s, 16 KiB 585–1310 MB/s, 16 KiB with
+//! discovery to 64 KiB 720–1060 MB/s with a third of the drops; plain quinn over UDP
+//! loopback 300–720 MB/s in the same runs. With quinn's default transport config the
+//! stream path still works (1200 bytes, discovery to 1452).
 //!
 //! ```
 //! # async fn demo(identity: kt_transport::tls::Identity) -> Result<(), Box<dyn std::error::Error>> {
@@ -83,8 +87,8 @@ pub const LENGTH_PREFIX_BYTES: usize = 4;
 /// datagram quinn can make fits, and a larger declared length is a broken peer.
 pub const MAX_DATAGRAM_BYTES: usize = 65_527;
 
-/// The QUIC packet size [`transport_config`] uses on the stream path (see the module docs
-/// for what was measured).
+/// The QUIC packet size [`transport_config`] starts with on the stream path (see the
+/// module docs for what was measured).
 pub const STREAM_MTU: u16 = 16_384;
 
 /// The largest MTU a connection may start with. quinn-proto writes a handshake packet's
@@ -733,15 +737,17 @@ pub fn endpoint_config() -> quinn::EndpointConfig {
     config
 }
 
-/// kt's QUIC settings with the stream path's MTU: every packet may be [`STREAM_MTU`]
-/// bytes from the first, and MTU discovery is off. Use it for connections over a
-/// [`StreamSocket`] only: on a real UDP path such packets would be lost.
+/// kt's QUIC settings for the stream path: packets of [`STREAM_MTU`] bytes from the
+/// first, then MTU discovery up to [`MAX_DATAGRAM_BYTES`] once the handshake is done.
+/// Use it for connections over a [`StreamSocket`] only: on a real UDP path such packets
+/// would be lost.
 pub fn transport_config() -> quinn::TransportConfig {
     transport_config_with_mtu(STREAM_MTU)
 }
 
-/// [`transport_config`] with packets of `mtu` bytes (clamped to 1200..=[`MAX_STREAM_MTU`]),
-/// for measuring or for a stream path that must keep packets small.
+/// [`transport_config`] starting with packets of `mtu` bytes (clamped to
+/// 1200..=[`MAX_STREAM_MTU`]), for measuring or for a stream path that must keep
+/// packets small (turn discovery off with `mtu_discovery_config(None)`).
 pub fn transport_config_with_mtu(mtu: u16) -> quinn::TransportConfig {
     let mtu = mtu.clamp(1200, MAX_STREAM_MTU);
     let mut config = crate::endpoint::base_transport_config();
@@ -749,10 +755,15 @@ pub fn transport_config_with_mtu(mtu: u16) -> quinn::TransportConfig {
     // and quinn would then never send the first one: start with ten packets' worth.
     let mut cubic = quinn::congestion::CubicConfig::default();
     cubic.initial_window(10 * u64::from(mtu));
+    // Discovery only ever probes upwards from `min_mtu`, with short-header packets (no
+    // length field), so it can go past MAX_STREAM_MTU; the black-hole detector (which a
+    // burst of drops from a full send queue can trip) falls back to `mtu`, never lower.
+    let mut discovery = quinn::MtuDiscoveryConfig::default();
+    discovery.upper_bound(MAX_DATAGRAM_BYTES as u16);
     config
         .initial_mtu(mtu)
         .min_mtu(mtu)
-        .mtu_discovery_config(None)
+        .mtu_discovery_config(Some(discovery))
         .congestion_controller_factory(Arc::new(cubic));
     config
 }

@@ -26,6 +26,12 @@ use crate::tls::{ClusterCa, Identity, SERVER_NAME};
 /// QUIC settings shared by every connection: room for large replies, and keep-alives so
 /// that a silent peer is noticed.
 pub(crate) fn transport_config() -> Arc<quinn::TransportConfig> {
+    Arc::new(base_transport_config())
+}
+
+/// The settings of [`transport_config`], still open to changes: the stream path
+/// ([`crate::stream_socket`]) adds its own MTU on top.
+pub(crate) fn base_transport_config() -> quinn::TransportConfig {
     let mut config = quinn::TransportConfig::default();
     config.max_concurrent_bidi_streams(quinn::VarInt::from_u32(4096));
     config.max_concurrent_uni_streams(quinn::VarInt::from_u32(4096));
@@ -36,7 +42,7 @@ pub(crate) fn transport_config() -> Arc<quinn::TransportConfig> {
     config.max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(
         10_000,
     ))));
-    Arc::new(config)
+    config
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

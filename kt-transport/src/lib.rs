@@ -32,6 +32,7 @@ pub mod resources;
 mod restart;
 mod route;
 mod serve;
+pub mod stream_socket;
 pub mod tls;
 pub mod worker;
 

@@ -79,6 +79,52 @@ async fn an_actor_in_a_pod_answers_calls_and_is_killed_with_its_pod() {
     ));
 }
 
+/// The address of the pod an actor runs in, as this driver dials it.
+fn node_of<A: kt::Actor>(actor: &ActorRef<A>) -> std::net::SocketAddr {
+    kt::handle_wire::address_of(&actor.raw().erase())
+        .unwrap()
+        .node
+        .parse()
+        .unwrap()
+}
+
+#[kt::test]
+async fn outside_the_cluster_calls_go_through_a_port_forward() {
+    let c = cluster().await;
+    // This test process is not in a pod: the default reach is the port-forward.
+    let acc = Accumulator::spawn(1)
+        .name("k8s-forwarded")
+        .on(on_k8s(c))
+        .await
+        .unwrap();
+    assert_eq!(acc.add(1).await.unwrap(), 2);
+    let forwarded = kt_transport::Node::global().unwrap().forwarded_peers();
+    assert!(forwarded.contains(&node_of(&acc)), "{forwarded:?}");
+}
+
+#[kt::test]
+async fn on_the_pod_network_calls_go_straight_to_the_pod() {
+    let c = cluster().await;
+    let direct = kt::Kubernetes::builder()
+        .kubeconfig(&c.kubeconfig)
+        .image("kt-tests:local")
+        .this_binary()
+        .unwrap()
+        .reach(kt_k8s::Reach::Direct)
+        .quiet()
+        .connect()
+        .await
+        .unwrap();
+    let acc = Accumulator::spawn(1)
+        .name("k8s-direct")
+        .on(Arc::new(direct))
+        .await
+        .unwrap();
+    assert_eq!(acc.add(1).await.unwrap(), 2);
+    let forwarded = kt_transport::Node::global().unwrap().forwarded_peers();
+    assert!(!forwarded.contains(&node_of(&acc)), "{forwarded:?}");
+}
+
 #[kt::test]
 async fn a_group_gets_ranks_and_broadcasts_in_rank_order() {
     let c = cluster().await;

@@ -60,4 +60,4 @@ pub mod cli;
 pub mod manifest;
 pub mod placement;
 
-pub use placement::{Kubernetes, KubernetesBuilder, SpawnTiming};
+pub use placement::{Kubernetes, KubernetesBuilder, Reach, SpawnTiming};

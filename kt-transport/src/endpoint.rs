@@ -21,6 +21,7 @@ use tokio_util::codec::FramedRead;
 use crate::TransportError;
 use crate::frame::{Frame, codec, decode_frame, max_message_bytes};
 use crate::route::{RemoteRoute, RouteState};
+use crate::stream_socket::{self, StreamEvent, StreamSocket};
 use crate::tls::{ClusterCa, Identity, SERVER_NAME};
 
 /// QUIC settings shared by every connection: room for large replies, and keep-alives so
@@ -47,6 +48,12 @@ pub(crate) fn base_transport_config() -> quinn::TransportConfig {
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poison| poison.into_inner())
+}
+
+/// QUIC over byte streams: the socket that carries the datagrams and the endpoint on it.
+struct StreamPath {
+    socket: Arc<StreamSocket>,
+    endpoint: quinn::Endpoint,
 }
 
 /// What a driver receives when a worker it started reports in.
@@ -77,6 +84,13 @@ pub struct Node {
     /// use, for peers elsewhere (pods). It accepts nothing.
     outbound: std::sync::OnceLock<quinn::Endpoint>,
     client_config: quinn::ClientConfig,
+    /// This node's identity, for the stream path's own TLS configs.
+    identity: Identity,
+    /// QUIC over byte streams (port-forwards), made on first use.
+    stream_path: std::sync::OnceLock<StreamPath>,
+    /// Peers reached over a forwarded stream: their address → the stream's address on
+    /// the stream path.
+    forwarded: Mutex<HashMap<SocketAddr, SocketAddr>>,
     address: SocketAddr,
     ca: Option<ClusterCa>,
     exports: Mutex<HashMap<u64, ErasedActor>>,
@@ -239,6 +253,9 @@ impl Node {
             endpoint,
             outbound: std::sync::OnceLock::new(),
             client_config,
+            identity: identity.clone(),
+            stream_path: std::sync::OnceLock::new(),
+            forwarded: Mutex::new(HashMap::new()),
             address,
             ca,
             exports: Mutex::new(HashMap::new()),
@@ -251,7 +268,8 @@ impl Node {
             serving: Arc::new(tokio::sync::watch::channel(0).0),
         });
         let acceptor = node.clone();
-        runtime.spawn(async move { acceptor.accept_loop().await });
+        let incoming = node.endpoint.clone();
+        runtime.spawn(async move { acceptor.accept_loop(incoming).await });
         Ok(node)
     }
 
@@ -374,10 +392,12 @@ impl Node {
         };
         let peer = cell
             .get_or_try_init(|| async {
-                let connecting = self
-                    .endpoint_for(address)?
-                    .connect(address, SERVER_NAME)
-                    .map_err(|e| unavailable(e.to_string()))?;
+                let forwarded = lock(&self.forwarded).get(&address).copied();
+                let connecting = match forwarded {
+                    Some(via) => self.stream_path()?.endpoint.connect(via, SERVER_NAME),
+                    None => self.endpoint_for(address)?.connect(address, SERVER_NAME),
+                }
+                .map_err(|e| unavailable(e.to_string()))?;
                 let conn = connecting.await.map_err(|e| unavailable(e.to_string()))?;
                 Ok::<_, Error>(Peer::new(self.arc()?, conn))
             })
@@ -404,6 +424,109 @@ impl Node {
         Ok(self.outbound.get_or_init(|| outbound))
     }
 
+    /// The stream path: an endpoint whose datagrams travel over byte streams, serving
+    /// and dialing like the node's own.
+    fn stream_path(&self) -> Result<&StreamPath, Error> {
+        if let Some(path) = self.stream_path.get() {
+            return Ok(path);
+        }
+        let _in_runtime = self.runtime.enter();
+        let unavailable = |message: String| Error::Unavailable {
+            target: "this process's stream endpoint".into(),
+            message,
+        };
+        let (socket, mut events) = StreamSocket::new(self.address);
+        let server = stream_socket::server_config(&self.identity)?;
+        let mut endpoint = socket
+            .endpoint(Some(server))
+            .map_err(|e| unavailable(e.to_string()))?;
+        endpoint.set_default_client_config(stream_socket::client_config(&self.identity)?);
+        let path = StreamPath {
+            socket,
+            endpoint: endpoint.clone(),
+        };
+        if self.stream_path.set(path).is_ok() {
+            let node = self.arc()?;
+            self.runtime
+                .spawn(async move { node.clone().accept_loop(endpoint).await });
+            // A forwarded stream that ends takes its connection with it at once, instead
+            // of after the idle timeout.
+            let me = self.me.clone();
+            self.runtime.spawn(async move {
+                while let Some(event) = events.next().await {
+                    let (StreamEvent::Closed { peer, .. }, Some(node)) = (event, me.upgrade())
+                    else {
+                        continue;
+                    };
+                    let gone: Vec<SocketAddr> = {
+                        let mut forwarded = lock(&node.forwarded);
+                        let gone = forwarded
+                            .iter()
+                            .filter(|(_, via)| **via == peer)
+                            .map(|(address, _)| *address)
+                            .collect();
+                        forwarded.retain(|_, via| *via != peer);
+                        gone
+                    };
+                    gone.into_iter()
+                        .for_each(|address| node.forget_peer(address));
+                }
+            });
+        }
+        self.stream_path
+            .get()
+            .ok_or_else(|| unavailable("the stream endpoint could not start".into()))
+    }
+
+    /// Reaches the node at `address` through `stream` from now on (a port-forward to
+    /// it): QUIC, with the same mutual TLS, carried over the stream. A connection already
+    /// open to `address` is dropped.
+    pub fn forward_through<S>(&self, address: SocketAddr, stream: S) -> Result<(), Error>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+    {
+        let path = self.stream_path()?;
+        let _in_runtime = self.runtime.enter();
+        let via = path
+            .socket
+            .attach_synthetic(stream)
+            .map_err(|e| Error::Unavailable {
+                target: format!("node {address}"),
+                message: format!("cannot carry QUIC over the forwarded stream: {e}"),
+            })?;
+        let previous = lock(&self.forwarded).insert(address, via);
+        if let Some(previous) = previous {
+            path.socket.detach(previous);
+        }
+        self.forget_peer(address);
+        Ok(())
+    }
+
+    /// The nodes this node reaches through forwarded streams (see
+    /// [`Node::forward_through`]), for diagnostics.
+    pub fn forwarded_peers(&self) -> Vec<SocketAddr> {
+        lock(&self.forwarded).keys().copied().collect()
+    }
+
+    /// Also accepts QUIC over TCP on `bind` (what a port-forward reaches): for a worker
+    /// that a driver outside its network reaches through the API server.
+    pub fn listen_tcp(&self, bind: SocketAddr) -> Result<(), Error> {
+        let path = self.stream_path()?;
+        let _in_runtime = self.runtime.enter();
+        let listener = std::net::TcpListener::bind(bind)
+            .and_then(|listener| {
+                listener.set_nonblocking(true)?;
+                tokio::net::TcpListener::from_std(listener)
+            })
+            .map_err(|e| Error::Unavailable {
+                target: format!("TCP {bind}"),
+                message: e.to_string(),
+            })?;
+        self.runtime
+            .spawn(stream_socket::serve_tcp(listener, path.socket.clone()));
+        Ok(())
+    }
+
     /// Serves an incoming connection. It is not reused for calls to that peer: calls go
     /// out on connections this node opens itself, so each connection carries streams
     /// opened by its client only.
@@ -411,8 +534,8 @@ impl Node {
         Peer::new(self.clone(), conn);
     }
 
-    async fn accept_loop(self: Arc<Self>) {
-        while let Some(incoming) = self.endpoint.accept().await {
+    async fn accept_loop(self: Arc<Self>, endpoint: quinn::Endpoint) {
+        while let Some(incoming) = endpoint.accept().await {
             let node = self.clone();
             tokio::spawn(async move {
                 // A peer without a certificate from the session CA fails here, in the

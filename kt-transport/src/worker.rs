@@ -190,7 +190,12 @@ async fn run_worker(source: ConfigSource) -> Result<(), Error> {
                 .ok()
                 .and_then(|ip| ip.parse().ok())
                 .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-            Node::install_at(&identity, std::net::SocketAddr::new(ip, config.listen_port))?
+            let node =
+                Node::install_at(&identity, std::net::SocketAddr::new(ip, config.listen_port))?;
+            // A driver outside the pod network comes through a port-forward, which carries
+            // TCP only: QUIC over TCP on the same port.
+            node.listen_tcp(node.address())?;
+            node
         }
     };
     // A dialed worker takes its driver's attach from now on, while the actor is built.

@@ -87,7 +87,31 @@ pub struct KubernetesBuilder {
     image: Option<String>,
     command: Option<Vec<String>>,
     port: Option<u16>,
+    reach: Option<Reach>,
     quiet: bool,
+}
+
+/// How a driver reaches its actors' pods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// Straight to the pod's IP: for a driver on the pod network (inside the cluster).
+    Direct,
+    /// Through the API server's port-forward, QUIC carried over the forwarded TCP stream
+    /// (see `kt_transport::stream_socket`): for a driver outside the cluster (a laptop,
+    /// a devbox). Actors in pods still call each other directly.
+    PortForward,
+}
+
+impl Reach {
+    /// `Direct` inside a pod (the API server's address is in the environment there),
+    /// `PortForward` elsewhere.
+    pub fn detect() -> Reach {
+        if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
+            Reach::Direct
+        } else {
+            Reach::PortForward
+        }
+    }
 }
 
 impl KubernetesBuilder {
@@ -129,6 +153,12 @@ impl KubernetesBuilder {
     /// The UDP port workers listen on (default [`DEFAULT_PORT`]).
     pub fn port(mut self, port: u16) -> Self {
         self.port = Some(port);
+        self
+    }
+
+    /// How to reach the pods (otherwise [`Reach::detect`]).
+    pub fn reach(mut self, reach: Reach) -> Self {
+        self.reach = Some(reach);
         self
     }
 
@@ -189,6 +219,8 @@ impl KubernetesBuilder {
                 progress: Progress::new(self.quiet),
                 timings: std::sync::Mutex::new(std::collections::VecDeque::new()),
                 killed: Arc::default(),
+                reach: self.reach.unwrap_or_else(Reach::detect),
+                forwards: std::sync::Mutex::new(std::collections::HashMap::new()),
                 runtime,
             }),
         })
@@ -253,6 +285,10 @@ struct Inner {
     /// Pods of actors this driver killed whose deletion may not have reached the API
     /// server yet: lookups and name checks must not find them.
     killed: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    /// How this driver reaches pods.
+    reach: Reach,
+    /// Live port-forwards, by pod.
+    forwards: std::sync::Mutex<std::collections::HashMap<String, kube::api::Portforwarder>>,
     runtime: tokio::runtime::Handle,
 }
 
@@ -646,6 +682,10 @@ impl Inner {
         let deadline = tokio::time::Instant::now() + ATTACH_TIMEOUT;
         let mut attempt = Duration::from_millis(250);
         loop {
+            if self.reach == Reach::PortForward {
+                // A new forward each attempt: one made before the worker listened is dead.
+                self.forward(pod_name, address).await?;
+            }
             let killer = self.killer(pod_name);
             let result = dialed::attach(address, token, owned, Some(killer), attempt).await;
             match result {
@@ -690,8 +730,42 @@ impl Inner {
         })
     }
 
+    /// Routes this process's QUIC connections to `address` through a port-forward to the
+    /// pod, via the API server.
+    async fn forward(&self, pod_name: &str, address: SocketAddr) -> kt_core::Result<()> {
+        let mut forwarder = self
+            .pods()
+            .portforward(pod_name, &[address.port()])
+            .await
+            .map_err(|e| api_error(&format!("port-forwarding to pod {pod_name}"), e))?;
+        let stream = forwarder
+            .take_stream(address.port())
+            .ok_or_else(|| Error::Unavailable {
+                target: format!("pod {pod_name}"),
+                message: "the port-forward gave no stream".into(),
+            })?;
+        kt_transport::Node::global()?.forward_through(address, stream)?;
+        let previous = self
+            .forwards
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(pod_name.to_string(), forwarder);
+        if let Some(previous) = previous {
+            previous.abort();
+        }
+        Ok(())
+    }
+
     /// Deletes an actor's pod and Secret (best effort: they may be gone already).
     async fn delete_objects(&self, pod_name: &str, secret_name: &str, now: bool) {
+        let forwarder = self
+            .forwards
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(pod_name);
+        if let Some(forwarder) = forwarder {
+            forwarder.abort();
+        }
         let params = if now {
             DeleteParams::default().grace_period(0)
         } else {
@@ -736,6 +810,13 @@ impl Inner {
                 name: Some(name.to_string()),
             },
         };
+        if self.reach == Reach::PortForward {
+            let address = address.node.parse().map_err(|e| Error::Protocol {
+                message: format!("pod address '{}': {e}", address.node),
+            })?;
+            self.forward(pod.metadata.name.as_deref().unwrap_or_default(), address)
+                .await?;
+        }
         // Its `kill()` deletes the pod and Secret, whoever spawned it.
         let killer = self.killer(pod.metadata.name.as_deref().unwrap_or_default());
         let actor: ErasedActor =

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
+use kt_k8s::Reach;
 use kt_kube_emulator::{Emulator, EmulatorConfig};
 
 #[kt::actor]
@@ -30,34 +31,48 @@ impl Pinger {
 fn main() {
     kt::serve_if_worker();
     let rt = support::runtime();
-    let (emulator, k8s, _dir) = rt.block_on(async {
+    let (emulator, placements, _dir) = rt.block_on(async {
         let emulator = Emulator::start(EmulatorConfig::default())
             .await
             .expect("emulator");
         let dir = tempfile::tempdir().expect("tempdir");
         let kubeconfig = dir.path().join("kubeconfig");
         emulator.write_kubeconfig(&kubeconfig).expect("kubeconfig");
-        let k8s = kt::Kubernetes::builder()
-            .kubeconfig(&kubeconfig)
-            .image("kt-bench:local")
-            .this_binary()
-            .expect("this binary")
-            .quiet()
-            .connect()
-            .await
-            .expect("connect");
-        (emulator, k8s, dir)
+        let mut placements = Vec::new();
+        for (name, reach) in [("direct", Reach::Direct), ("port_forward", Reach::PortForward)] {
+            let k8s = kt::Kubernetes::builder()
+                .kubeconfig(&kubeconfig)
+                .image("kt-bench:local")
+                .this_binary()
+                .expect("this binary")
+                .reach(reach)
+                .quiet()
+                .connect()
+                .await
+                .expect("connect");
+            placements.push((name, k8s));
+        }
+        (emulator, placements, dir)
     });
-    let placement: Arc<dyn kt::Placement> = Arc::new(k8s.clone());
     let mut c = Criterion::default()
         .sample_size(10)
         .measurement_time(Duration::from_secs(10))
         .configure_from_args();
-    let mut group = c.benchmark_group("kubernetes");
+    for (name, k8s) in placements {
+        bench_reach(&mut c, &rt, name, k8s);
+    }
+    c.final_summary();
+    drop(emulator);
+}
+
+/// Spawn figures for one way of reaching the pods.
+fn bench_reach(c: &mut Criterion, rt: &tokio::runtime::Runtime, name: &str, k8s: kt::Kubernetes) {
+    let placement: Arc<dyn kt::Placement> = Arc::new(k8s.clone());
+    let mut group = c.benchmark_group(format!("kubernetes/{name}"));
     group.bench_function("spawn_to_first_reply", |b| {
         b.iter_custom(|iters| {
             let placement = placement.clone();
-            support::run_as_task(&rt, async move {
+            support::run_as_task(rt, async move {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
                     let start = Instant::now();
@@ -73,7 +88,7 @@ fn main() {
         b.iter_custom(|iters| {
             let placement = placement.clone();
             let k8s = k8s.clone();
-            support::run_as_task(&rt, async move {
+            support::run_as_task(rt, async move {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
                     let pinger = Pinger::spawn().on(placement.clone()).await.expect("spawn");
@@ -88,6 +103,4 @@ fn main() {
         })
     });
     group.finish();
-    c.final_summary();
-    drop(emulator);
 }

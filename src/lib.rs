@@ -54,7 +54,7 @@
 #![warn(missing_docs)]
 
 pub use kt_core::*;
-pub use kt_k8s::{Kubernetes, KubernetesBuilder};
+pub use kt_k8s::{Kubernetes, KubernetesBuilder, Reach};
 pub use kt_macros::{actor, main, test};
 pub use kt_transport::{LocalProcess, is_worker, serve_if_worker};
 

@@ -680,7 +680,9 @@ impl Inner {
         pod_name: &str,
     ) -> kt_core::Result<dialed::Attached> {
         let deadline = tokio::time::Instant::now() + ATTACH_TIMEOUT;
-        let mut attempt = Duration::from_millis(250);
+        // A handshake with a listening worker takes a few milliseconds; one that is not
+        // listening yet hears nothing back. Start short, back off.
+        let mut attempt = Duration::from_millis(20);
         loop {
             if self.reach == Reach::PortForward {
                 // A new forward each attempt: one made before the worker listened is dead.
@@ -694,7 +696,7 @@ impl Inner {
                     attempt = (attempt * 2).min(Duration::from_secs(2));
                     // Nothing listens yet: QUIC hears nothing back, so each attempt
                     // waits out its own timeout; an immediate refusal waits a moment.
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
                 }
                 Err(Error::Unavailable { .. }) => {
                     return Err(Error::Unavailable {

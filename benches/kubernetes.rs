@@ -39,7 +39,10 @@ fn main() {
         let kubeconfig = dir.path().join("kubeconfig");
         emulator.write_kubeconfig(&kubeconfig).expect("kubeconfig");
         let mut placements = Vec::new();
-        for (name, reach) in [("direct", Reach::Direct), ("port_forward", Reach::PortForward)] {
+        for (name, reach) in [
+            ("direct", Reach::Direct),
+            ("port_forward", Reach::PortForward),
+        ] {
             let k8s = kt::Kubernetes::builder()
                 .kubeconfig(&kubeconfig)
                 .image("kt-bench:local")

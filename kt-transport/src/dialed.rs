@@ -134,7 +134,7 @@ impl DeathReporter {
 }
 
 /// Dials the worker at `worker`, attaches with `token` and returns the actor it hosts,
-/// or fails with `Unavailable` after `within`. `owned` gives the handle a share of
+/// or fails with `Unavailable` when no connection is made within `within`. `owned` gives the handle a share of
 /// ownership (dropping the last one releases the actor); `killer` ends the worker's
 /// process (deleting its pod) on `kill()`.
 pub async fn attach(
@@ -145,14 +145,10 @@ pub async fn attach(
     within: Duration,
 ) -> Result<Attached, Error> {
     let node = Node::global()?;
-    let attempt = attach_on(&node, worker, token, owned, killer);
-    let attached = match tokio::time::timeout(within, attempt).await {
-        Ok(attached) => attached,
-        Err(_) => Err(Error::Unavailable {
-            target: format!("worker {worker}"),
-            message: format!("no answer within {within:?}"),
-        }),
-    };
+    // A new worker: a connection cached for its address can only lead to an earlier
+    // process there (pod IPs are reused), which is gone.
+    node.forget_peer(worker);
+    let attached = attach_on(&node, worker, token, owned, killer, within).await;
     if attached.is_err() {
         // A connection cached for this address may lead to a process that is gone (pod
         // IPs are reused): the next attempt starts afresh.
@@ -167,12 +163,45 @@ async fn attach_on(
     token: u64,
     owned: bool,
     killer: Option<Box<dyn Fn() + Send + Sync>>,
+    within: Duration,
 ) -> Result<Attached, Error> {
     let unavailable = |message: String| Error::Unavailable {
         target: format!("worker {worker}"),
         message,
     };
-    let peer = node.peer(worker).await?;
+    let peer = match tokio::time::timeout(within, node.peer(worker)).await {
+        Ok(peer) => peer?,
+        Err(_) => return Err(unavailable(format!("no connection within {within:?}"))),
+    };
+    // Connected: the worker answers its attach at once. Only a connection that broke
+    // under it (or a worker that hangs) takes longer; then give up.
+    match tokio::time::timeout(
+        EXCHANGE_TIMEOUT,
+        exchange(node, peer, worker, token, owned, killer),
+    )
+    .await
+    {
+        Ok(attached) => attached,
+        Err(_) => Err(unavailable(format!("no Hello within {EXCHANGE_TIMEOUT:?}"))),
+    }
+}
+
+/// How long a connected worker may take to answer an attach.
+const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Sends `Attach` on a new control stream and reads the worker's `Hello`.
+async fn exchange(
+    node: &Arc<Node>,
+    peer: Arc<crate::endpoint::Peer>,
+    worker: SocketAddr,
+    token: u64,
+    owned: bool,
+    killer: Option<Box<dyn Fn() + Send + Sync>>,
+) -> Result<Attached, Error> {
+    let unavailable = |message: String| Error::Unavailable {
+        target: format!("worker {worker}"),
+        message,
+    };
     let (mut control, events) = peer
         .conn
         .open_bi()

@@ -126,6 +126,44 @@ async fn on_the_pod_network_calls_go_straight_to_the_pod() {
 }
 
 #[kt::test]
+async fn placement_groups_become_pod_affinity() {
+    let c = cluster().await;
+    let group = Accumulator::spawn_group(2, 0)
+        .name("k8s-spread")
+        .placement_group("replicas", kt::PlacementStrategy::Spread)
+        .on(on_k8s(c))
+        .await
+        .unwrap();
+    assert_eq!(group.all().add(1).await.unwrap(), vec![1, 1]);
+    let client = kube::Client::try_from(
+        kube::Config::from_custom_kubeconfig(
+            kube::config::Kubeconfig::read_from(&c.kubeconfig).unwrap(),
+            &Default::default(),
+        )
+        .await
+        .unwrap(),
+    )
+    .unwrap();
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+        kube::Api::namespaced(client, c.k8s.namespace());
+    for rank in 0..2 {
+        let pod = pods
+            .get(&pod_of(c, &format!("k8s-spread-{rank}")))
+            .await
+            .unwrap();
+        let affinity = pod.spec.and_then(|s| s.affinity).expect("an affinity");
+        let apart = affinity
+            .pod_anti_affinity
+            .expect("anti-affinity for Spread");
+        assert!(
+            apart
+                .preferred_during_scheduling_ignored_during_execution
+                .is_some()
+        );
+    }
+}
+
+#[kt::test]
 async fn a_group_gets_ranks_and_broadcasts_in_rank_order() {
     let c = cluster().await;
     let group = Counter::spawn_group(3, 5, "k8s-group".into(), probe().await)

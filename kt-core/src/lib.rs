@@ -75,7 +75,9 @@ pub use compute::Compute;
 pub use error::{ActorLabel, DeathCause, Error, Result};
 pub use group::{ActorGroup, GroupMember, GroupMembers, SpawnGroup};
 pub use names::get_actor;
-pub use options::{DEFAULT_MAILBOX_CAPACITY, Lifetime, SpawnOptions};
+pub use options::{
+    DEFAULT_MAILBOX_CAPACITY, Lifetime, PlacementGroup, PlacementStrategy, SpawnOptions,
+};
 pub use ordered::{Accepted, OrderedSender, Undeliverable};
 pub use placement::{InProcess, Loopback, Placed, Placement, SpawnArgs, SpawnRequest};
 pub use pod_patch::PodPatch;

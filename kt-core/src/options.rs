@@ -42,6 +42,11 @@ pub struct SpawnOptions {
     /// to the group, or one made up); container backends name the group's objects by it.
     #[serde(default)]
     pub group_name: Option<String>,
+    /// The placement group the actor joins: placed together with (or apart from) the
+    /// other members, by backends that place on several machines (Kubernetes: pod
+    /// affinity or anti-affinity). Processes of one machine ignore it.
+    #[serde(default)]
+    pub placement_group: Option<PlacementGroup>,
     /// When the placement lacks the resources asked for right now: wait for them (true)
     /// or fail at once with `Error::InsufficientResources` (false, the default).
     pub wait_for_resources: bool,
@@ -58,6 +63,7 @@ impl Default for SpawnOptions {
             compute: Compute::default(),
             group: None,
             group_name: None,
+            placement_group: None,
             wait_for_resources: false,
         }
     }
@@ -88,6 +94,32 @@ impl SpawnOptions {
         }
         self.compute.validate()
     }
+}
+
+/// A set of actors placed together or apart, like Ray's placement groups.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlacementGroup {
+    /// The group's name (unique in the driver's session).
+    pub name: String,
+    /// Together or apart, and how firmly.
+    pub strategy: PlacementStrategy,
+}
+
+/// How the members of a placement group are spread over nodes (Ray's four strategies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PlacementStrategy {
+    /// On as few nodes as possible; members that do not fit still start elsewhere
+    /// (preferred pod affinity).
+    Pack,
+    /// All on one node, or not at all (required pod affinity): for members that must
+    /// share NVLink or a local disk. A member that fits nowhere stays pending.
+    StrictPack,
+    /// On as many nodes as possible; members still start when nodes run out (preferred
+    /// pod anti-affinity).
+    Spread,
+    /// Each on its own node, or not at all (required pod anti-affinity): for replicas
+    /// that must not share a failure.
+    StrictSpread,
 }
 
 /// Option setters shared by the single and the group spawn builders.
@@ -127,6 +159,20 @@ macro_rules! spawn_option_setters {
         /// Requests resources and a runtime environment.
         pub fn compute(mut self, compute: $crate::compute::Compute) -> Self {
             self.options.compute = compute;
+            self
+        }
+
+        /// Places the actor in the placement group `name`: with the group's other members
+        /// (`Pack`, `StrictPack`) or apart from them (`Spread`, `StrictSpread`).
+        pub fn placement_group(
+            mut self,
+            name: impl Into<String>,
+            strategy: $crate::options::PlacementStrategy,
+        ) -> Self {
+            self.options.placement_group = Some($crate::options::PlacementGroup {
+                name: name.into(),
+                strategy,
+            });
             self
         }
 

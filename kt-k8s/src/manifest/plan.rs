@@ -49,31 +49,8 @@ pub struct GroupRank {
     pub master_port: u16,
 }
 
-/// A set of actors placed together or apart, like Ray's placement groups.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PlacementGroup {
-    /// The group's name (unique in the session).
-    pub name: String,
-    /// Together or apart, and how firmly.
-    pub strategy: PlacementStrategy,
-}
-
-/// How the members of a placement group are spread over nodes (Ray's four strategies).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum PlacementStrategy {
-    /// On as few nodes as possible; members that do not fit still start elsewhere
-    /// (preferred pod affinity).
-    Pack,
-    /// All on one node, or not at all (required pod affinity): for members that must
-    /// share NVLink or a local disk. A member that fits nowhere stays pending.
-    StrictPack,
-    /// On as many nodes as possible; members still start when nodes run out (preferred
-    /// pod anti-affinity).
-    Spread,
-    /// Each on its own node, or not at all (required pod anti-affinity): for replicas
-    /// that must not share a failure.
-    StrictSpread,
-}
+// Placement groups are a spawn option, defined with the other options in kt-core.
+pub use kt_core::{PlacementGroup, PlacementStrategy};
 
 /// Who owns an actor's objects.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

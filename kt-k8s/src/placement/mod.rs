@@ -438,7 +438,7 @@ impl Inner {
             compute: options.compute.clone(),
             port: self.port,
             group,
-            placement: None,
+            placement: request.options.placement_group.clone(),
             owner,
         };
         // Built (and checked) before anything is created.

@@ -143,6 +143,8 @@ where
         }
         match TcpStream::connect((ip, *port)).await {
             Ok(stream) => {
+                // Forwarded protocols (kt's QUIC over TCP among them) are latency-bound.
+                let _ = stream.set_nodelay(true);
                 let (mut read, write) = stream.into_split();
                 writers.push(Some(write));
                 let out = out_tx.clone();

@@ -67,6 +67,9 @@ pub(crate) async fn serve(listener: TcpListener, cluster: Arc<Cluster>) {
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
         };
         let Ok((stream, _)) = accepted else { continue };
+        // Watches and port-forwards write small frames: send them at once, as a real API
+        // server does, rather than batching them behind Nagle's algorithm.
+        let _ = stream.set_nodelay(true);
         let cluster = cluster.clone();
         connections.spawn(async move {
             let service = hyper::service::service_fn(move |req| {

@@ -539,7 +539,7 @@ impl Inner {
             }
         };
         let ready = std::time::Instant::now();
-        if member.rank + 1 == member.board_size {
+        if board.all_ready() {
             self.progress.done(&member.board_title);
         }
         let address = ip
@@ -569,10 +569,14 @@ impl Inner {
         let annotate = serde_json::json!({
             "metadata": {"annotations": {ANNOTATION_ACTOR_ID: actor_id.to_string()}}
         });
-        self.pods()
+        // Without it, other drivers cannot address the actor; this driver can.
+        if let Err(error) = self
+            .pods()
             .patch(&pod_name, &PatchParams::default(), &Patch::Merge(&annotate))
             .await
-            .map_err(|e| api_error("annotating the pod", e))?;
+        {
+            tracing::warn!("annotating pod {pod_name} with its actor id: {error}");
+        }
 
         // Keep watching the pod: its end is the actor's death, with Kubernetes' reason.
         let death = attached.death.clone();
@@ -680,9 +684,13 @@ impl Inner {
         pod_name: &str,
     ) -> kt_core::Result<dialed::Attached> {
         let deadline = tokio::time::Instant::now() + ATTACH_TIMEOUT;
-        // A handshake with a listening worker takes a few milliseconds; one that is not
+        // A handshake with a listening worker takes a few milliseconds directly, more
+        // through a port-forward (the API server's WebSocket, then TCP); one that is not
         // listening yet hears nothing back. Start short, back off.
-        let mut attempt = Duration::from_millis(20);
+        let mut attempt = match self.reach {
+            Reach::Direct => Duration::from_millis(20),
+            Reach::PortForward => Duration::from_millis(500),
+        };
         loop {
             if self.reach == Reach::PortForward {
                 // A new forward each attempt: one made before the worker listened is dead.

@@ -78,6 +78,12 @@ impl Progress {
 }
 
 impl Board {
+    /// True once every member is ready.
+    pub(crate) fn all_ready(&self) -> bool {
+        let stages = self.stages.lock().unwrap_or_else(|e| e.into_inner());
+        stages.len() == self.size && stages.values().all(|s| *s == "ready")
+    }
+
     /// Member `rank` is at `stage` (`ready`, `pulling image`, ...).
     pub(crate) fn set(&self, rank: usize, stage: &'static str) {
         let line = {

@@ -47,7 +47,8 @@
 //!   inside, the release by the last owning handle, and a panic past the budget are not
 //!   restarted. Each new process gets the restarts left as its budget for panics (S1);
 //!   handles that travelled to other processes keep reaching the process they were sent
-//!   for.
+//!   for. (Kept by the local-process backend; on Kubernetes a dead pod is not replaced
+//!   yet — panics still restart inside the pod, as S1 says.)
 //!
 //! # Lifetime
 //! - **L1 — Owned actors.** An owned actor (the default) stops when its last owning

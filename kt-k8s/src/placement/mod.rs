@@ -194,7 +194,7 @@ impl KubernetesBuilder {
             .namespace
             .clone()
             .unwrap_or_else(|| config.default_namespace.clone());
-        let client = Client::try_from(config).map_err(|e| unavailable(e.to_string()))?;
+        let client = client_without_nagle(config).map_err(|e| unavailable(e.to_string()))?;
         let ca = ca::namespace_ca(&client, &namespace).await?;
         kt_transport::use_ca(ca)?;
         let image = self
@@ -225,6 +225,27 @@ impl KubernetesBuilder {
             }),
         })
     }
+}
+
+/// A kube client like `Client::try_from(config)`, but whose TCP connections send small
+/// writes at once. Calls from outside the cluster travel through port-forwards on these
+/// connections, a few small QUIC packets at a time; with Nagle's algorithm each would
+/// wait for the previous one's acknowledgement (tens of milliseconds, delayed ACKs).
+fn client_without_nagle(config: kube::Config) -> Result<Client, kube::Error> {
+    use kube::client::ConfigExt;
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    let https = config.rustls_https_connector_with_connector(http)?;
+    let hyper = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build(https);
+    let service = tower::ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(config.auth_layer()?)
+        .layer(config.extra_headers_layer()?)
+        .map_err(tower::BoxError::from)
+        .service(hyper);
+    Ok(Client::new(service, config.default_namespace))
 }
 
 fn default_binary_path() -> kt_core::Result<String> {

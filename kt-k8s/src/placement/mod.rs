@@ -713,12 +713,20 @@ impl Inner {
             Reach::PortForward => Duration::from_millis(500),
         };
         loop {
-            if self.reach == Reach::PortForward {
-                // A new forward each attempt: one made before the worker listened is dead.
-                self.forward(pod_name, address).await?;
-            }
+            // A new forward each attempt: one made before the worker listened is dead.
+            let refused: ForwardError = match self.reach {
+                Reach::PortForward => self.forward(pod_name, address).await?,
+                Reach::Direct => Box::pin(std::future::pending()),
+            };
             let killer = self.killer(pod_name);
-            let result = dialed::attach(address, token, owned, Some(killer), attempt).await;
+            let result = tokio::select! {
+                result = dialed::attach(address, token, owned, Some(killer), attempt) => result,
+                // The pod refused the forwarded connection: no need to wait the attempt out.
+                message = refused => Err(Error::Unavailable {
+                    target: format!("pod {pod_name}"),
+                    message,
+                }),
+            };
             match result {
                 Ok(attached) => return Ok(attached),
                 Err(Error::Unavailable { .. }) if tokio::time::Instant::now() < deadline => {
@@ -763,7 +771,9 @@ impl Inner {
 
     /// Routes this process's QUIC connections to `address` through a port-forward to the
     /// pod, via the API server.
-    async fn forward(&self, pod_name: &str, address: SocketAddr) -> kt_core::Result<()> {
+    /// Resolves with the forward's error if the pod refuses the forwarded connection (its
+    /// worker does not listen yet), and never otherwise.
+    async fn forward(&self, pod_name: &str, address: SocketAddr) -> kt_core::Result<ForwardError> {
         let mut forwarder = self
             .pods()
             .portforward(pod_name, &[address.port()])
@@ -776,6 +786,15 @@ impl Inner {
                 message: "the port-forward gave no stream".into(),
             })?;
         kt_transport::Node::global()?.forward_through(address, stream)?;
+        let refused: ForwardError = match forwarder.take_error(address.port()) {
+            Some(error) => Box::pin(async move {
+                match error.await {
+                    Some(message) => message,
+                    None => std::future::pending().await,
+                }
+            }),
+            None => Box::pin(std::future::pending()),
+        };
         let previous = self
             .forwards
             .lock()
@@ -784,7 +803,7 @@ impl Inner {
         if let Some(previous) = previous {
             previous.abort();
         }
-        Ok(())
+        Ok(refused)
     }
 
     /// Deletes an actor's pod and Secret (best effort: they may be gone already).
@@ -845,7 +864,9 @@ impl Inner {
             let address = address.node.parse().map_err(|e| Error::Protocol {
                 message: format!("pod address '{}': {e}", address.node),
             })?;
-            self.forward(pod.metadata.name.as_deref().unwrap_or_default(), address)
+            // A live pod listens: a refusal would show up as calls failing.
+            let _refused = self
+                .forward(pod.metadata.name.as_deref().unwrap_or_default(), address)
                 .await?;
         }
         // Its `kill()` deletes the pod and Secret, whoever spawned it.
@@ -855,6 +876,9 @@ impl Inner {
         Ok(Some(Placed::elsewhere(actor)))
     }
 }
+
+/// The error a port-forward reports when the pod refuses its connection.
+type ForwardError = std::pin::Pin<Box<dyn std::future::Future<Output = String> + Send>>;
 
 /// Resolves with the cause once the pod's states say it died.
 async fn died(states: &mut (impl Stream<Item = PodState> + Unpin)) -> DeathCause {

@@ -53,11 +53,19 @@ async fn attach_when_up(address: SocketAddr, token: u64) -> kt::Result<dialed::A
     }
 }
 
-#[kt::test]
-async fn a_dialed_worker_serves_its_driver_and_exits_when_released() {
-    let ip = "127.0.1.77";
+/// Prepares and starts a dialed worker hosting `Accumulator::new(start)` on `ip`: its
+/// token, address, process and worker directory.
+fn dialed_accumulator(
+    ip: &str,
+    start: u64,
+) -> (
+    Prepared,
+    SocketAddr,
+    tokio::process::Child,
+    tempfile::TempDir,
+) {
     let port = free_port(ip);
-    let args = kt::codec::encode(&(40u64,), "args").unwrap();
+    let args = kt::codec::encode(&(start,), "args").unwrap();
     let prepared = dialed::prepare(
         <Accumulator as kt::Actor>::TYPE_NAME,
         args.into(),
@@ -66,8 +74,15 @@ async fn a_dialed_worker_serves_its_driver_and_exits_when_released() {
     )
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut worker = start_worker(&prepared, ip, dir.path());
-    let address: SocketAddr = format!("{ip}:{port}").parse().unwrap();
+    let worker = start_worker(&prepared, ip, dir.path());
+    let address = format!("{ip}:{port}").parse().unwrap();
+    (prepared, address, worker, dir)
+}
+
+#[kt::test]
+async fn a_dialed_worker_serves_its_driver_and_exits_when_released() {
+    let ip = "127.0.1.77";
+    let (prepared, address, mut worker, _dir) = dialed_accumulator(ip, 40);
 
     // A driver with the wrong token is refused and the worker keeps waiting.
     let wrong = loop {
@@ -102,18 +117,7 @@ async fn a_dialed_worker_serves_its_driver_and_exits_when_released() {
 #[kt::test]
 async fn the_backend_reports_a_dialed_workers_death_to_waiting_calls() {
     let ip = "127.0.1.78";
-    let port = free_port(ip);
-    let args = kt::codec::encode(&(0u64,), "args").unwrap();
-    let prepared = dialed::prepare(
-        <Accumulator as kt::Actor>::TYPE_NAME,
-        args.into(),
-        SpawnOptions::default(),
-        port,
-    )
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let mut worker = start_worker(&prepared, ip, dir.path());
-    let address: SocketAddr = format!("{ip}:{port}").parse().unwrap();
+    let (prepared, address, mut worker, _dir) = dialed_accumulator(ip, 0);
     let attached = attach_when_up(address, prepared.token).await.unwrap();
     let death = attached.death.clone();
     let actor = kt::Placed::elsewhere(attached.actor)

@@ -7,49 +7,7 @@ mod support;
 use std::sync::Arc;
 
 use kt::prelude::*;
-use kt_kube_emulator::{Emulator, EmulatorConfig};
-use support::{Accumulator, Counter, probe};
-use tokio::sync::OnceCell;
-
-/// One emulator and one driver session for the whole binary: a node can hold only one CA,
-/// so the placement must be set up before anything else starts it.
-struct Cluster {
-    emulator: Emulator,
-    kubeconfig: std::path::PathBuf,
-    k8s: kt::Kubernetes,
-    _dir: tempfile::TempDir,
-}
-
-async fn cluster() -> &'static Cluster {
-    static CLUSTER: OnceCell<Cluster> = OnceCell::const_new();
-    CLUSTER
-        .get_or_init(|| async {
-            let emulator = Emulator::start(EmulatorConfig::default())
-                .await
-                .expect("the emulator starts");
-            let dir = tempfile::tempdir().expect("a temp dir");
-            let kubeconfig = dir.path().join("kubeconfig");
-            emulator.write_kubeconfig(&kubeconfig).expect("kubeconfig");
-            let k8s = kt::Kubernetes::builder()
-                .kubeconfig(&kubeconfig)
-                .image("kt-tests:local")
-                .this_binary()
-                .expect("this binary")
-                .quiet()
-                .connect()
-                .await
-                .expect("connects to the emulator");
-            // `kt::get_actor` looks names up in the default placement.
-            kt::placement::set_default_placement(Arc::new(k8s.clone()));
-            Cluster {
-                emulator,
-                kubeconfig,
-                k8s,
-                _dir: dir,
-            }
-        })
-        .await
-}
+use support::{Accumulator, Cluster, Counter, cluster, probe};
 
 fn on_k8s(cluster: &Cluster) -> Arc<dyn kt::Placement> {
     Arc::new(cluster.k8s.clone())
@@ -105,16 +63,7 @@ async fn outside_the_cluster_calls_go_through_a_port_forward() {
 #[kt::test]
 async fn on_the_pod_network_calls_go_straight_to_the_pod() {
     let c = cluster().await;
-    let direct = kt::Kubernetes::builder()
-        .kubeconfig(&c.kubeconfig)
-        .image("kt-tests:local")
-        .this_binary()
-        .unwrap()
-        .reach(kt_k8s::Reach::Direct)
-        .quiet()
-        .connect()
-        .await
-        .unwrap();
+    let direct = support::kubernetes_from(&c.kubeconfig, kt_k8s::Reach::Direct).await;
     let acc = Accumulator::spawn(1)
         .name("k8s-direct")
         .on(Arc::new(direct))
@@ -319,15 +268,8 @@ async fn detached_role_spawns_a_detached_actor_on_kubernetes() {
     let Some(kubeconfig) = std::env::var_os(DETACHED_ROLE) else {
         return;
     };
-    let k8s = kt::Kubernetes::builder()
-        .kubeconfig(kubeconfig)
-        .image("kt-tests:local")
-        .this_binary()
-        .unwrap()
-        .quiet()
-        .connect()
-        .await
-        .unwrap();
+    let k8s =
+        support::kubernetes_from(std::path::Path::new(&kubeconfig), kt::Reach::detect()).await;
     let acc = Accumulator::spawn(40)
         .name("k8s-detached")
         .detached()

@@ -60,7 +60,7 @@ pub fn prepare(
         type_name: type_name.to_string(),
         message: "only a driver process can start workers".into(),
     })?;
-    let token = random_token();
+    let token = random_token()?;
     let (ca_pem, cert_pem, key_pem) = ca.issue(type_name)?.to_pem();
     let config = WorkerConfig {
         version: PROTOCOL_VERSION,
@@ -84,19 +84,10 @@ pub fn prepare(
 }
 
 /// A token nobody can guess: a worker hands its actor only to the driver that knows it.
-fn random_token() -> u64 {
+fn random_token() -> Result<u64, Error> {
     let mut bytes = [0u8; 8];
-    // The TLS provider's system RNG.
-    let provider = rustls::crypto::ring::default_provider();
-    if provider.secure_random.fill(&mut bytes).is_err() {
-        // The TLS layer authenticates the peer anyway; the token only tells apart the
-        // workers a driver started.
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        return nanos ^ u64::from(std::process::id());
-    }
-    u64::from_le_bytes(bytes)
+    crate::tls::random_bytes(&mut bytes)?;
+    Ok(u64::from_le_bytes(bytes))
 }
 
 /// An actor in a dialed worker, as its backend holds it.

@@ -109,14 +109,20 @@ fn write_private_temp(near: &Path, contents: &[u8]) -> std::io::Result<PathBuf> 
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let file_name = near.file_name().and_then(|n| n.to_str()).unwrap_or("entry");
     let temp = near.with_file_name(format!(".{file_name}.{}.{n}.tmp", std::process::id()));
+    write_private(&temp, contents)?;
+    Ok(temp)
+}
+
+/// Writes `contents` to a new file only this user can read (mode 0600); fails if the
+/// file exists.
+fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(&temp)?;
+        .open(path)?;
     file.write_all(contents)?;
-    file.sync_all()?;
-    Ok(temp)
+    file.sync_all()
 }
 
 /// The common name of the machine CA's certificate.
@@ -142,13 +148,7 @@ pub(crate) fn machine_ca() -> Result<ClusterCa, Error> {
         let written = (|| {
             DirBuilder::new().mode(0o700).create(&temp)?;
             for (file, contents) in [("cert.der", &cert[..]), ("key.pem", key.as_bytes())] {
-                let mut out = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(temp.join(file))?;
-                out.write_all(contents)?;
-                out.sync_all()?;
+                write_private(&temp.join(file), contents)?;
             }
             std::fs::rename(&temp, &ca_dir)
         })();

@@ -165,7 +165,7 @@ impl RestartingRoute {
                 inner.current = route.clone();
                 inner.phase = Phase::Running;
                 for call in waiting {
-                    let _ = self.forward(&route, call.method, call.payload, call.reply);
+                    let _ = self.forward(&route, &call.method, call.payload, call.reply);
                     let _ = call.accepted.send(());
                 }
                 if inner.released {
@@ -191,15 +191,15 @@ impl RestartingRoute {
     fn forward(
         &self,
         incarnation: &Arc<RemoteRoute>,
-        method: String,
+        method: &str,
         payload: Bytes,
         reply: EncodedReply,
     ) -> Accepted {
-        let reply = if self.actor_type.is_idempotent(&method) {
+        let reply = if self.actor_type.is_idempotent(method) {
             EncodedReply::new(ResendIfLost {
                 route: self.this.clone(),
                 incarnation: incarnation.clone(),
-                method: method.clone(),
+                method: method.to_string(),
                 payload: payload.clone(),
                 reply,
                 runtime: self.runtime.clone(),
@@ -207,7 +207,7 @@ impl RestartingRoute {
         } else {
             reply
         };
-        incarnation.send_encoded(&method, payload, reply)
+        incarnation.send_encoded(method, payload, reply)
     }
 }
 
@@ -244,7 +244,7 @@ impl EncodedRoute for RestartingRoute {
             Phase::Running => {
                 let current = inner.current.clone();
                 drop(inner);
-                self.forward(&current, method.to_string(), payload, reply)
+                self.forward(&current, method, payload, reply)
             }
             Phase::Restarting { waiting } if waiting.len() < RESTART_QUEUE => {
                 let (accepted, rx) = oneshot::channel();

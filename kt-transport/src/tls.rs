@@ -208,6 +208,15 @@ fn ca_params(common_name: &str) -> Result<CertificateParams, TransportError> {
     Ok(params)
 }
 
+/// Fills `buf` from the system's secure random source (the TLS provider's), for tokens
+/// and ids nobody may guess.
+pub fn random_bytes(buf: &mut [u8]) -> Result<(), TransportError> {
+    rustls::crypto::ring::default_provider()
+        .secure_random
+        .fill(buf)
+        .map_err(|_| TransportError::Tls("no system randomness".into()))
+}
+
 fn tls_error(error: impl std::fmt::Display) -> TransportError {
     TransportError::Tls(error.to_string())
 }

@@ -375,6 +375,57 @@ pub fn placement(backend: &str) -> Arc<dyn kt::Placement> {
 /// The Kubernetes placement of a test binary that runs actors on the emulator.
 pub static KUBERNETES: std::sync::OnceLock<kt::Kubernetes> = std::sync::OnceLock::new();
 
+/// The API-server emulator and this driver's session on it, one per test binary.
+pub struct Cluster {
+    /// The emulator (its failure injection).
+    pub emulator: kt_kube_emulator::Emulator,
+    /// A kubeconfig for it.
+    pub kubeconfig: std::path::PathBuf,
+    /// This driver's placement on it.
+    pub k8s: kt::Kubernetes,
+    _dir: tempfile::TempDir,
+}
+
+/// A Kubernetes placement on the emulator, pods running this test binary.
+pub async fn kubernetes_from(kubeconfig: &std::path::Path, reach: kt::Reach) -> kt::Kubernetes {
+    kt::Kubernetes::builder()
+        .kubeconfig(kubeconfig)
+        .image("kt-tests:local")
+        .this_binary()
+        .expect("this binary")
+        .reach(reach)
+        .quiet()
+        .connect()
+        .await
+        .expect("connects to the emulator")
+}
+
+/// Starts the emulator and this driver's session once per binary, before any actor (the
+/// node's CA is the cluster's); `kt::get_actor` and `placement("kubernetes")` use it.
+pub async fn cluster() -> &'static Cluster {
+    static CLUSTER: tokio::sync::OnceCell<Cluster> = tokio::sync::OnceCell::const_new();
+    CLUSTER
+        .get_or_init(|| async {
+            let emulator =
+                kt_kube_emulator::Emulator::start(kt_kube_emulator::EmulatorConfig::default())
+                    .await
+                    .expect("the emulator starts");
+            let dir = tempfile::tempdir().expect("a temp dir");
+            let kubeconfig = dir.path().join("kubeconfig");
+            emulator.write_kubeconfig(&kubeconfig).expect("kubeconfig");
+            let k8s = kubernetes_from(&kubeconfig, kt::Reach::detect()).await;
+            kt::placement::set_default_placement(Arc::new(k8s.clone()));
+            let _ = KUBERNETES.set(k8s.clone());
+            Cluster {
+                emulator,
+                kubeconfig,
+                k8s,
+                _dir: dir,
+            }
+        })
+        .await
+}
+
 /// True for backends that run the actor in this process.
 pub fn in_this_process(backend: &str) -> bool {
     matches!(backend, "in_process" | "loopback")

@@ -48,7 +48,10 @@ pub async fn down(
         let mut owned: Vec<String> = Vec::new();
         for pod in pods.iter().filter(|p| owned_by(&p.metadata, &uid)) {
             owned.push(format!("pod/{}", find::pod_name(pod)));
-            owned.push(format!("secret/{}-worker", find::pod_name(pod)));
+            owned.push(format!(
+                "secret/{}",
+                crate::manifest::worker_secret_of_pod(find::pod_name(pod))
+            ));
         }
         let root_session = root
             .metadata

@@ -45,7 +45,7 @@ pub(crate) async fn delete_actor(
     if delete_named(&pods, "pod", name, target).await? {
         writeln!(out, "deleted pod/{name}")?;
     }
-    let secret = format!("{name}-worker");
+    let secret = crate::manifest::worker_secret_of_pod(name);
     if delete_named(&secrets, "secret", &secret, target).await? {
         writeln!(out, "deleted secret/{secret}")?;
     }

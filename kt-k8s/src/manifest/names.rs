@@ -156,7 +156,13 @@ pub fn pod_name(session: &SessionId, actor_name: &str) -> String {
 
 /// The Secret holding an actor's TLS identity and worker config: `<pod>-worker`.
 pub fn worker_secret_name(session: &SessionId, actor_name: &str) -> String {
-    format!("{}-worker", actor_stem(session, actor_name))
+    worker_secret_of_pod(&actor_stem(session, actor_name))
+}
+
+/// The worker Secret of the pod named `pod_name` (for a pod found by its labels, whose
+/// session and actor are not at hand).
+pub fn worker_secret_of_pod(pod_name: &str) -> String {
+    format!("{pod_name}-worker")
 }
 
 /// The headless Service of a group: `kt-<session>-<group>` (a DNS-1035 label: starts

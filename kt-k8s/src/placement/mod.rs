@@ -43,7 +43,7 @@ use crate::manifest::{
     ANNOTATION_ACTOR_NAME, ANNOTATION_TYPE_NAME, ActorPod, GroupRank, LABEL_ACTOR,
     LABEL_MANAGED_BY, MANAGED_BY, Owner, SessionId, SessionRoot, WorkerFiles, actor_pod, dns_label,
     group_service, label_value, pod_name, session_owner, session_root, short_type_name,
-    worker_secret, worker_secret_name,
+    worker_secret, worker_secret_name, worker_secret_of_pod,
 };
 use progress::Progress;
 
@@ -262,13 +262,7 @@ fn default_binary_path() -> kt_core::Result<String> {
 /// A session id nobody else in the namespace uses: 10 random lowercase characters.
 fn new_session_id() -> kt_core::Result<SessionId> {
     let mut bytes = [0u8; 10];
-    let provider = rustls::crypto::ring::default_provider();
-    provider
-        .secure_random
-        .fill(&mut bytes)
-        .map_err(|_| Error::InvalidOptions {
-            message: "no system randomness for a session id".into(),
-        })?;
+    kt_transport::tls::random_bytes(&mut bytes)?;
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let id: String = bytes
         .iter()
@@ -601,14 +595,8 @@ impl Inner {
 
         // Keep watching the pod: its end is the actor's death, with Kubernetes' reason.
         let death = attached.death.clone();
-        self.runtime.spawn(async move {
-            while let Some(state) = states.next().await {
-                if let PodState::Dead(cause) = state {
-                    return death.died(cause).await;
-                }
-            }
-            death.died(DeathCause::PodDeleted).await;
-        });
+        self.runtime
+            .spawn(async move { death.died(died(&mut states).await).await });
         // Once the actor is gone for good, its objects go too.
         let stopped = attached.actor.stopped();
         let this = self.clone();
@@ -753,18 +741,25 @@ impl Inner {
         let (pods, secrets, runtime) = (self.pods(), self.secrets(), self.runtime.clone());
         let killed = self.killed.clone();
         let pod_name = pod_name.to_string();
-        let secret_name = format!("{pod_name}-worker");
+        let secret_name = worker_secret_of_pod(&pod_name);
         Box::new(move || {
             killed
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(pod_name.clone());
-            let (pods, secrets) = (pods.clone(), secrets.clone());
+            let (pods, secrets, killed) = (pods.clone(), secrets.clone(), killed.clone());
             let (pod_name, secret_name) = (pod_name.clone(), secret_name.clone());
             runtime.spawn(async move {
                 let now = DeleteParams::default().grace_period(0);
-                let _ = pods.delete(&pod_name, &now).await;
+                let deleted = pods.delete(&pod_name, &now).await;
                 let _ = secrets.delete(&secret_name, &DeleteParams::default()).await;
+                if deleted.is_ok() {
+                    // The API server no longer lists it as live: nothing to hide any more.
+                    killed
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&pod_name);
+                }
             });
         })
     }
@@ -895,19 +890,27 @@ async fn died(states: &mut (impl Stream<Item = PodState> + Unpin)) -> DeathCause
 fn pod_states(pods: Api<Pod>, name: &str) -> impl Stream<Item = PodState> + Send + 'static {
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
     let mut last: Option<PodState> = None;
-    let mut seen = false;
+    // Whether the current (re)list has held the pod.
+    let mut listed = false;
     watcher(pods, config)
         .default_backoff()
         .filter_map(move |event| {
             let state = match event {
+                Ok(watcher::Event::Init) => {
+                    listed = false;
+                    None
+                }
                 Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => {
-                    seen = true;
+                    listed = true;
                     Some(pod_state(&pod))
                 }
                 Ok(watcher::Event::Delete(_)) => Some(PodState::Dead(DeathCause::PodDeleted)),
-                // A relist that no longer holds the pod: it was deleted meanwhile.
-                Ok(watcher::Event::InitDone) if !seen => None,
-                Ok(_) => None,
+                // A relist (after a broken watch) that no longer holds the pod: it was
+                // deleted meanwhile, and no Delete event will come for it.
+                Ok(watcher::Event::InitDone) if !listed => {
+                    Some(PodState::Dead(DeathCause::PodDeleted))
+                }
+                Ok(watcher::Event::InitDone) => None,
                 Err(error) => {
                     tracing::debug!("pod watch: {error}");
                     None

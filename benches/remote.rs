@@ -319,7 +319,7 @@ fn lifecycle(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
 
 /// The floor of the transport: 16-byte ping-pong on one quinn stream with mutual TLS.
 fn quinn_floor(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
-    let ca = kt_transport::tls::ClusterCa::generate().expect("ca");
+    let ca = kt_transport::wire::tls::ClusterCa::generate().expect("ca");
     let server_id = ca.issue("server").expect("leaf");
     let client_id = ca.issue("client").expect("leaf");
     let (mut send, mut recv) = rt.block_on(async move {
@@ -349,7 +349,7 @@ fn quinn_floor(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
             quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("client");
         client.set_default_client_config(client_id.client_config().expect("client"));
         let conn = client
-            .connect(addr, kt_transport::tls::SERVER_NAME)
+            .connect(addr, kt_transport::wire::tls::SERVER_NAME)
             .expect("connect")
             .await
             .expect("handshake");

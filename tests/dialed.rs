@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 
 use kt::prelude::*;
-use kt_transport::dialed::{self, Prepared};
+use kt_transport::worker::dialed::{self, Prepared};
 use support::Accumulator;
 
 /// A UDP port free on `ip` right now.

@@ -63,7 +63,7 @@ async fn a_reply_over_the_limit_fails_with_message_too_large_and_the_actor_keeps
 #[kt::test]
 async fn arguments_over_the_limit_fail_before_they_are_sent() {
     let blobs = Blobs::spawn().on(local()).await.unwrap();
-    let limit = kt_transport::frame::max_message_bytes();
+    let limit = kt_transport::wire::frame::max_message_bytes();
     let payload = bytes::Bytes::from(vec![0u8; limit + 1]);
     match blobs.measure(payload).await {
         Err(Error::MessageTooLarge { size, limit: told }) => {

@@ -226,7 +226,7 @@ async fn a_named_detached_actor_outlives_its_driver_and_is_found_by_another() {
         .say("said after the first driver left".into())
         .await
         .unwrap();
-    let log = kt_transport::directory::log_path(&name).unwrap();
+    let log = kt_transport::wire::directory::log_path(&name).unwrap();
     let logged = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(
         logged.contains("said after the first driver left"),

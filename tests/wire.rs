@@ -10,10 +10,10 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use kt::prelude::*;
 use kt_transport::Node;
-use kt_transport::frame::{
+use kt_transport::wire::frame::{
     Frame, PROTOCOL_VERSION, codec, decode_frame, encode_frame, max_message_bytes,
 };
-use kt_transport::tls::{ClusterCa, SERVER_NAME};
+use kt_transport::wire::tls::{ClusterCa, SERVER_NAME};
 use support::Accumulator;
 use tokio_util::codec::FramedRead;
 

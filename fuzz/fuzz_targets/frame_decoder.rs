@@ -4,7 +4,7 @@
 #![no_main]
 
 use bytes::BytesMut;
-use kt_transport::frame::{codec, decode_frame};
+use kt_transport::wire::frame::{codec, decode_frame};
 use libfuzzer_sys::fuzz_target;
 use tokio_util::codec::Decoder;
 

@@ -1,4 +1,4 @@
-//! QUIC over reliable byte streams (`kt_transport::stream_socket`): mutually
+//! QUIC over reliable byte streams (`kt_transport::wire::stream_socket`): mutually
 //! authenticated connections over in-memory pipes and over TCP loopback, many links on
 //! one socket, malformed frames, and a measurement against plain QUIC over UDP.
 
@@ -6,10 +6,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kt_transport::stream_socket::{
+use kt_transport::wire::stream_socket::{
     self, AttachError, CloseReason, StreamEvent, StreamEvents, StreamSocket,
 };
-use kt_transport::tls::{ClusterCa, Identity, SERVER_NAME};
+use kt_transport::wire::tls::{ClusterCa, Identity, SERVER_NAME};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn addr(text: &str) -> SocketAddr {

@@ -10,7 +10,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kt_core::Error;
-use kt_transport::tls::ClusterCa;
+use kt_transport::wire::tls::ClusterCa;
 use kube::api::PostParams;
 use kube::{Api, Client};
 

@@ -3,7 +3,7 @@
 //! A spawn creates the actor's worker Secret (its config and TLS identity, mounted as
 //! files) and its pod (plus, for a group, the group's headless Service), watches the pod
 //! until it is ready — showing progress — then dials the worker on the pod's IP and
-//! attaches to it (see `kt_transport::dialed`). From then on calls go straight to the
+//! attaches to it (see `kt_transport::worker::dialed`). From then on calls go straight to the
 //! pod over QUIC with mutual TLS. The pod keeps being watched: a status that means the
 //! actor is gone (OOM-killed, evicted, preempted, deleted, crashed) reaches every waiting
 //! caller as `ActorDied { cause }` with Kubernetes' own reason.
@@ -32,7 +32,7 @@ use kt_core::handle_wire::HandleAddress;
 use kt_core::{
     ActorLabel, DeathCause, ErasedActor, Error, Lifetime, Placed, Placement, SpawnRequest,
 };
-use kt_transport::dialed;
+use kt_transport::worker::dialed;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
@@ -97,7 +97,7 @@ pub enum Reach {
     /// Straight to the pod's IP: for a driver on the pod network (inside the cluster).
     Direct,
     /// Through the API server's port-forward, QUIC carried over the forwarded TCP stream
-    /// (see `kt_transport::stream_socket`): for a driver outside the cluster (a laptop,
+    /// (see `kt_transport::wire::stream_socket`): for a driver outside the cluster (a laptop,
     /// a devbox). Actors in pods still call each other directly.
     PortForward,
 }
@@ -262,7 +262,7 @@ fn default_binary_path() -> kt_core::Result<String> {
 /// A session id nobody else in the namespace uses: 10 random lowercase characters.
 fn new_session_id() -> kt_core::Result<SessionId> {
     let mut bytes = [0u8; 10];
-    kt_transport::tls::random_bytes(&mut bytes)?;
+    kt_transport::wire::tls::random_bytes(&mut bytes)?;
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let id: String = bytes
         .iter()

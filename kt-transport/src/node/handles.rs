@@ -5,7 +5,7 @@
 use kt_core::ErasedActor;
 use kt_core::handle_wire::{HandleAddress, HandleTransport, TransportRegistration};
 
-use crate::endpoint::Node;
+use super::Node;
 
 struct QuicHandles;
 

@@ -3,7 +3,7 @@
 //! A driver outside a Kubernetes cluster reaches a worker pod through the API server's
 //! port-forward, which carries TCP byte streams and nothing else. [`StreamSocket`] is a
 //! quinn [`AsyncUdpSocket`] whose "datagrams" travel as length-prefixed frames over such
-//! streams, so the whole QUIC stack above it — mutual TLS from [`crate::tls`], streams,
+//! streams, so the whole QUIC stack above it — mutual TLS from [`super::tls`], streams,
 //! keep-alives — works unchanged.
 //!
 //! # Model
@@ -46,8 +46,8 @@
 //! stream path still works (1200 bytes, discovery to 1452).
 //!
 //! ```
-//! # async fn demo(identity: kt_transport::tls::Identity) -> Result<(), Box<dyn std::error::Error>> {
-//! use kt_transport::stream_socket::{self, StreamSocket};
+//! # async fn demo(identity: kt_transport::wire::tls::Identity) -> Result<(), Box<dyn std::error::Error>> {
+//! use kt_transport::wire::stream_socket::{self, StreamSocket};
 //!
 //! // Worker side: QUIC over every TCP connection accepted on a port.
 //! let (socket, _events) = StreamSocket::new("127.255.255.254:1".parse()?);
@@ -77,8 +77,8 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::codec::{FramedRead, LengthDelimitedCodec, LengthDelimitedCodecError};
 
-use crate::TransportError;
-use crate::tls::Identity;
+use super::TransportError;
+use super::tls::Identity;
 
 /// The size of a frame's length prefix (big-endian).
 pub const LENGTH_PREFIX_BYTES: usize = 4;
@@ -750,7 +750,7 @@ pub fn transport_config() -> quinn::TransportConfig {
 /// packets small (turn discovery off with `mtu_discovery_config(None)`).
 pub fn transport_config_with_mtu(mtu: u16) -> quinn::TransportConfig {
     let mtu = mtu.clamp(1200, MAX_STREAM_MTU);
-    let mut config = crate::endpoint::base_transport_config();
+    let mut config = super::quic::base_transport_config();
     // Cubic's default first window (14,720 bytes) can be smaller than one such packet,
     // and quinn would then never send the first one: start with ten packets' worth.
     let mut cubic = quinn::congestion::CubicConfig::default();
@@ -785,7 +785,7 @@ pub fn client_config(identity: &Identity) -> Result<quinn::ClientConfig, Transpo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tls::{ClusterCa, SERVER_NAME};
+    use crate::wire::tls::{ClusterCa, SERVER_NAME};
 
     #[test]
     fn synthetic_addresses_stay_in_their_range_and_never_use_port_zero() {

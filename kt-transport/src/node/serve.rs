@@ -12,17 +12,88 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use kt_core::{Accepted, EncodedReply, ErasedActor, Error, ReplySink};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::codec::FramedRead;
 
-use crate::endpoint::{HelloStream, Node};
-use crate::frame::{Frame, PROTOCOL_VERSION, codec, decode_frame, encode_frame, max_message_bytes};
+use super::Node;
+use super::control::{AttachStream, HelloStream};
+use crate::wire::frame::{
+    Frame, PROTOCOL_VERSION, codec, decode_frame, encode_frame, max_message_bytes,
+};
 
 /// Replies larger than this go on a stream of their own, so that they never hold up the
 /// small replies behind them.
 const OUT_OF_BAND_REPLY_BYTES: usize = 256 * 1024;
 
+/// The frames of one incoming stream.
 pub(crate) type Frames = FramedRead<quinn::RecvStream, tokio_util::codec::LengthDelimitedCodec>;
+
+/// Draining before exit: call streams stop taking calls, and the node waits until each
+/// caller has read its replies.
+pub(crate) struct Drain {
+    /// Set when the process is about to exit: call streams stop taking calls.
+    draining: watch::Sender<bool>,
+    /// How many call streams are still being served.
+    serving: Arc<watch::Sender<usize>>,
+}
+
+impl Default for Drain {
+    fn default() -> Self {
+        Drain {
+            draining: watch::channel(false).0,
+            serving: Arc::new(watch::channel(0).0),
+        }
+    }
+}
+
+/// Counts one call stream as served until dropped.
+pub(crate) struct Serving(Arc<watch::Sender<usize>>);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+impl Drain {
+    /// Counts a call stream as served while the guard lives.
+    fn serving(&self) -> Serving {
+        self.serving.send_modify(|n| *n += 1);
+        Serving(self.serving.clone())
+    }
+
+    /// Becomes true when the process is about to exit.
+    fn draining(&self) -> watch::Receiver<bool> {
+        self.draining.subscribe()
+    }
+
+    /// Stops every call stream from taking calls and waits (at most `within`) until
+    /// each has finished.
+    pub(crate) async fn drain_within(&self, within: std::time::Duration) {
+        self.draining.send_replace(true);
+        let mut serving = self.serving.subscribe();
+        let drained = serving.wait_for(|streams| *streams == 0);
+        let _ = tokio::time::timeout(within, drained).await;
+    }
+}
+
+impl Node {
+    /// Accepts connections on `endpoint` and serves the streams their peers open.
+    pub(super) async fn accept_loop(self: Arc<Self>, endpoint: quinn::Endpoint) {
+        while let Some(incoming) = endpoint.accept().await {
+            let node = self.clone();
+            tokio::spawn(async move {
+                // A peer without a certificate from the session CA fails here, in the
+                // handshake, before any of its bytes reach kt.
+                let conn = match incoming.await {
+                    Ok(conn) => conn,
+                    Err(error) => return tracing::debug!("refused a connection: {error}"),
+                };
+                node.adopt(conn);
+            });
+        }
+    }
+}
 
 /// Serves one stream a peer opened.
 pub(crate) async fn serve_stream(
@@ -62,7 +133,7 @@ pub(crate) async fn serve_stream(
             if version != PROTOCOL_VERSION {
                 return refuse(&mut send, version_error(version)).await;
             }
-            node.deliver_hello(
+            node.control().deliver_hello(
                 token,
                 HelloStream {
                     result,
@@ -75,11 +146,11 @@ pub(crate) async fn serve_stream(
             if version != PROTOCOL_VERSION {
                 return refuse(&mut send, version_error(version)).await;
             }
-            let attach = crate::endpoint::AttachStream {
+            let attach = AttachStream {
                 control: send,
                 events: frames,
             };
-            if let Some(mut attach) = node.deliver_attach(token, attach) {
+            if let Some(mut attach) = node.control().deliver_attach(token, attach) {
                 let error = Error::Unavailable {
                     target: format!("node {}", node.address()),
                     message: "no worker here waits for this driver (wrong token, or the \
@@ -183,8 +254,8 @@ async fn serve_calls(
     send: quinn::SendStream,
     mut frames: Frames,
 ) {
-    let _serving = node.serving();
-    let mut draining = node.draining();
+    let _serving = node.drain.serving();
+    let mut draining = node.drain.draining();
     let (replies, replies_rx) = mpsc::unbounded_channel();
     let writer = tokio::spawn(write_replies(conn, send, replies_rx));
     loop {
@@ -212,7 +283,7 @@ async fn serve_calls(
                 }
             }
             Ok(Frame::Kill) => actor.kill(),
-            Ok(Frame::Release) => node.release_hosted(actor.label().id),
+            Ok(Frame::Release) => node.control().release_hosted(actor.label().id),
             Ok(other) => {
                 let error = Error::Protocol {
                     message: format!("unexpected {} frame on a call stream", frame_name(&other)),

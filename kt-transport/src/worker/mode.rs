@@ -20,10 +20,9 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_util::codec::FramedRead;
 
-use crate::endpoint::Node;
-use crate::frame::{Frame, PROTOCOL_VERSION, codec, encode_frame, max_message_bytes};
-use crate::serve::{Frames, next_frame};
-use crate::tls::Identity;
+use crate::node::{Frames, Node, next_frame};
+use crate::wire::frame::{Frame, PROTOCOL_VERSION, codec, encode_frame, max_message_bytes};
+use crate::wire::tls::Identity;
 
 /// How long a dialed worker of an owned actor waits for its driver to attach.
 const ATTACH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
@@ -202,7 +201,7 @@ async fn run_worker(source: ConfigSource) -> Result<(), Error> {
     let attach = config
         .driver
         .is_none()
-        .then(|| node.expect_attach(config.token));
+        .then(|| node.control().expect_attach(config.token));
     let detached = config.options.lifetime == Lifetime::Detached;
     // The driver published this process in the name directory; the entry goes with it.
     let _name_entry = config.options.name.clone().map(NameEntryOfThisProcess);
@@ -284,7 +283,7 @@ async fn run_worker(source: ConfigSource) -> Result<(), Error> {
         return Ok(());
     };
 
-    let released = node.on_release(owner.label().id);
+    let released = node.control().on_release(owner.label().id);
     let gone = {
         let (tx, rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
@@ -370,7 +369,7 @@ struct NameEntryOfThisProcess(String);
 
 impl Drop for NameEntryOfThisProcess {
     fn drop(&mut self) {
-        if let Ok(names) = crate::directory::Names::open() {
+        if let Ok(names) = crate::wire::directory::Names::open() {
             names.release(&self.0, std::process::id());
         }
     }
@@ -406,7 +405,7 @@ async fn driver_gone(
         // outlive the driver's interest in it.
         while matches!(stdin.read(&mut sink).await, Ok(n) if n > 0) {}
         // Nobody reads the pipes any more: writing to them would fail.
-        crate::directory::redirect_output_to_log(&name);
+        crate::wire::directory::redirect_output_to_log(&name);
         return;
     }
     let stdin_closed = async { while matches!(stdin.read(&mut sink).await, Ok(n) if n > 0) {} };

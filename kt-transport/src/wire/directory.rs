@@ -33,7 +33,7 @@ use kt_core::Error;
 use kt_core::handle_wire::HandleAddress;
 use serde::{Deserialize, Serialize};
 
-use crate::tls::ClusterCa;
+use super::tls::ClusterCa;
 
 /// The environment variable that moves the state directory.
 pub const STATE_DIR_ENV: &str = "KT_STATE_DIR";

@@ -18,11 +18,9 @@ use bytes::{Bytes, BytesMut};
 use kt_core::{DeathCause, ErasedActor, Error, OwnerGuard, SpawnOptions};
 use tokio_util::codec::FramedRead;
 
-use crate::endpoint::Node;
-use crate::frame::{Frame, PROTOCOL_VERSION, codec, encode_frame, max_message_bytes};
-use crate::route::{RemoteRoute, RouteState, watch_events};
-use crate::serve::next_frame;
-use crate::worker::{WorkerConfig, encode_config_body};
+use super::mode::{WorkerConfig, encode_config_body};
+use crate::node::{Node, Peer, RemoteRoute, RouteState, next_frame, watch_events};
+use crate::wire::frame::{Frame, PROTOCOL_VERSION, codec, encode_frame, max_message_bytes};
 
 /// The files of one dialed worker (see [`crate::worker::WORKER_DIR_ENV`]).
 #[derive(Debug, Clone)]
@@ -86,7 +84,7 @@ pub fn prepare(
 /// A token nobody can guess: a worker hands its actor only to the driver that knows it.
 fn random_token() -> Result<u64, Error> {
     let mut bytes = [0u8; 8];
-    crate::tls::random_bytes(&mut bytes)?;
+    crate::wire::tls::random_bytes(&mut bytes)?;
     Ok(u64::from_le_bytes(bytes))
 }
 
@@ -183,7 +181,7 @@ const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Sends `Attach` on a new control stream and reads the worker's `Hello`.
 async fn exchange(
     node: &Arc<Node>,
-    peer: Arc<crate::endpoint::Peer>,
+    peer: Arc<Peer>,
     worker: SocketAddr,
     token: u64,
     owned: bool,

@@ -15,7 +15,7 @@ use rcgen::{
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde::{Deserialize, Serialize};
 
-use crate::TransportError;
+use super::TransportError;
 
 /// The name every kt certificate is issued for and every connection checks.
 pub const SERVER_NAME: &str = "kt.local";
@@ -173,7 +173,7 @@ impl Identity {
         config.alpn_protocols = vec![ALPN.to_vec()];
         let crypto = QuicServerConfig::try_from(config).map_err(tls_error)?;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-        server.transport_config(crate::endpoint::transport_config());
+        server.transport_config(super::quic::transport_config());
         Ok(server)
     }
 
@@ -189,7 +189,7 @@ impl Identity {
         config.alpn_protocols = vec![ALPN.to_vec()];
         let crypto = QuicClientConfig::try_from(config).map_err(tls_error)?;
         let mut client = quinn::ClientConfig::new(Arc::new(crypto));
-        client.transport_config(crate::endpoint::transport_config());
+        client.transport_config(super::quic::transport_config());
         Ok(client)
     }
 }

@@ -20,8 +20,10 @@ use kt_core::{
 use tokio::sync::{mpsc, watch};
 use tokio_util::codec::FramedRead;
 
-use crate::endpoint::{Node, Peer};
-use crate::frame::{Frame, PROTOCOL_VERSION, codec, decode_frame, encode_frame, max_message_bytes};
+use super::{Node, Peer};
+use crate::wire::frame::{
+    Frame, PROTOCOL_VERSION, codec, decode_frame, encode_frame, max_message_bytes,
+};
 
 /// How many calls a route queues before callers wait (rule B1).
 const ROUTE_QUEUE: usize = 4096;
@@ -432,9 +434,9 @@ async fn read_replies(peer: Arc<Peer>, state: Arc<RouteState>, recv: quinn::Recv
 
 /// Reads the worker's `Gone` report, which says why the actor stopped (more than an exit
 /// code can).
-pub(crate) async fn watch_events(events: crate::serve::Frames, state: Arc<RouteState>) {
+pub(crate) async fn watch_events(events: super::Frames, state: Arc<RouteState>) {
     let mut events = events;
-    while let Some(frame) = crate::serve::next_frame(&mut events).await {
+    while let Some(frame) = super::next_frame(&mut events).await {
         if let Ok(Frame::Gone { cause }) = frame {
             // New calls fail from now on; calls already sent keep waiting for the replies
             // the worker is still flushing (the process watcher fails what is left).

@@ -1,4 +1,4 @@
-//! [`RestartingRoute`]: an actor whose worker *process* is replaced when it dies (rule S3).
+//! `RestartingRoute`: an actor whose worker *process* is replaced when it dies (rule S3).
 //!
 //! A panic is handled inside the worker, which rebuilds the actor in place (S1). When the
 //! process itself dies — killed by a signal, aborted, exited — the driver's backend
@@ -26,7 +26,7 @@ use kt_core::{
 };
 use tokio::sync::{oneshot, watch};
 
-use crate::route::RemoteRoute;
+use crate::node::RemoteRoute;
 
 /// How many calls may wait for a restarting actor before callers are told it is
 /// unavailable (the same bound as a route's own queue).

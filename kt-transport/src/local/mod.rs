@@ -22,37 +22,17 @@ use kt_core::{
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, Command};
 
-use crate::directory::{NameEntry, Names};
-use crate::endpoint::{HelloStream, Node};
-use crate::frame::PROTOCOL_VERSION;
-use crate::resources::{Grant, Ledger};
-use crate::restart::{ReleaseRestarting, RestartingRoute, StartIncarnation};
-use crate::route::{RemoteRoute, RouteState, watch_events};
-use crate::worker::{WORKER_ENV, WorkerConfig, encode_config};
+use crate::node::{HelloStream, Node, RemoteRoute, RouteState, watch_events};
+use crate::wire::directory::{NameEntry, Names};
+use crate::wire::frame::PROTOCOL_VERSION;
+use crate::worker::supervision::{ReleaseRestarting, RestartingRoute, StartIncarnation};
+use crate::worker::{WORKER_ENV, WorkerConfig, encode_config, worker_args};
+use resources::{Grant, Ledger};
+
+pub mod resources;
 
 /// How long a worker may take to start and report in.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
-
-static WORKER_ARGS: OnceLock<Vec<String>> = OnceLock::new();
-
-/// Sets the command-line arguments workers are started with. Test binaries use it (via
-/// `#[kt::test]`) to make the test harness run only a worker entry point.
-pub fn set_worker_args(args: Vec<String>) {
-    let _ = WORKER_ARGS.set(args);
-}
-
-/// The command line that starts this binary as a worker: its path, then the arguments
-/// set by [`set_worker_args`] (a test binary's harness filter). Container backends use
-/// it in development, when pods run the driver's own binary.
-pub fn worker_command() -> kt_core::Result<Vec<String>> {
-    let exe = std::env::current_exe().map_err(|e| Error::WorkerStartFailed {
-        type_name: String::new(),
-        message: format!("cannot find this binary: {e}"),
-    })?;
-    let mut command = vec![exe.to_string_lossy().into_owned()];
-    command.extend(WORKER_ARGS.get().cloned().unwrap_or_default());
-    Ok(command)
-}
 
 /// Runs each actor in a child process of the current binary, reserving the CPUs and
 /// GPUs its `Compute` asks for from this machine's [`Ledger`].
@@ -294,7 +274,7 @@ async fn start_incarnation(
         options,
     };
     let detached = config.options.lifetime == Lifetime::Detached;
-    let hello = node.expect_hello(token);
+    let hello = node.control().expect_hello(token);
     // The child is reaped, and its output read, by the node's long-lived runtime.
     let runtime = node.runtime.clone();
     let mut child = {
@@ -313,7 +293,7 @@ async fn start_incarnation(
         stdin.flush().await.map_err(|e| start_failed(type_name, e))
     };
     if let Err(error) = written.await {
-        node.forget_hello(token);
+        node.control().forget_hello(token);
         let _ = child.start_kill();
         return Err(error);
     }
@@ -347,7 +327,7 @@ async fn start_incarnation(
     } = match reported {
         Ok(hello) => hello,
         Err(error) => {
-            node.forget_hello(token);
+            node.control().forget_hello(token);
             let _ = child.start_kill();
             return Err(error);
         }
@@ -414,7 +394,7 @@ fn start_child(
         .map_err(|e| start_failed(type_name, format!("cannot find this binary: {e}")))?;
     let mut command = Command::new(exe);
     command
-        .args(WORKER_ARGS.get().cloned().unwrap_or_default())
+        .args(worker_args())
         .envs(&compute.env)
         .env("CUDA_VISIBLE_DEVICES", grant.cuda_visible_devices())
         .env(WORKER_ENV, "1")

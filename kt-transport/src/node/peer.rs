@@ -1,0 +1,216 @@
+//! Connections to other nodes: one [`Peer`] per connection, and the calls this process
+//! has pending on it.
+//!
+//! Calls go out on connections this node opens itself ([`Node::peer`]); connections
+//! other nodes open are served ([`super::serve`]) but not reused for calls, so each
+//! connection carries streams opened by its client only.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use futures_util::StreamExt;
+use kt_core::{EncodedReply, Error};
+use tokio::sync::OnceCell;
+use tokio_util::codec::FramedRead;
+
+use super::route::RouteState;
+use super::{Node, lock};
+use crate::wire::frame::{Frame, codec, decode_frame, max_message_bytes};
+use crate::wire::tls::SERVER_NAME;
+
+/// The connections this node opened, by peer address.
+#[derive(Default)]
+pub(crate) struct Peers {
+    connections: Mutex<HashMap<SocketAddr, Arc<OnceCell<Arc<Peer>>>>>,
+    /// For a node on loopback: a client-only endpoint on all interfaces, made on first
+    /// use, for peers elsewhere (pods). It accepts nothing.
+    outbound: OnceLock<quinn::Endpoint>,
+}
+
+impl Node {
+    /// The connection to the node at `address`, made on first use.
+    pub(crate) async fn peer(&self, address: SocketAddr) -> Result<Arc<Peer>, Error> {
+        let cell = {
+            let mut peers = lock(&self.peers.connections);
+            let cell = peers.entry(address).or_default();
+            if cell
+                .get()
+                .is_some_and(|peer| peer.conn.close_reason().is_some())
+            {
+                *cell = Arc::default();
+            }
+            cell.clone()
+        };
+        let unavailable = |message: String| Error::Unavailable {
+            target: format!("node {address}"),
+            message,
+        };
+        let peer = cell
+            .get_or_try_init(|| async {
+                let connecting = match self.forwarding.via(address) {
+                    Some(via) => self.stream_endpoint()?.connect(via, SERVER_NAME),
+                    None => self.endpoint_for(address)?.connect(address, SERVER_NAME),
+                }
+                .map_err(|e| unavailable(e.to_string()))?;
+                let conn = connecting.await.map_err(|e| unavailable(e.to_string()))?;
+                Ok::<_, Error>(Peer::new(self.arc()?, conn))
+            })
+            .await?;
+        Ok(peer.clone())
+    }
+
+    /// The endpoint to reach `address` from: this node's own, unless it is on loopback and
+    /// the peer is not (a socket bound to 127.0.0.1 cannot send elsewhere).
+    fn endpoint_for(&self, address: SocketAddr) -> Result<&quinn::Endpoint, Error> {
+        if !self.address.ip().is_loopback() || address.ip().is_loopback() {
+            return Ok(&self.endpoint);
+        }
+        if let Some(outbound) = self.peers.outbound.get() {
+            return Ok(outbound);
+        }
+        let _in_runtime = self.runtime.enter();
+        let bind = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
+        let mut outbound = quinn::Endpoint::client(bind).map_err(|e| Error::Unavailable {
+            target: format!("node {address}"),
+            message: format!("cannot open an outbound socket: {e}"),
+        })?;
+        outbound.set_default_client_config(self.client_config.clone());
+        Ok(self.peers.outbound.get_or_init(|| outbound))
+    }
+
+    /// Drops (and closes) the connection to a node whose process is gone.
+    pub(crate) fn forget_peer(&self, address: SocketAddr) {
+        let cell = lock(&self.peers.connections).remove(&address);
+        if let Some(peer) = cell.as_ref().and_then(|cell| cell.get()) {
+            peer.conn.close(quinn::VarInt::from_u32(2), b"process gone");
+        }
+    }
+
+    /// Serves an incoming connection. It is not reused for calls to that peer: calls go
+    /// out on connections this node opens itself, so each connection carries streams
+    /// opened by its client only.
+    pub(super) fn adopt(self: &Arc<Self>, conn: quinn::Connection) {
+        Peer::new(self.clone(), conn);
+    }
+}
+
+/// Calls waiting for replies on one connection.
+pub(crate) struct Peer {
+    pub(crate) conn: quinn::Connection,
+    next_call: AtomicU64,
+    pending: Mutex<HashMap<u64, (EncodedReply, Arc<RouteState>)>>,
+}
+
+impl Peer {
+    /// Wraps a connection, whichever side opened it: both sides serve the streams the
+    /// other opens, and read replies that come on streams of their own.
+    fn new(node: Arc<Node>, conn: quinn::Connection) -> Arc<Peer> {
+        let peer = Arc::new(Peer {
+            conn: conn.clone(),
+            next_call: AtomicU64::new(1),
+            pending: Mutex::new(HashMap::new()),
+        });
+        let reader = peer.clone();
+        let runtime = node.runtime.clone();
+        runtime.spawn(async move { reader.read_out_of_band_replies().await });
+        runtime.spawn(async move {
+            while let Ok((send, recv)) = conn.accept_bi().await {
+                let node = node.clone();
+                let conn = conn.clone();
+                tokio::spawn(
+                    async move { super::serve::serve_stream(node, conn, send, recv).await },
+                );
+            }
+        });
+        peer
+    }
+
+    /// Registers a pending call and returns its id.
+    pub(crate) fn register(&self, reply: EncodedReply, route: Arc<RouteState>) -> u64 {
+        let id = self.next_call.fetch_add(1, Ordering::Relaxed);
+        lock(&self.pending).insert(id, (reply, route));
+        id
+    }
+
+    /// Answers a pending call.
+    pub(crate) fn resolve(&self, call_id: u64, payload: bytes::Bytes) {
+        let entry = lock(&self.pending).remove(&call_id);
+        if let Some((reply, _)) = entry {
+            reply.deliver(Vec::from(payload));
+        }
+    }
+
+    /// Fails one pending call.
+    pub(crate) fn fail_call(&self, call_id: u64, error: Error) {
+        let entry = lock(&self.pending).remove(&call_id);
+        if let Some((reply, _)) = entry {
+            reply.fail(error);
+        }
+    }
+
+    /// Fails every call of `route` still pending on this connection.
+    pub(crate) fn fail_route(&self, route: &Arc<RouteState>) {
+        let failed: Vec<_> = {
+            let mut pending = lock(&self.pending);
+            let ids: Vec<u64> = pending
+                .iter()
+                .filter(|(_, (_, r))| Arc::ptr_eq(r, route))
+                .map(|(id, _)| *id)
+                .collect();
+            ids.into_iter()
+                .filter_map(|id| pending.remove(&id))
+                .collect()
+        };
+        let error = route.gone();
+        for (reply, _) in failed {
+            reply.fail(error.clone());
+        }
+    }
+
+    /// Large replies come on streams of their own, so they never hold up small ones.
+    async fn read_out_of_band_replies(self: Arc<Self>) {
+        while let Ok(recv) = self.conn.accept_uni().await {
+            let peer = self.clone();
+            tokio::spawn(async move { peer.read_reply_stream(recv).await });
+        }
+    }
+
+    /// Reads one reply stream: a `ReplyStream` header and the raw payload it announces
+    /// (read straight into one buffer of the right size), or a single `Reply` frame.
+    async fn read_reply_stream(&self, recv: quinn::RecvStream) {
+        let mut frames = FramedRead::new(recv, codec(max_message_bytes()));
+        let Some(Ok(body)) = frames.next().await else {
+            return;
+        };
+        let (call_id, len) = match decode_frame(&body) {
+            Ok(Frame::Reply { call_id, payload }) => return self.resolve(call_id, payload),
+            Ok(Frame::ReplyStream { call_id, len }) => (call_id, len),
+            Ok(other) => return tracing::warn!("unexpected frame on a reply stream: {other:?}"),
+            Err(error) => return tracing::warn!("unreadable reply stream: {error}"),
+        };
+        let limit = max_message_bytes();
+        let len = match usize::try_from(len) {
+            Ok(len) if len <= limit => len,
+            _ => {
+                let size = usize::try_from(len).unwrap_or(usize::MAX);
+                return self.fail_call(call_id, Error::MessageTooLarge { size, limit });
+            }
+        };
+        let parts = frames.into_parts();
+        let mut payload = bytes::BytesMut::with_capacity(len);
+        let buffered = parts.read_buf.len().min(len);
+        payload.extend_from_slice(&parts.read_buf[..buffered]);
+        let mut recv = parts.io;
+        while payload.len() < len {
+            match recv.read_chunk(len - payload.len(), true).await {
+                Ok(Some(chunk)) => payload.extend_from_slice(&chunk.bytes),
+                // Cut off: the sender is going away. The call is left to the route, which
+                // learns why (the worker's exit, or the connection's loss).
+                Ok(None) | Err(_) => return,
+            }
+        }
+        self.resolve(call_id, payload.freeze());
+    }
+}

@@ -1,0 +1,173 @@
+//! The serving side's refusals, over real QUIC: TLS refusals before any frame is read,
+//! bad first frames answered with `Refused`, and a node that keeps serving.
+
+use super::*;
+use crate::wire::frame::{
+    Frame, PROTOCOL_VERSION, codec, decode_frame, encode_frame, max_message_bytes,
+};
+use crate::wire::tls::SERVER_NAME;
+use bytes::BytesMut;
+use futures_util::StreamExt;
+use std::sync::Arc;
+use tokio_util::codec::FramedRead;
+
+/// A raw QUIC client: `identity` presents a certificate, `trust` is the CA it accepts.
+fn client(identity: Option<&Identity>, trust: &Identity) -> quinn::Endpoint {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("tls13")
+        .with_root_certificates(trust.roots().expect("roots"));
+    let mut config = match identity {
+        Some(identity) => builder
+            .with_client_auth_cert(identity.chain(), identity.key())
+            .expect("cert"),
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![crate::wire::tls::ALPN.to_vec()];
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(config).expect("quic");
+    let mut endpoint =
+        quinn::Endpoint::client(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).expect("bind");
+    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+    endpoint
+}
+
+/// Connects, sends `bytes` on a new stream, and returns the first frame that comes
+/// back — or the error that ended the connection before any did.
+async fn exchange(
+    endpoint: &quinn::Endpoint,
+    server: SocketAddr,
+    bytes: &[u8],
+) -> Result<Frame, String> {
+    let conn = endpoint
+        .connect(server, SERVER_NAME)
+        .map_err(|e| e.to_string())?
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut send, recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+    send.write_all(bytes).await.map_err(|e| e.to_string())?;
+    send.finish().map_err(|e| e.to_string())?;
+    let mut frames = FramedRead::new(recv, codec(max_message_bytes()));
+    match frames.next().await {
+        Some(Ok(body)) => decode_frame(&body).map_err(|e| e.to_string()),
+        Some(Err(e)) => Err(e.to_string()),
+        None => Err("stream ended without a frame".into()),
+    }
+}
+
+fn frame_bytes(frame: &Frame) -> Vec<u8> {
+    let mut buf = BytesMut::new();
+    encode_frame(frame, &mut buf).expect("encode");
+    buf.to_vec()
+}
+
+fn server() -> (Arc<Node>, ClusterCa) {
+    let ca = ClusterCa::generate().expect("ca");
+    let node = Node::start(&ca.issue("server").expect("leaf"), None).expect("node");
+    (node, ca)
+}
+
+fn unknown_actor() -> Vec<u8> {
+    frame_bytes(&Frame::Open {
+        version: PROTOCOL_VERSION,
+        actor_id: 424242,
+    })
+}
+
+#[tokio::test]
+async fn a_peer_of_the_session_ca_is_served() {
+    let (node, ca) = server();
+    let me = ca.issue("client").expect("leaf");
+    let reply = exchange(&client(Some(&me), &me), node.address(), &unknown_actor()).await;
+    assert!(
+        matches!(
+            reply,
+            Ok(Frame::Refused {
+                error: Error::Unavailable { .. }
+            })
+        ),
+        "{reply:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_peer_without_a_certificate_is_refused_before_any_frame_is_read() {
+    let (node, ca) = server();
+    let trust = ca.issue("trust only").expect("leaf");
+    let reply = exchange(&client(None, &trust), node.address(), &unknown_actor()).await;
+    // A served stream would answer `Refused`; a refused handshake answers nothing.
+    let error = reply.expect_err("the server must not serve a peer without a certificate");
+    assert!(!error.contains("Refused"), "{error}");
+}
+
+#[tokio::test]
+async fn a_peer_with_a_certificate_from_another_ca_is_refused_before_any_frame_is_read() {
+    let (node, ca) = server();
+    let trust = ca.issue("trust only").expect("leaf");
+    let stranger = ClusterCa::generate()
+        .expect("ca")
+        .issue("stranger")
+        .expect("leaf");
+    let mut stranger_trusting_server = stranger;
+    stranger_trusting_server.ca_der = trust.ca_der.clone();
+    let reply = exchange(
+        &client(Some(&stranger_trusting_server), &trust),
+        node.address(),
+        &unknown_actor(),
+    )
+    .await;
+    let error = reply.expect_err("the server must not serve a certificate from another CA");
+    assert!(!error.contains("Refused"), "{error}");
+}
+
+#[tokio::test]
+async fn bad_first_frames_are_refused_with_a_reason_and_the_node_keeps_serving() {
+    let (node, ca) = server();
+    let me = ca.issue("client").expect("leaf");
+    let endpoint = client(Some(&me), &me);
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("garbage", vec![0, 0, 0, 3, 0xc1, 0xc1, 0xc1]),
+        ("truncated", {
+            let mut bytes = unknown_actor();
+            bytes.truncate(bytes.len() - 2);
+            bytes
+        }),
+        ("oversized", {
+            let mut bytes = u32::MAX.to_be_bytes().to_vec();
+            bytes.extend_from_slice(&[0; 32]);
+            bytes
+        }),
+        (
+            "another version",
+            frame_bytes(&Frame::Open {
+                version: 99,
+                actor_id: 1,
+            }),
+        ),
+        (
+            "a reply as first frame",
+            frame_bytes(&Frame::Reply {
+                call_id: 1,
+                payload: bytes::Bytes::new(),
+            }),
+        ),
+    ];
+    for (case, bytes) in cases {
+        match exchange(&endpoint, node.address(), &bytes).await {
+            Ok(Frame::Refused {
+                error: Error::Protocol { .. } | Error::MessageTooLarge { .. },
+            }) => {}
+            other => panic!("{case}: expected a Refused frame, got {other:?}"),
+        }
+    }
+    let reply = exchange(&endpoint, node.address(), &unknown_actor()).await;
+    assert!(
+        matches!(
+            reply,
+            Ok(Frame::Refused {
+                error: Error::Unavailable { .. }
+            })
+        ),
+        "still serving: {reply:?}"
+    );
+}

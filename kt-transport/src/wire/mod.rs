@@ -1,0 +1,21 @@
+//! The wire layer: what travels between processes and how it is protected.
+//!
+//! Nothing here knows about nodes, workers or placements; the layers above
+//! (node, worker, local) build on it.
+//!
+//! | module | job |
+//! |---|---|
+//! | [`frame`] | the frames of the protocol and their length-delimited encoding |
+//! | [`tls`] | certificates (a CA per cluster, a leaf per process) and rustls/quinn configs |
+//! | [`quic`] | the QUIC transport settings every connection shares |
+//! | [`stream_socket`] | QUIC datagrams carried over byte streams (port-forwards) |
+//! | [`directory`] | this user's machine-wide state directory: names, the machine CA, logs |
+
+pub mod directory;
+mod error;
+pub mod frame;
+pub mod quic;
+pub mod stream_socket;
+pub mod tls;
+
+pub use error::TransportError;

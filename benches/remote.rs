@@ -1,19 +1,28 @@
-//! Remote-call benchmarks on the local-process backend (DESIGN.md §4), each beside the
-//! floors measured in the same run: a raw quinn ping-pong (16-byte messages, mutual TLS)
-//! and a raw Unix-socket ping-pong between two threads.
+//! Remote-call benchmarks on the local-process backend, each beside the floors measured
+//! in the same run ([`floors`]): a raw quinn stream ping-pong (16-byte messages, mutual
+//! TLS) and a Unix-socket ping-pong, both with each end in a tokio task of its own
+//! process, as a user's fastest hand-written code would be.
 //!
-//! Run with `cargo bench --bench remote`. The workers are this bench binary itself
-//! (`kt::serve_if_worker()` first thing in `main`). Percentiles and memory, which
-//! criterion does not report, are printed as `figure:` lines.
+//! Round trips and pipelined throughput are measured in interleaved rounds — kt, then
+//! each floor, in an order that rotates every round — so that all see the same machine,
+//! and reported as medians and p99 of every call (round trips here have two modes, which
+//! a mean hides) in `figure:` lines. Lifecycle figures use criterion.
+//!
+//! Run with `cargo bench --bench remote`; `-- round_trips`, `-- pipelined` or
+//! `-- head_of_line` run one part. `-- callgrind N` makes N round trips and nothing
+//! else, for `valgrind --tool=callgrind` (instructions per round trip: run it with two
+//! values of N and divide the difference). The workers are this bench binary itself
+//! (`kt::serve_if_worker()` first thing in `main`).
 
 use std::future::IntoFuture;
-use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod floors;
 mod support;
 
-use criterion::{Criterion, Throughput};
+use criterion::Criterion;
+use floors::{QuinnFloor, UnixFloor};
 use kt::prelude::*;
 use support::{run_as_task, runtime};
 
@@ -83,116 +92,178 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p) as usize]
 }
 
-fn round_trips(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
-    let echo = spawn_echo(rt);
-    let mut group = c.benchmark_group("remote");
-    group.bench_function("round_trip", |b| {
-        b.iter_custom(|iters| {
-            let echo = echo.clone();
-            run_as_task(rt, async move {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    echo.add(1).await.expect("call");
-                }
-                start.elapsed()
-            })
-        })
-    });
-    group.bench_function("error_round_trip", |b| {
-        b.iter_custom(|iters| {
-            let echo = echo.clone();
-            run_as_task(rt, async move {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    echo.refuse()
-                        .await
-                        .expect("call")
-                        .expect_err("the method's own error");
-                }
-                start.elapsed()
-            })
-        })
-    });
-    let caller = spawn_echo(rt);
-    group.bench_function("actor_to_actor_round_trip", |b| {
-        b.iter_custom(|iters| {
-            let (caller, target) = (caller.clone(), echo.clone());
-            run_as_task(rt, async move {
-                let start = Instant::now();
-                caller.call(target, iters).await.expect("call");
-                start.elapsed()
-            })
-        })
-    });
-    group.finish();
-
-    let latencies = run_as_task(rt, async move {
-        let mut latencies = Vec::with_capacity(20_000);
-        for _ in 0..20_000 {
-            let start = Instant::now();
-            echo.add(1).await.expect("call");
-            latencies.push(start.elapsed());
-        }
-        latencies.sort_unstable();
-        latencies
-    });
-    println!(
-        "figure: remote round trip over 20000 calls: p50 {:?}, p99 {:?}",
-        percentile(&latencies, 0.50),
-        percentile(&latencies, 0.99)
-    );
+/// Median and p99 of `samples` (sorted in place).
+fn p50_p99(samples: &mut [Duration]) -> (Duration, Duration) {
+    samples.sort_unstable();
+    (percentile(samples, 0.50), percentile(samples, 0.99))
 }
 
-const IN_FLIGHT: u64 = 10_000;
+/// Times each of `n` evaluations of the async expression `one`, appending to `out`.
+macro_rules! timed {
+    ($n:expr, $out:expr, $one:expr) => {
+        for _ in 0..$n {
+            let start = Instant::now();
+            $one;
+            $out.push(start.elapsed());
+        }
+    };
+}
 
-fn pipelined(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
-    let mut group = c.benchmark_group("remote/pipelined");
-    group.throughput(Throughput::Elements(IN_FLIGHT));
+const ROUNDS: usize = 20;
+const CALLS_PER_ROUND: usize = 1_000;
+
+/// Round trips: kt (a call, a method's error, actor to actor) and both floors,
+/// interleaved round by round.
+fn round_trips(rt: &tokio::runtime::Runtime) {
     let echo = spawn_echo(rt);
-    group.bench_function("one_caller_one_actor", |b| {
-        b.iter_custom(|iters| {
-            let echo = echo.clone();
-            run_as_task(rt, async move {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    let calls: Vec<_> = (0..IN_FLIGHT).map(|_| echo.add(1)).collect();
-                    for call in calls {
-                        call.await.expect("call");
+    let caller = spawn_echo(rt);
+    run_as_task(rt, async move {
+        let mut quinn = QuinnFloor::start().await;
+        let mut unix = UnixFloor::start().await;
+        // Warm up every path once.
+        for _ in 0..200 {
+            echo.add(1).await.expect("call");
+            quinn.round_trip().await;
+            unix.round_trip().await;
+        }
+        let (mut kt, mut errors, mut q, mut u) = (vec![], vec![], vec![], vec![]);
+        let (mut a2a, mut ratios) = (vec![], vec![]);
+        for round in 0..ROUNDS {
+            let (mut kt_round, mut q_round) = (vec![], vec![]);
+            for part in 0..4 {
+                match (part + round) % 4 {
+                    0 => {
+                        timed!(CALLS_PER_ROUND, kt_round, echo.add(1).await.expect("call"))
+                    }
+                    1 => timed!(CALLS_PER_ROUND, q_round, quinn.round_trip().await),
+                    2 => timed!(CALLS_PER_ROUND, u, unix.round_trip().await),
+                    _ => {
+                        timed!(
+                            CALLS_PER_ROUND / 4,
+                            errors,
+                            echo.refuse()
+                                .await
+                                .expect("call")
+                                .expect_err("the method's own error")
+                        );
+                        let start = Instant::now();
+                        let n = CALLS_PER_ROUND as u64 / 4;
+                        caller.call(echo.clone(), n).await.expect("call");
+                        a2a.push(start.elapsed() / n as u32);
                     }
                 }
-                start.elapsed()
-            })
-        })
+            }
+            let kt_median = p50_p99(&mut kt_round).0;
+            let q_median = p50_p99(&mut q_round).0;
+            ratios.push(kt_median.as_secs_f64() / q_median.as_secs_f64());
+            kt.extend(kt_round);
+            q.extend(q_round);
+        }
+        let (kt50, kt99) = p50_p99(&mut kt);
+        let (q50, q99) = p50_p99(&mut q);
+        let (u50, u99) = p50_p99(&mut u);
+        let (e50, e99) = p50_p99(&mut errors);
+        let (a50, _) = p50_p99(&mut a2a);
+        ratios.sort_by(f64::total_cmp);
+        println!(
+            "figure: round trip, {} calls in {ROUNDS} interleaved rounds: kt p50 {kt50:?} p99 {kt99:?} | floor quinn p50 {q50:?} p99 {q99:?} | floor unix p50 {u50:?} p99 {u99:?}",
+            kt.len()
+        );
+        println!(
+            "figure: round trip kt / quinn (p50): {:.2} over the whole run; per round median {:.2}, range {:.2}-{:.2}",
+            kt50.as_secs_f64() / q50.as_secs_f64(),
+            ratios[ratios.len() / 2],
+            ratios[0],
+            ratios[ratios.len() - 1]
+        );
+        println!(
+            "figure: a method's error round trip p50 {e50:?} p99 {e99:?}; actor to actor round trip (median of per-round means) {a50:?}"
+        );
     });
+}
+
+const IN_FLIGHT: usize = 10_000;
+
+/// Pipelined calls: one caller with 10,000 in flight, two callers to two actors, and
+/// the quinn floor writing 10,000 messages back to back, interleaved round by round.
+fn pipelined(rt: &tokio::runtime::Runtime) {
+    let echo = spawn_echo(rt);
     let second = spawn_echo(rt);
-    group.bench_function("two_callers_two_actors", |b| {
-        b.iter_custom(|iters| {
-            let actors = [echo.clone(), second.clone()];
-            run_as_task(rt, async move {
+    run_as_task(rt, async move {
+        let mut quinn = QuinnFloor::start().await;
+        let one_caller = |echo: ActorRef<Echo>| async move {
+            let calls: Vec<_> = (0..IN_FLIGHT).map(|_| echo.add(1)).collect();
+            for call in calls {
+                call.await.expect("call");
+            }
+        };
+        let two_by_two = |actors: [ActorRef<Echo>; 2]| async move {
+            let callers: Vec<_> = actors
+                .into_iter()
+                .map(|actor| {
+                    tokio::spawn(async move {
+                        let calls: Vec<_> = (0..IN_FLIGHT / 2).map(|_| actor.add(1)).collect();
+                        for call in calls {
+                            call.await.expect("call");
+                        }
+                    })
+                })
+                .collect();
+            for caller in callers {
+                caller.await.expect("caller");
+            }
+        };
+        one_caller(echo.clone()).await;
+        let (mut one, mut two, mut floor) = (vec![], vec![], vec![]);
+        for round in 0..ROUNDS {
+            for part in 0..3 {
                 let start = Instant::now();
-                for _ in 0..iters {
-                    let callers: Vec<_> = actors
-                        .iter()
-                        .cloned()
-                        .map(|actor| {
-                            tokio::spawn(async move {
-                                let calls: Vec<_> =
-                                    (0..IN_FLIGHT / 2).map(|_| actor.add(1)).collect();
-                                for call in calls {
-                                    call.await.expect("call");
-                                }
-                            })
-                        })
-                        .collect();
-                    for caller in callers {
-                        caller.await.expect("caller");
+                let out = match (part + round) % 3 {
+                    0 => {
+                        one_caller(echo.clone()).await;
+                        &mut one
                     }
-                }
-                start.elapsed()
-            })
-        })
+                    1 => {
+                        two_by_two([echo.clone(), second.clone()]).await;
+                        &mut two
+                    }
+                    _ => {
+                        quinn.pipelined(IN_FLIGHT).await;
+                        &mut floor
+                    }
+                };
+                out.push(IN_FLIGHT as f64 / start.elapsed().as_secs_f64());
+            }
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            (v[v.len() / 2], v[0], v[v.len() - 1])
+        };
+        let ((o, o_lo, o_hi), (t, t_lo, t_hi)) = (median(&mut one), median(&mut two));
+        let (f, f_lo, f_hi) = median(&mut floor);
+        println!(
+            "figure: pipelined, {IN_FLIGHT} in flight, median of {ROUNDS} interleaved rounds (range): one caller {:.0} K calls/s ({:.0}-{:.0}) | 2 callers x 2 actors {:.0} K/s ({:.0}-{:.0}) | floor quinn batched 16-byte messages {:.0} K/s ({:.0}-{:.0})",
+            o / 1e3,
+            o_lo / 1e3,
+            o_hi / 1e3,
+            t / 1e3,
+            t_lo / 1e3,
+            t_hi / 1e3,
+            f / 1e3,
+            f_lo / 1e3,
+            f_hi / 1e3
+        );
     });
-    group.finish();
+}
+
+/// Only `n` round trips after a warm-up: the body of the callgrind measurement.
+fn callgrind(rt: &tokio::runtime::Runtime, n: u64) {
+    let echo = spawn_echo(rt);
+    run_as_task(rt, async move {
+        for _ in 0..n {
+            echo.add(1).await.expect("call");
+        }
+    });
 }
 
 /// Head-of-line: how long small calls take while a 100 MB reply is on its way to the
@@ -317,95 +388,38 @@ fn lifecycle(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
     println!("figure: idle worker process memory: {rss}");
 }
 
-/// The floor of the transport: 16-byte ping-pong on one quinn stream with mutual TLS.
-fn quinn_floor(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
-    let ca = kt_transport::wire::tls::ClusterCa::generate().expect("ca");
-    let server_id = ca.issue("server").expect("leaf");
-    let client_id = ca.issue("client").expect("leaf");
-    let (mut send, mut recv) = rt.block_on(async move {
-        let server = quinn::Endpoint::server(
-            server_id.server_config().expect("server"),
-            "127.0.0.1:0".parse().expect("addr"),
-        )
-        .expect("server");
-        let addr = server.local_addr().expect("addr");
-        tokio::spawn(async move {
-            let conn = server
-                .accept()
-                .await
-                .expect("incoming")
-                .await
-                .expect("handshake");
-            let (mut send, mut recv) = conn.accept_bi().await.expect("stream");
-            let mut buf = [0u8; 16];
-            while recv.read_exact(&mut buf).await.is_ok() {
-                if send.write_all(&buf).await.is_err() {
-                    break;
-                }
-            }
-            drop(server);
-        });
-        let mut client =
-            quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("client");
-        client.set_default_client_config(client_id.client_config().expect("client"));
-        let conn = client
-            .connect(addr, kt_transport::wire::tls::SERVER_NAME)
-            .expect("connect")
-            .await
-            .expect("handshake");
-        let streams = conn.open_bi().await.expect("stream");
-        // Both stay up for the whole run: closing either would close the stream.
-        std::mem::forget(client);
-        std::mem::forget(conn);
-        streams
-    });
-    c.bench_function("floor/quinn_ping_pong_16_bytes", |b| {
-        b.iter(|| {
-            rt.block_on(async {
-                send.write_all(&[7u8; 16]).await.expect("write");
-                let mut buf = [0u8; 16];
-                recv.read_exact(&mut buf).await.expect("read");
-            })
-        })
-    });
-}
-
-/// The floor of the machine: a blocking Unix-socket ping-pong between two threads.
-fn os_floor(c: &mut Criterion) {
-    let (mut near, mut far) = std::os::unix::net::UnixStream::pair().expect("pair");
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 16];
-        while far.read_exact(&mut buf).is_ok() {
-            if far.write_all(&buf).is_err() {
-                break;
-            }
-        }
-    });
-    c.bench_function("floor/unix_socket_ping_pong_16_bytes", |b| {
-        b.iter(|| {
-            near.write_all(&[7u8; 16]).expect("write");
-            let mut buf = [0u8; 16];
-            near.read_exact(&mut buf).expect("read");
-        })
-    });
-}
-
 fn main() {
     kt::serve_if_worker();
+    floors::serve_if_floor();
     let rt = runtime();
-    if std::env::args().any(|arg| arg == "head_of_line") {
-        // Only the head-of-line figure: `cargo bench --bench remote -- head_of_line`.
-        head_of_line(&rt);
+    let args: Vec<String> = std::env::args().collect();
+    let asked = |part: &str| args.iter().any(|arg| arg == part);
+    if let Some(at) = args.iter().position(|arg| arg == "callgrind") {
+        let n = args
+            .get(at + 1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1000);
+        return callgrind(&rt, n);
+    }
+    let only = ["round_trips", "pipelined", "head_of_line"];
+    if only.iter().any(|part| asked(part)) {
+        if asked("round_trips") {
+            round_trips(&rt);
+        }
+        if asked("pipelined") {
+            pipelined(&rt);
+        }
+        if asked("head_of_line") {
+            head_of_line(&rt);
+        }
         return;
     }
+    round_trips(&rt);
+    pipelined(&rt);
     let mut c = Criterion::default()
         .measurement_time(Duration::from_secs(3))
         .warm_up_time(Duration::from_secs(1))
         .configure_from_args();
-    os_floor(&mut c);
-    quinn_floor(&mut c, &rt);
-    round_trips(&mut c, &rt);
-    pipelined(&mut c, &rt);
     lifecycle(&mut c, &rt);
     head_of_line(&rt);
     c.final_summary();

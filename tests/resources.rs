@@ -94,3 +94,34 @@ async fn a_request_larger_than_the_machine_fails_even_when_waiting() {
         "{err}"
     );
 }
+
+/// Rule L1 and "stopping releases its resources": once the last handle is dropped, the
+/// worker process exits (it used to linger, its runtime waiting on a thread parked on
+/// the stdin pipe the driver holds open) and its CPUs are free for the next spawn.
+#[kt::test]
+async fn dropping_the_last_handle_ends_the_worker_process_and_frees_its_cpus() {
+    let budget: Arc<dyn kt::Placement> = Arc::new(kt::LocalProcess::with_resources(2.0, 0));
+    let all_cpus = || Compute::new().cpus(2.0);
+    let first = EnvReader::spawn()
+        .compute(all_cpus())
+        .on(budget.clone())
+        .await
+        .unwrap();
+    let pid = first.pid().await.unwrap();
+    drop(first);
+    // The CPUs come back only when the worker process has exited and been reaped.
+    let next = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        EnvReader::spawn()
+            .compute(all_cpus())
+            .wait_for_resources()
+            .on(budget.clone()),
+    )
+    .await
+    .expect("the released worker exits and gives its CPUs back")
+    .unwrap();
+    assert_ne!(next.pid().await.unwrap(), pid);
+    // SAFETY: kill(2) with signal 0 only checks whether the process exists.
+    let alive = unsafe { libc::kill(pid as i32, 0) } == 0;
+    assert!(!alive, "worker {pid} is still running after its release");
+}

@@ -317,6 +317,11 @@ impl EnvReader {
     pub fn var(&self, key: String) -> Option<String> {
         std::env::var(key).ok()
     }
+
+    /// The worker process's id.
+    pub fn pid(&self) -> u32 {
+        std::process::id()
+    }
 }
 
 /// A second actor type, for type mismatches.

@@ -88,7 +88,15 @@ pub fn serve_if_worker() {
         .enable_all()
         .build()
     {
-        Ok(runtime) => runtime.block_on(async { runtime_worker().await }),
+        Ok(runtime) => {
+            let code = runtime.block_on(async { runtime_worker().await });
+            // Not a plain drop: that waits for the blocking pool, and one of its threads
+            // may be parked reading the stdin pipe the driver holds open, so a released
+            // worker would never exit (and never free its CPUs and GPUs) while its
+            // driver lives.
+            runtime.shutdown_background();
+            code
+        }
         Err(error) => {
             eprintln!("kt worker: could not start the tokio runtime: {error}");
             1

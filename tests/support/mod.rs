@@ -276,6 +276,11 @@ impl Accumulator {
         self.total
     }
 
+    /// The worker process's id.
+    pub fn pid(&self) -> u32 {
+        std::process::id()
+    }
+
     pub fn total(&self) -> u64 {
         self.total
     }

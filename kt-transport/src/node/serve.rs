@@ -26,7 +26,7 @@ use crate::wire::frame::{
 const OUT_OF_BAND_REPLY_BYTES: usize = 256 * 1024;
 
 /// The frames of one incoming stream.
-pub(crate) type Frames = FramedRead<quinn::RecvStream, tokio_util::codec::LengthDelimitedCodec>;
+pub(crate) type Frames = FramedRead<quinn::RecvStream, crate::wire::frame::FrameCodec>;
 
 /// Draining before exit: call streams stop taking calls, and the node waits until each
 /// caller has read its replies.
@@ -199,7 +199,7 @@ pub(crate) async fn next_frame(frames: &mut Frames) -> Option<Result<Frame, Erro
         Err(error) => {
             let too_long = error
                 .get_ref()
-                .is_some_and(|inner| inner.is::<tokio_util::codec::LengthDelimitedCodecError>());
+                .is_some_and(|inner| inner.is::<crate::wire::frame::FrameTooLong>());
             let message = match too_long {
                 true => format!(
                     "a frame is longer than the {}-byte message limit",

@@ -131,7 +131,7 @@ const MACHINE_CA: &str = "kt machine CA";
 /// This user's machine CA (`ca/`), created by the first driver that needs it. Two
 /// drivers starting at once agree on one: each builds its CA in a private temporary
 /// directory and renames it into place, and the loser loads the winner's.
-pub(crate) fn machine_ca() -> Result<ClusterCa, Error> {
+pub fn machine_ca() -> Result<ClusterCa, Error> {
     let dir = state_dir()?;
     let ca_dir = dir.join("ca");
     for _ in 0..2 {

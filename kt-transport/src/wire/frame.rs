@@ -4,13 +4,15 @@
 //! [`Frame`]. The first frame of every stream says what the stream is for and carries
 //! the protocol version. Frames longer than the message limit are refused with
 //! [`Error::MessageTooLarge`] before they are sent, and a receiver never buffers more than
-//! the limit for one frame.
+//! the limit for one frame — and never reserves memory for bytes that have not arrived:
+//! a frame's announced length reserves nothing ([`FrameCodec`]), so a peer announcing
+//! huge frames on many streams costs only what it actually sends.
 
 use bytes::{Bytes, BytesMut};
 use kt_core::handle_wire::HandleAddress;
 use kt_core::{Error, codec};
 use serde::{Deserialize, Serialize};
-use tokio_util::codec::{Encoder, LengthDelimitedCodec};
+use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
 
 /// The version of this wire protocol; peers of another version are refused.
 pub const PROTOCOL_VERSION: u16 = 1;
@@ -104,8 +106,70 @@ pub enum Frame {
     },
 }
 
-/// The length-delimited codec for frames of at most `limit` payload bytes.
-pub fn codec(limit: usize) -> LengthDelimitedCodec {
+/// How much a frame's buffer grows at a time while its bytes arrive.
+const GROWTH: usize = 64 * 1024;
+
+/// The decoder of length-delimited frames of at most `limit` payload bytes (plus room
+/// for the frame's own fields).
+pub fn codec(limit: usize) -> FrameCodec {
+    FrameCodec {
+        max_frame: limit.saturating_add(FRAME_OVERHEAD),
+    }
+}
+
+/// Cuts 4-byte big-endian length-prefixed frames out of a byte stream.
+///
+/// Unlike tokio-util's `LengthDelimitedCodec`, which reserves a frame's whole announced
+/// length as soon as it reads the prefix, it lets the buffer grow only as the frame's
+/// bytes arrive (at most [`GROWTH`] ahead of them): an authenticated peer that sends
+/// 4-byte prefixes announcing 128 MiB on hundreds of streams reserves nothing, where it
+/// used to make a worker reserve tens of gigabytes of address space and abort.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameCodec {
+    max_frame: usize,
+}
+
+/// A frame announced a length over the limit; the stream cannot be read further.
+#[derive(Debug, thiserror::Error)]
+#[error("a frame announces {announced} bytes, over the {limit}-byte limit")]
+pub struct FrameTooLong {
+    /// The length the prefix announced.
+    pub announced: usize,
+    /// The most this decoder accepts.
+    pub limit: usize,
+}
+
+impl Decoder for FrameCodec {
+    type Item = BytesMut;
+    type Error = std::io::Error;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<BytesMut>, std::io::Error> {
+        let Some(prefix) = src.first_chunk::<4>() else {
+            return Ok(None);
+        };
+        let announced = u32::from_be_bytes(*prefix) as usize;
+        if announced > self.max_frame {
+            let error = FrameTooLong {
+                announced,
+                limit: self.max_frame,
+            };
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, error));
+        }
+        let whole = 4 + announced;
+        if src.len() < whole {
+            // Room for what is likely to come next, never for the whole announcement.
+            let missing = whole - src.len();
+            src.reserve(missing.min(GROWTH));
+            return Ok(None);
+        }
+        let mut frame = src.split_to(whole);
+        let _ = frame.split_to(4);
+        Ok(Some(frame))
+    }
+}
+
+/// The length-delimited encoder for frames of at most `limit` payload bytes.
+fn encoder(limit: usize) -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder()
         .max_frame_length(limit.saturating_add(FRAME_OVERHEAD))
         .new_codec()
@@ -121,7 +185,7 @@ pub fn encode_frame(frame: &Frame, out: &mut BytesMut) -> Result<(), Error> {
             limit,
         });
     }
-    codec(limit)
+    encoder(limit)
         .encode(Bytes::from(body), out)
         .map_err(|e| Error::Protocol {
             message: e.to_string(),
@@ -197,6 +261,49 @@ mod tests {
         .expect("encode");
         let body = &buf[4..buf.len() - 1];
         assert!(matches!(decode_frame(body), Err(Error::Protocol { .. })));
+    }
+
+    #[test]
+    fn an_announced_length_reserves_no_more_than_one_growth_step() {
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&(100u32 << 20).to_be_bytes());
+        buf.extend_from_slice(&[1, 2, 3]);
+        let mut codec = codec(max_message_bytes());
+        assert!(codec.decode(&mut buf).expect("no error").is_none());
+        assert!(
+            buf.capacity() <= GROWTH + 64,
+            "reserved {} bytes for a frame that has not arrived",
+            buf.capacity()
+        );
+    }
+
+    #[test]
+    fn frames_split_across_reads_come_out_whole() {
+        let mut wire = BytesMut::new();
+        for n in [0usize, 1, 70_000, 5] {
+            let frame = Frame::Reply {
+                call_id: n as u64,
+                payload: Bytes::from(vec![9u8; n]),
+            };
+            encode_frame(&frame, &mut wire).expect("encode");
+        }
+        let mut codec = codec(max_message_bytes());
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        for chunk in wire.chunks(1000) {
+            buf.extend_from_slice(chunk);
+            while let Some(body) = codec.decode(&mut buf).expect("decode") {
+                out.push(decode_frame(&body).expect("frame"));
+            }
+        }
+        let ids: Vec<u64> = out
+            .iter()
+            .map(|f| match f {
+                Frame::Reply { call_id, .. } => *call_id,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(ids, [0, 1, 70_000, 5]);
     }
 
     #[test]

@@ -1,0 +1,78 @@
+//! A peer that announces huge frames and never sends them costs the receiver nothing:
+//! a worker under an address-space limit (`ulimit -v`) keeps serving after an
+//! authenticated peer sent 4-byte prefixes announcing 100 MiB frames on 500 streams.
+//! (The decoder used to reserve each announced length at once: 500 × 100 MiB of
+//! address space, and the worker aborted with `memory allocation failed`.)
+
+mod support;
+
+use std::sync::Arc;
+
+use kt_transport::wire::frame::{Frame, PROTOCOL_VERSION, encode_frame};
+use kt_transport::wire::tls::SERVER_NAME;
+use support::Accumulator;
+
+/// The worker's current address-space size, from `/proc`.
+fn vm_size_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmSize:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
+#[kt::test]
+async fn announced_frame_lengths_reserve_nothing_in_a_worker_under_an_address_space_limit() {
+    let actor = Accumulator::spawn(1)
+        .on(Arc::new(kt::LocalProcess::new()))
+        .await
+        .unwrap();
+    let pid = actor.pid().await.unwrap();
+    // 2 GiB above what the worker maps now: far less than 500 × 100 MiB.
+    let limit = vm_size_bytes(pid) + (2 << 30);
+    let rlimit = libc::rlimit {
+        rlim_cur: limit,
+        rlim_max: limit,
+    };
+    // SAFETY: prlimit(2) on a child process this test spawned, with a valid rlimit.
+    let set = unsafe { libc::prlimit(pid as i32, libc::RLIMIT_AS, &rlimit, std::ptr::null_mut()) };
+    assert_eq!(set, 0, "prlimit: {}", std::io::Error::last_os_error());
+
+    let address = actor.raw().erase().route().address().unwrap();
+    let worker: std::net::SocketAddr = address.node.parse().unwrap();
+    let identity = kt_transport::wire::directory::machine_ca()
+        .unwrap()
+        .issue("hostile but authenticated")
+        .unwrap();
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(identity.client_config().unwrap());
+    let conn = endpoint
+        .connect(worker, SERVER_NAME)
+        .unwrap()
+        .await
+        .unwrap();
+    let mut open = bytes::BytesMut::new();
+    encode_frame(
+        &Frame::Open {
+            version: PROTOCOL_VERSION,
+            actor_id: address.label.id,
+        },
+        &mut open,
+    )
+    .unwrap();
+    let mut streams = Vec::new();
+    for _ in 0..500 {
+        let (mut send, recv) = conn.open_bi().await.unwrap();
+        send.write_all(&open).await.unwrap();
+        send.write_all(&(100u32 << 20).to_be_bytes()).await.unwrap();
+        streams.push((send, recv));
+    }
+    // The worker has read every prefix once a call on a later stream is answered.
+    assert_eq!(actor.add(2).await.unwrap(), 3);
+    assert_eq!(actor.add(3).await.unwrap(), 6, "the worker keeps serving");
+    assert!(actor.is_alive());
+    drop(streams);
+    conn.close(0u32.into(), b"done");
+}

@@ -125,6 +125,36 @@ async fn s3_a_dead_worker_process_is_restarted_and_idempotent_calls_rerun() {
 }
 
 /// Rule S3: a killed actor stays dead, restarts left or not.
+/// Rule S3: idempotent calls lost with a process are re-sent first, before any call the
+/// same caller made later, and in the order they were made.
+#[kt::test]
+async fn s3_re_sent_calls_run_first_and_in_their_original_order() {
+    let tag = "remote/s3-order".to_string();
+    let c = Counter::spawn(0, tag.clone(), probe().await)
+        .max_restarts(1)
+        .on(local())
+        .await
+        .unwrap();
+    let pid = c.pid().await.unwrap();
+    let waiting = c.wait_for_gate(tag.clone());
+    support::gauge_reaches(&tag, 1).await;
+    let lost: Vec<_> = (1..=20).map(|n| c.record(n)).collect();
+    // SAFETY: sends SIGKILL to the worker process this test spawned.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+    assert!(matches!(waiting.await, Err(Error::ActorDied { .. })));
+    // Made after the death was seen: it waits for the new process, behind the re-sent.
+    let later = c.history();
+    let logs = futures_util::future::try_join_all(lost).await.unwrap();
+    for (n, log) in logs.iter().enumerate() {
+        assert_eq!(
+            *log,
+            (1..=n as u64 + 1).collect::<Vec<_>>(),
+            "re-sent in order"
+        );
+    }
+    assert_eq!(later.await.unwrap(), (1..=20).collect::<Vec<_>>());
+}
+
 #[kt::test]
 async fn s3_kill_is_final_even_with_restarts_left() {
     let c = Counter::spawn(0, "remote/s3-kill".into(), probe().await)

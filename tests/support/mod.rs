@@ -139,6 +139,8 @@ pub struct Counter {
     value: u64,
     tag: String,
     probe: ActorRef<Probe>,
+    /// What `record` saw, in the order it ran.
+    log: Vec<u64>,
 }
 
 #[kt::actor]
@@ -148,6 +150,7 @@ impl Counter {
             value: start,
             tag,
             probe,
+            log: Vec::new(),
         }
     }
 
@@ -181,6 +184,19 @@ impl Counter {
     #[kt(idempotent)]
     pub fn get_again(&self) -> u64 {
         self.value
+    }
+
+    /// Appends `n` to the log (marked idempotent so that it is re-sent after a restart:
+    /// the log shows the order the calls ran in).
+    #[kt(idempotent)]
+    pub fn record(&mut self, n: u64) -> Vec<u64> {
+        self.log.push(n);
+        self.log.clone()
+    }
+
+    /// The log of `record` calls.
+    pub fn history(&self) -> Vec<u64> {
+        self.log.clone()
     }
 
     pub fn checked_sub(&mut self, n: u64) -> Result<u64, CounterError> {

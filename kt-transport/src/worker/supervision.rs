@@ -8,13 +8,15 @@
 //!
 //! - Calls that were on their way to the dead process may have run: they fail with
 //!   `ActorDied { cause }` (at most once), except calls of `#[kt(idempotent)]` methods,
-//!   which are re-sent to the next incarnation.
+//!   which are re-sent to the next incarnation — first, before any call that waited for
+//!   it, and in the order they were made.
 //! - Calls made while the new process starts wait for it, in order (bounded by the
 //!   start timeout), instead of failing.
 //! - A user's `kill()`, a stop from inside, a release by the last owning handle, or a
 //!   worker that reported its own end (panicked with no restarts left) are not deaths to
 //!   recover from: the actor stays dead.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use bytes::Bytes;
@@ -45,6 +47,12 @@ pub(crate) struct RestartingRoute {
     inner: Mutex<Inner>,
     /// Set once the actor is dead for good.
     finished: watch::Sender<Option<DeathCause>>,
+    /// Idempotent calls lost with an incarnation, with the order they were made in: the
+    /// next incarnation gets them before anything else. Its own lock, never taken with
+    /// `inner` held by a reply path (a lost call is reported under other locks).
+    lost: Mutex<Vec<Lost>>,
+    /// The order of idempotent calls, for `lost`.
+    next_seq: AtomicU64,
     this: Weak<RestartingRoute>,
 }
 
@@ -63,6 +71,14 @@ enum Phase {
         waiting: Vec<Waiting>,
     },
     Dead(DeathCause),
+}
+
+/// An idempotent call whose incarnation died before answering.
+struct Lost {
+    seq: u64,
+    method: String,
+    payload: Bytes,
+    reply: EncodedReply,
 }
 
 struct Waiting {
@@ -93,6 +109,8 @@ impl RestartingRoute {
                 phase: Phase::Running,
             }),
             finished: watch::channel(None).0,
+            lost: Mutex::new(Vec::new()),
+            next_seq: AtomicU64::new(0),
             this: this.clone(),
         });
         route.watch(first);
@@ -164,6 +182,11 @@ impl RestartingRoute {
             Ok(route) => {
                 inner.current = route.clone();
                 inner.phase = Phase::Running;
+                // Re-sent calls first, in the order they were made; then the calls that
+                // waited for this incarnation (rule S3).
+                for call in self.take_lost() {
+                    let _ = self.forward(&route, &call.method, call.payload, call.reply);
+                }
                 for call in waiting {
                     let _ = self.forward(&route, &call.method, call.payload, call.reply);
                     let _ = call.accepted.send(());
@@ -178,10 +201,60 @@ impl RestartingRoute {
                 tracing::warn!("actor {} could not be restarted: {error}", self.label);
                 inner.phase = Phase::Dead(cause.clone());
                 drop(inner);
+                for call in self.take_lost() {
+                    call.reply.fail(error.clone());
+                }
                 for call in waiting {
                     call.reply.fail(error.clone());
                 }
                 self.finished.send_replace(Some(cause));
+            }
+        }
+    }
+
+    /// The lost idempotent calls, in the order they were made.
+    fn take_lost(&self) -> Vec<Lost> {
+        let mut lost = std::mem::take(&mut *self.lost.lock().unwrap_or_else(|e| e.into_inner()));
+        lost.sort_by_key(|call| call.seq);
+        lost
+    }
+
+    /// Keeps a lost idempotent call for the next incarnation.
+    fn keep_lost(&self, call: Lost) {
+        self.lost
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(call);
+    }
+
+    /// Lost calls reported after the next incarnation took its calls (or while the
+    /// death is not yet handled): decide the death now if needed, and send them on.
+    fn flush_lost(&self) {
+        let mut inner = self.lock();
+        if matches!(inner.phase, Phase::Running)
+            && let Some(cause) = inner.current.death_cause()
+        {
+            self.after_death(&mut inner, cause);
+        }
+        match &inner.phase {
+            // `restarted` hands them to the new incarnation, first.
+            Phase::Restarting { .. } => {}
+            Phase::Running => {
+                let current = inner.current.clone();
+                drop(inner);
+                for call in self.take_lost() {
+                    let _ = self.forward(&current, &call.method, call.payload, call.reply);
+                }
+            }
+            Phase::Dead(cause) => {
+                let error = Error::ActorDied {
+                    actor: self.label.clone(),
+                    cause: cause.clone(),
+                };
+                drop(inner);
+                for call in self.take_lost() {
+                    call.reply.fail(error.clone());
+                }
             }
         }
     }
@@ -197,6 +270,7 @@ impl RestartingRoute {
     ) -> Accepted {
         let reply = if self.actor_type.is_idempotent(method) {
             EncodedReply::new(ResendIfLost {
+                seq: self.next_seq.fetch_add(1, Ordering::Relaxed),
                 route: self.this.clone(),
                 incarnation: incarnation.clone(),
                 method: method.to_string(),
@@ -347,6 +421,8 @@ impl Release for ReleaseRestarting {
 /// The reply slot of an idempotent call: if the incarnation it was sent to died before
 /// answering, the call goes to the next incarnation instead of failing.
 struct ResendIfLost {
+    /// When the call was first made, among this actor's idempotent calls.
+    seq: u64,
     route: Weak<RestartingRoute>,
     incarnation: Arc<RemoteRoute>,
     method: String,
@@ -366,17 +442,22 @@ impl ReplySink for ResendIfLost {
         match route {
             Some(route) if lost => {
                 let ResendIfLost {
+                    seq,
                     method,
                     payload,
                     reply,
                     runtime,
                     ..
                 } = *self;
-                // Not inline: this may run under the lock of the dead incarnation's
-                // connection, or under this route's own.
-                runtime.spawn(async move {
-                    let _ = route.send_encoded(&method, payload, reply);
+                route.keep_lost(Lost {
+                    seq,
+                    method,
+                    payload,
+                    reply,
                 });
+                // The rest not inline: this may run under the lock of the dead
+                // incarnation's connection, or under this route's own.
+                runtime.spawn(async move { route.flush_lost() });
             }
             _ => self.reply.deliver(encoded),
         }

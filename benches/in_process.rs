@@ -1,4 +1,4 @@
-//! In-process call benchmarks (DESIGN.md §4): round trip with one caller, pipelined
+//! In-process call benchmarks (docs/design.md §4): round trip with one caller, pipelined
 //! throughput with 10,000 calls in flight, and 64 callers into one actor.
 //!
 //! Run with `cargo bench --bench in_process`. Each benchmark times a whole batch with

@@ -117,6 +117,24 @@ impl Drop for FarEnd {
     }
 }
 
+/// Starts this binary as the far end of floor `kind` with `env`; returns it with its
+/// stdout, whose first line says it is ready.
+fn spawn_far_end(
+    kind: &str,
+    env: &[(&str, &str)],
+) -> (Child, std::process::ChildStdin, std::process::ChildStdout) {
+    let mut child = Command::new(std::env::current_exe().expect("this binary"))
+        .env(FLOOR_ENV, kind)
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the floor's far end");
+    let stdin = child.stdin.take().expect("stdin");
+    let stdout = child.stdout.take().expect("stdout");
+    (child, stdin, stdout)
+}
+
 /// A raw quinn stream to a far-end echo process, with mutual TLS from a fresh CA.
 pub struct QuinnFloor {
     pub send: quinn::SendStream,
@@ -131,18 +149,12 @@ impl QuinnFloor {
     pub async fn start() -> QuinnFloor {
         let ca = ClusterCa::generate().expect("ca");
         let (ca_pem, cert, key) = ca.issue("floor server").expect("leaf").to_pem();
-        let mut child = Command::new(std::env::current_exe().expect("this binary"))
-            .env(FLOOR_ENV, "quinn")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start the quinn floor");
-        let mut stdin = child.stdin.take().expect("stdin");
+        let (child, mut stdin, stdout) = spawn_far_end("quinn", &[]);
         for pem in [ca_pem, cert, key] {
             writeln!(stdin, "{}", pem.replace('\n', "\\n")).expect("write identity");
         }
         let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        std::io::BufReader::new(stdout)
             .read_line(&mut line)
             .expect("port");
         let port: u16 = line.trim().parse().expect("a port");
@@ -202,16 +214,10 @@ impl UnixFloor {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("floor.sock");
         let path_text = path.to_str().expect("utf-8 path").to_string();
-        let mut child = Command::new(std::env::current_exe().expect("this binary"))
-            .env(FLOOR_ENV, "unix")
-            .env("KT_BENCH_FLOOR_PATH", &path_text)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start the Unix floor");
-        let stdin = child.stdin.take().expect("stdin");
+        let (child, stdin, stdout) =
+            spawn_far_end("unix", &[("KT_BENCH_FLOOR_PATH", path_text.as_str())]);
         let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        std::io::BufReader::new(stdout)
             .read_line(&mut line)
             .expect("ready");
         let far = FarEnd {

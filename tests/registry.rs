@@ -78,7 +78,7 @@ async fn malformed_calls_get_errors_and_the_actor_keeps_serving() {
             .await
             .unwrap();
 
-    let decode_reply = |bytes: Vec<u8>| codec::decode::<kt::Result<u64>>(&bytes, "reply").unwrap();
+    let decode_reply = |bytes: Bytes| codec::decode::<kt::Result<u64>>(&bytes, "reply").unwrap();
     let unknown = decode_reply(
         actor
             .call_encoded("no_such_method", Bytes::new())

@@ -6,13 +6,12 @@ mod support;
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use futures_util::StreamExt;
 use kt::prelude::*;
 use kt_transport::Node;
-use kt_transport::wire::frame::{
-    Frame, PROTOCOL_VERSION, codec, decode_frame, encode_frame, max_message_bytes,
-};
+use kt_transport::wire::call::{self, NodeFrame, decode_node_frame};
+use kt_transport::wire::frame::{Frame, PROTOCOL_VERSION, codec, encode_frame, max_message_bytes};
 use kt_transport::wire::tls::{ClusterCa, SERVER_NAME};
 use support::Accumulator;
 use tokio_util::codec::FramedRead;
@@ -23,13 +22,32 @@ fn frame(frame: &Frame) -> Vec<u8> {
     buf.to_vec()
 }
 
-fn call(call_id: u64, method: &str, args: &impl serde::Serialize) -> Vec<u8> {
-    let payload = Bytes::from(kt::codec::encode(args, "args").expect("encode"));
-    frame(&Frame::Call {
-        call_id,
-        method: method.into(),
-        payload,
-    })
+/// The bytes of calls on one stream, each method named once before its first call.
+#[derive(Default)]
+struct Calls {
+    bytes: BytesMut,
+    methods: Vec<String>,
+}
+
+impl Calls {
+    fn call(mut self, call_id: u64, method: &str, args: &impl serde::Serialize) -> Self {
+        let index = match self.methods.iter().position(|m| m == method) {
+            Some(index) => index,
+            None => {
+                call::write_method(&mut self.bytes, self.methods.len() as u16, method).unwrap();
+                self.methods.push(method.into());
+                self.methods.len() - 1
+            }
+        };
+        let args = kt::codec::encode(args, "args").expect("encode");
+        call::write_call(&mut self.bytes, call_id, index as u16, &args).unwrap();
+        self
+    }
+
+    fn raw(mut self, bytes: &[u8]) -> Self {
+        self.bytes.extend_from_slice(bytes);
+        self
+    }
 }
 
 /// A node serving one in-process `Accumulator`, and a client connection to it.
@@ -55,7 +73,7 @@ async fn served_accumulator() -> (quinn::Connection, u64, ActorRef<Accumulator>)
 
 /// Sends `bytes` on a new stream (after an `Open` for `actor_id`) and collects the frames
 /// that come back until the node ends the stream.
-async fn exchange(conn: &quinn::Connection, actor_id: u64, bytes: &[u8]) -> Vec<Frame> {
+async fn exchange(conn: &quinn::Connection, actor_id: u64, calls: Calls) -> Vec<NodeFrame> {
     let (mut send, recv) = conn.open_bi().await.unwrap();
     send.write_all(&frame(&Frame::Open {
         version: PROTOCOL_VERSION,
@@ -63,20 +81,20 @@ async fn exchange(conn: &quinn::Connection, actor_id: u64, bytes: &[u8]) -> Vec<
     }))
     .await
     .unwrap();
-    send.write_all(bytes).await.unwrap();
+    send.write_all(&calls.bytes).await.unwrap();
     send.finish().unwrap();
     let frames = FramedRead::new(recv, codec(max_message_bytes()));
     frames
-        .filter_map(|body| async move { body.ok().map(|b| decode_frame(&b).unwrap()) })
+        .filter_map(|body| async move { body.ok().map(|b| decode_node_frame(b).unwrap()) })
         .collect()
         .await
 }
 
-fn reply_of(frames: &[Frame], id: u64) -> kt::Result<u64> {
+fn reply_of(frames: &[NodeFrame], id: u64) -> kt::Result<u64> {
     let payload = frames
         .iter()
         .find_map(|f| match f {
-            Frame::Reply { call_id, payload } if *call_id == id => Some(payload.clone()),
+            NodeFrame::Reply { call_id, payload } if *call_id == id => Some(payload.clone()),
             _ => None,
         })
         .unwrap_or_else(|| panic!("no reply to call {id} in {frames:?}"));
@@ -87,11 +105,12 @@ fn reply_of(frames: &[Frame], id: u64) -> kt::Result<u64> {
 async fn bad_calls_get_typed_errors_and_garbage_ends_only_its_stream() {
     let (conn, id, actor) = served_accumulator().await;
 
-    let mut bytes = call(1, "add", &(1u64,));
-    bytes.extend(call(2, "no_such_method", &()));
-    bytes.extend(call(3, "add", &("one",)));
-    bytes.extend(call(4, "add", &(1u64,)));
-    let frames = exchange(&conn, id, &bytes).await;
+    let calls = Calls::default()
+        .call(1, "add", &(1u64,))
+        .call(2, "no_such_method", &())
+        .call(3, "add", &("one",))
+        .call(4, "add", &(1u64,));
+    let frames = exchange(&conn, id, calls).await;
     assert_eq!(reply_of(&frames, 1), Ok(11));
     assert!(matches!(
         reply_of(&frames, 2),
@@ -104,15 +123,16 @@ async fn bad_calls_get_typed_errors_and_garbage_ends_only_its_stream() {
         "calls after bad ones still run, in order"
     );
 
-    let mut garbage = call(5, "add", &(1u64,));
-    garbage.extend([0, 0, 0, 4, 0xc1, 0xc1, 0xc1, 0xc1]);
-    garbage.extend(call(6, "add", &(100u64,)));
-    let frames = exchange(&conn, id, &garbage).await;
+    let garbage = Calls::default()
+        .call(5, "add", &(1u64,))
+        .raw(&[0, 0, 0, 4, 0xc1, 0xc1, 0xc1, 0xc1])
+        .call(6, "add", &(100u64,));
+    let frames = exchange(&conn, id, garbage).await;
     assert_eq!(reply_of(&frames, 5), Ok(13));
     assert!(
         frames.iter().any(|f| matches!(
             f,
-            Frame::Refused {
+            NodeFrame::Refused {
                 error: Error::Protocol { .. }
             }
         )),
@@ -121,11 +141,11 @@ async fn bad_calls_get_typed_errors_and_garbage_ends_only_its_stream() {
     assert!(
         !frames
             .iter()
-            .any(|f| matches!(f, Frame::Reply { call_id: 6, .. })),
+            .any(|f| matches!(f, NodeFrame::Reply { call_id: 6, .. })),
         "nothing after garbage runs"
     );
 
-    let frames = exchange(&conn, id, &call(7, "add", &(1u64,))).await;
+    let frames = exchange(&conn, id, Calls::default().call(7, "add", &(1u64,))).await;
     assert_eq!(reply_of(&frames, 7), Ok(14), "a new stream is served");
     assert_eq!(actor.total().await.unwrap(), 14);
 }

@@ -99,8 +99,8 @@ impl<A: Actor> RawRef<A> {
             }
             Route::Encoded(_) => {
                 let what = format_args!("arguments of `{}::{method}`", A::TYPE_NAME);
-                match codec::encode(&args, what) {
-                    Ok(payload) => self.call_encoded(method, Bytes::from(payload)),
+                match codec::encode_bytes(&args, what) {
+                    Ok(payload) => self.call_encoded(method, payload),
                     Err(error) => Call::failed(error),
                 }
             }

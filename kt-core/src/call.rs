@@ -36,7 +36,7 @@ enum State<T> {
         route: Arc<dyn EncodedRoute>,
     },
     Encoded {
-        rx: oneshot::Receiver<Vec<u8>>,
+        rx: oneshot::Receiver<bytes::Bytes>,
         route: Arc<dyn EncodedRoute>,
         method: &'static str,
     },
@@ -64,7 +64,7 @@ impl<T> Call<T> {
     }
 
     pub(crate) fn encoded(
-        rx: oneshot::Receiver<Vec<u8>>,
+        rx: oneshot::Receiver<bytes::Bytes>,
         route: Arc<dyn EncodedRoute>,
         method: &'static str,
         accepted: Accepted,

@@ -20,6 +20,36 @@ pub fn encode<T: Serialize + ?Sized>(value: &T, what: impl std::fmt::Display) ->
     })
 }
 
+/// Encodes `value` to MessagePack in one allocation of exactly its size: the value is
+/// written into a scratch buffer this thread keeps, then copied out once. The hot paths
+/// (call arguments, replies) use it, so a call's encoding never regrows a buffer.
+pub fn encode_bytes<T: Serialize + ?Sized>(
+    value: &T,
+    what: impl std::fmt::Display,
+) -> Result<bytes::Bytes> {
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    /// Scratch buffers that grew past this are given back rather than kept.
+    const KEEP: usize = 64 * 1024;
+    SCRATCH.with(|scratch| {
+        // A `Serialize` impl that itself encodes (re-entrantly) gets a buffer of its own.
+        let Ok(mut buf) = scratch.try_borrow_mut() else {
+            return encode(value, what).map(bytes::Bytes::from);
+        };
+        buf.clear();
+        let written = rmp_serde::encode::write_named(&mut *buf, value).map_err(|e| Error::Encode {
+            what: what.to_string(),
+            message: e.to_string(),
+        });
+        let out = written.map(|()| bytes::Bytes::copy_from_slice(&buf));
+        if buf.capacity() > KEEP {
+            *buf = Vec::new();
+        }
+        out
+    })
+}
+
 /// Decodes a MessagePack value; `what` names the value in the error (formatted only on
 /// failure, like [`encode`]'s).
 pub fn decode<T: DeserializeOwned>(bytes: &[u8], what: impl std::fmt::Display) -> Result<T> {
@@ -58,6 +88,20 @@ mod tests {
             Error::Decode { what, .. } => assert_eq!(what, "arguments of `add`"),
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn exact_size_encoding_matches_the_plain_encoding() {
+        let p = Point {
+            x: 7,
+            y: "right".into(),
+        };
+        let plain = encode(&p, "a point").expect("encode");
+        let exact = encode_bytes(&p, "a point").expect("encode");
+        assert_eq!(&exact[..], &plain[..]);
+        let big = vec![1u8; 200_000];
+        let exact = encode_bytes(&big, "bytes").expect("encode");
+        assert_eq!(&exact[..], &encode(&big, "bytes").expect("encode")[..]);
     }
 
     #[test]

@@ -81,7 +81,7 @@ pub use options::{
 pub use ordered::{Accepted, OrderedSender, Undeliverable};
 pub use placement::{InProcess, Loopback, Placed, Placement, SpawnArgs, SpawnRequest};
 pub use pod_patch::PodPatch;
-pub use reply::{EncodedReply, Reply, ReplySink};
+pub use reply::{EncodedReply, Reply, ReplySink, encode_error};
 pub use route::{EncodedRoute, ErasedActor};
 pub use spawn::Spawn;
 pub use toleration::{TaintEffect, Toleration, TolerationOperator};

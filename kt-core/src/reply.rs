@@ -6,64 +6,76 @@
 //! `Result<T, Error>` with MessagePack and hands the bytes to a [`ReplySink`], which
 //! the transport implements. Either way the actor's code is the same.
 
+use bytes::Bytes;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
 use crate::codec;
 use crate::error::{Error, Result};
 
-/// Where an encoded reply goes: a transport's stream, or a channel back to a local caller.
+/// Where an encoded reply goes when it is not a channel back to a caller in this
+/// process: a transport's stream, say.
 pub trait ReplySink: Send + 'static {
     /// Delivers the MessagePack encoding of a `Result<T, Error>`.
-    fn deliver(self: Box<Self>, encoded: Vec<u8>);
-}
-
-impl ReplySink for oneshot::Sender<Vec<u8>> {
-    fn deliver(self: Box<Self>, encoded: Vec<u8>) {
-        // The caller may have dropped its `Call`; the call still ran, nobody waits.
-        let _ = (*self).send(encoded);
-    }
+    fn deliver(self: Box<Self>, encoded: Bytes);
 }
 
 /// The reply slot of one encoded call: answer it once, with a value or an error.
-pub struct EncodedReply(Box<dyn ReplySink>);
+///
+/// The common case, a caller waiting in this process, is a plain one-shot channel (no
+/// box); transports that write the answer somewhere else supply a [`ReplySink`].
+pub enum EncodedReply {
+    /// The bytes go to a caller waiting on the other end of the channel.
+    Channel(oneshot::Sender<Bytes>),
+    /// The bytes go to a sink (a transport's stream).
+    Sink(Box<dyn ReplySink>),
+}
 
 impl EncodedReply {
     /// Wraps a sink.
     pub fn new(sink: impl ReplySink) -> Self {
-        EncodedReply(Box::new(sink))
+        EncodedReply::Sink(Box::new(sink))
     }
 
     /// A reply slot whose bytes arrive on the returned receiver.
-    pub fn channel() -> (Self, oneshot::Receiver<Vec<u8>>) {
+    pub fn channel() -> (Self, oneshot::Receiver<Bytes>) {
         let (tx, rx) = oneshot::channel();
-        (EncodedReply::new(tx), rx)
+        (EncodedReply::Channel(tx), rx)
     }
 
     /// Answers with an error without running anything (unknown method, bad arguments, dead actor).
     pub fn fail(self, error: Error) {
-        self.0.deliver(encode_error(&error));
+        self.deliver(encode_error(&error));
     }
 
     /// Answers with an already encoded `Result<T, Error>`.
-    pub fn deliver(self, encoded: Vec<u8>) {
-        self.0.deliver(encoded);
+    pub fn deliver(self, encoded: Bytes) {
+        match self {
+            // The caller may have dropped its `Call`; the call still ran, nobody waits.
+            EncodedReply::Channel(tx) => {
+                let _ = tx.send(encoded);
+            }
+            EncodedReply::Sink(sink) => sink.deliver(encoded),
+        }
     }
 }
 
 impl std::fmt::Debug for EncodedReply {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("EncodedReply")
+        f.write_str(match self {
+            EncodedReply::Channel(_) => "EncodedReply::Channel",
+            EncodedReply::Sink(_) => "EncodedReply::Sink",
+        })
     }
 }
 
 /// Encodes `Err(error)` as any `Result<T, Error>` would encode it (the encoding of the
 /// `Err` variant does not depend on `T`).
-fn encode_error(error: &Error) -> Vec<u8> {
+pub fn encode_error(error: &Error) -> Bytes {
     let err: std::result::Result<(), &Error> = Err(error);
     // Error contains only strings and integers; encoding it cannot fail. If it ever did,
     // the empty payload decodes as a clear `Error::Decode` at the caller.
-    codec::encode(&err, "an error reply").unwrap_or_default()
+    codec::encode_bytes(&err, "an error reply").unwrap_or_default()
 }
 
 /// The reply slot carried by one message: answer it once with the method's result.
@@ -110,7 +122,7 @@ impl<T: Serialize + Send + 'static> Reply<T> {
             ReplyInner::Local(tx) => {
                 let _ = tx.send(result);
             }
-            ReplyInner::Encoded(reply) => match codec::encode(&result, "a reply") {
+            ReplyInner::Encoded(reply) => match codec::encode_bytes(&result, "a reply") {
                 Ok(bytes) => reply.deliver(bytes),
                 Err(error) => reply.fail(error),
             },

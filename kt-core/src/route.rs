@@ -81,7 +81,7 @@ impl ErasedActor {
     }
 
     /// Sends an encoded call and waits for its encoded reply (an encoded `Result<T, Error>`).
-    pub async fn call_encoded(&self, method: &str, payload: Bytes) -> Result<Vec<u8>> {
+    pub async fn call_encoded(&self, method: &str, payload: Bytes) -> Result<Bytes> {
         let (reply, rx) = EncodedReply::channel();
         let _ = self.route.send_encoded(method, payload, reply);
         rx.await.map_err(|_| self.route.gone())
@@ -93,8 +93,8 @@ impl ErasedActor {
         Args: serde::Serialize,
         T: serde::de::DeserializeOwned,
     {
-        let payload = codec::encode(args, format_args!("arguments of `{method}`"))?;
-        let bytes = self.call_encoded(method, Bytes::from(payload)).await?;
+        let payload = codec::encode_bytes(args, format_args!("arguments of `{method}`"))?;
+        let bytes = self.call_encoded(method, payload).await?;
         codec::decode::<Result<T>>(&bytes, format_args!("the reply of `{method}`"))?
     }
 

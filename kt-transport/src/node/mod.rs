@@ -8,8 +8,9 @@
 //! | module | job |
 //! |---|---|
 //! | [`global`](self) (`global.rs`) | this process's node, its runtime, the CA a backend brings |
-//! | `peer.rs` | connections to other nodes and the calls pending on them |
-//! | `route.rs` | [`RemoteRoute`]: calls to one remote actor, in order, on one stream |
+//! | `peer.rs` | connections to other nodes, and which route a large reply answers |
+//! | `route/` | [`RemoteRoute`]: calls to one remote actor, in order, on one stream; its fate and pending calls (`state.rs`), how a call is put on the stream (`calls.rs`) |
+//! | `writer.rs` | a stream's ordered outgoing bytes, written inline when the stream is idle |
 //! | `serve.rs` | the serving side: call streams in, replies out; refusing bad streams |
 //! | `control.rs` | the worker-control rendezvous: hello, attach, release |
 //! | `forward.rs` | QUIC over forwarded byte streams (port-forwards) |
@@ -37,6 +38,7 @@ mod route;
 mod serve;
 #[cfg(test)]
 mod tests;
+mod writer;
 
 pub(crate) use control::{HelloStream, Rendezvous};
 pub use global::{use_ca, use_runtime};

@@ -1,5 +1,5 @@
-//! Connections to other nodes: one [`Peer`] per connection, and the calls this process
-//! has pending on it.
+//! Connections to other nodes: one [`Peer`] per connection, and the routes whose calls
+//! wait on it.
 //!
 //! Calls go out on connections this node opens itself ([`Node::peer`]); connections
 //! other nodes open are served ([`super::serve`]) but not reused for calls, so each
@@ -7,11 +7,10 @@
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use futures_util::StreamExt;
-use kt_core::{EncodedReply, Error};
+use kt_core::Error;
 use tokio::sync::OnceCell;
 use tokio_util::codec::FramedRead;
 
@@ -96,11 +95,12 @@ impl Node {
     }
 }
 
-/// Calls waiting for replies on one connection.
+/// One connection, and the routes whose calls wait on it.
 pub(crate) struct Peer {
     pub(crate) conn: quinn::Connection,
-    next_call: AtomicU64,
-    pending: Mutex<HashMap<u64, (EncodedReply, Arc<RouteState>)>>,
+    /// The routes with calls on this connection, by their stream's id: a large reply
+    /// comes on a stream of its own and names the call stream it answers.
+    routes: Mutex<HashMap<u64, Weak<RouteState>>>,
 }
 
 impl Peer {
@@ -109,8 +109,7 @@ impl Peer {
     fn new(node: Arc<Node>, conn: quinn::Connection) -> Arc<Peer> {
         let peer = Arc::new(Peer {
             conn: conn.clone(),
-            next_call: AtomicU64::new(1),
-            pending: Mutex::new(HashMap::new()),
+            routes: Mutex::new(HashMap::new()),
         });
         let reader = peer.clone();
         let runtime = node.runtime.clone();
@@ -127,46 +126,18 @@ impl Peer {
         peer
     }
 
-    /// Registers a pending call and returns its id.
-    pub(crate) fn register(&self, reply: EncodedReply, route: Arc<RouteState>) -> u64 {
-        let id = self.next_call.fetch_add(1, Ordering::Relaxed);
-        lock(&self.pending).insert(id, (reply, route));
-        id
+    /// Makes the route whose calls go on stream `stream_id` reachable by its large replies.
+    pub(crate) fn register_route(&self, stream_id: u64, route: &Arc<RouteState>) {
+        lock(&self.routes).insert(stream_id, Arc::downgrade(route));
     }
 
-    /// Answers a pending call.
-    pub(crate) fn resolve(&self, call_id: u64, payload: bytes::Bytes) {
-        let entry = lock(&self.pending).remove(&call_id);
-        if let Some((reply, _)) = entry {
-            reply.deliver(Vec::from(payload));
-        }
+    /// The route's stream is over.
+    pub(crate) fn forget_route(&self, stream_id: u64) {
+        lock(&self.routes).remove(&stream_id);
     }
 
-    /// Fails one pending call.
-    pub(crate) fn fail_call(&self, call_id: u64, error: Error) {
-        let entry = lock(&self.pending).remove(&call_id);
-        if let Some((reply, _)) = entry {
-            reply.fail(error);
-        }
-    }
-
-    /// Fails every call of `route` still pending on this connection.
-    pub(crate) fn fail_route(&self, route: &Arc<RouteState>) {
-        let failed: Vec<_> = {
-            let mut pending = lock(&self.pending);
-            let ids: Vec<u64> = pending
-                .iter()
-                .filter(|(_, (_, r))| Arc::ptr_eq(r, route))
-                .map(|(id, _)| *id)
-                .collect();
-            ids.into_iter()
-                .filter_map(|id| pending.remove(&id))
-                .collect()
-        };
-        let error = route.gone();
-        for (reply, _) in failed {
-            reply.fail(error.clone());
-        }
+    fn route(&self, stream_id: u64) -> Option<Arc<RouteState>> {
+        lock(&self.routes).get(&stream_id).and_then(Weak::upgrade)
     }
 
     /// Large replies come on streams of their own, so they never hold up small ones.
@@ -177,25 +148,32 @@ impl Peer {
         }
     }
 
-    /// Reads one reply stream: a `ReplyStream` header and the raw payload it announces
-    /// (read straight into one buffer of the right size), or a single `Reply` frame.
+    /// Reads one reply stream: a `ReplyStream` header and the raw payload it announces,
+    /// read straight into one buffer of the right size.
     async fn read_reply_stream(&self, recv: quinn::RecvStream) {
         let mut frames = FramedRead::new(recv, codec(max_message_bytes()));
         let Some(Ok(body)) = frames.next().await else {
             return;
         };
-        let (call_id, len) = match decode_frame(&body) {
-            Ok(Frame::Reply { call_id, payload }) => return self.resolve(call_id, payload),
-            Ok(Frame::ReplyStream { call_id, len }) => (call_id, len),
+        let (stream, call_id, len) = match decode_frame(&body) {
+            Ok(Frame::ReplyStream {
+                stream,
+                call_id,
+                len,
+            }) => (stream, call_id, len),
             Ok(other) => return tracing::warn!("unexpected frame on a reply stream: {other:?}"),
             Err(error) => return tracing::warn!("unreadable reply stream: {error}"),
+        };
+        let Some(route) = self.route(stream) else {
+            // The route is gone: nobody waits for this reply.
+            return;
         };
         let limit = max_message_bytes();
         let len = match usize::try_from(len) {
             Ok(len) if len <= limit => len,
             _ => {
                 let size = usize::try_from(len).unwrap_or(usize::MAX);
-                return self.fail_call(call_id, Error::MessageTooLarge { size, limit });
+                return route.fail_call(call_id, Error::MessageTooLarge { size, limit });
             }
         };
         let parts = frames.into_parts();
@@ -211,6 +189,6 @@ impl Peer {
                 Ok(None) | Err(_) => return,
             }
         }
-        self.resolve(call_id, payload.freeze());
+        route.resolve(call_id, payload.freeze());
     }
 }

@@ -12,11 +12,16 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use kt_core::{Accepted, EncodedReply, ErasedActor, Error, ReplySink};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_util::codec::FramedRead;
 
 use super::Node;
 use super::control::{AttachStream, HelloStream};
+use super::writer::OrderedWriter;
+use crate::wire::call::{
+    CallerFrame, MAX_METHODS_PER_STREAM, REPLY_HEADER, decode_caller_frame, write_refused,
+    write_reply,
+};
 use crate::wire::frame::{
     Frame, PROTOCOL_VERSION, codec, decode_frame, encode_frame, max_message_bytes,
 };
@@ -111,7 +116,7 @@ pub(crate) async fn serve_stream(
     match first {
         Frame::Open { version, actor_id } => {
             if version != PROTOCOL_VERSION {
-                return refuse(&mut send, version_error(version)).await;
+                return refuse_calls(&mut send, version_error(version)).await;
             }
             let Some(actor) = node.exported(actor_id) else {
                 let error = Error::Unavailable {
@@ -121,7 +126,7 @@ pub(crate) async fn serve_stream(
                         node.address()
                     ),
                 };
-                return refuse(&mut send, error).await;
+                return refuse_calls(&mut send, error).await;
             };
             serve_calls(&node, actor, conn, send, frames).await;
         }
@@ -181,38 +186,43 @@ fn frame_name(frame: &Frame) -> &'static str {
     match frame {
         Frame::Hello { .. } => "Hello",
         Frame::Open { .. } => "Open",
-        Frame::Call { .. } => "Call",
-        Frame::Reply { .. } => "Reply",
         Frame::Attach { .. } => "Attach",
         Frame::ReplyStream { .. } => "ReplyStream",
         Frame::Refused { .. } => "Refused",
-        Frame::Release => "Release",
-        Frame::Kill => "Kill",
         Frame::Gone { .. } => "Gone",
     }
 }
 
 /// The next frame of a stream: `None` at its end, an error for unreadable bytes.
 pub(crate) async fn next_frame(frames: &mut Frames) -> Option<Result<Frame, Error>> {
-    let body = match frames.next().await? {
-        Ok(body) => body,
-        Err(error) => {
-            let too_long = error
-                .get_ref()
-                .is_some_and(|inner| inner.is::<crate::wire::frame::FrameTooLong>());
-            let message = match too_long {
-                true => format!(
-                    "a frame is longer than the {}-byte message limit",
-                    max_message_bytes()
-                ),
-                false => format!("unreadable frame: {error}"),
-            };
-            return Some(Err(Error::Protocol { message }));
-        }
-    };
-    Some(decode_frame(&body))
+    Some(
+        next_body(frames)
+            .await?
+            .and_then(|body| decode_frame(&body)),
+    )
 }
 
+/// The next frame body of a stream (without its length prefix): `None` at its end, an
+/// error for a frame that cannot be cut out.
+async fn next_body(frames: &mut Frames) -> Option<Result<BytesMut, Error>> {
+    let error = match frames.next().await? {
+        Ok(body) => return Some(Ok(body)),
+        Err(error) => error,
+    };
+    let too_long = error
+        .get_ref()
+        .is_some_and(|inner| inner.is::<crate::wire::frame::FrameTooLong>());
+    let message = match too_long {
+        true => format!(
+            "a frame is longer than the {}-byte message limit",
+            max_message_bytes()
+        ),
+        false => format!("unreadable frame: {error}"),
+    };
+    Some(Err(Error::Protocol { message }))
+}
+
+/// Refuses a stream that did not open as a call stream.
 async fn refuse(send: &mut quinn::SendStream, error: Error) {
     tracing::debug!("refusing a stream: {error}");
     let mut buf = BytesMut::new();
@@ -222,26 +232,96 @@ async fn refuse(send: &mut quinn::SendStream, error: Error) {
     let _ = send.finish();
 }
 
-/// What a call stream sends back.
-enum Outbound {
-    /// One call's encoded `Result<T, Error>`.
-    Reply { call_id: u64, payload: Vec<u8> },
-    /// The stream can no longer be read; pending calls fail with this error.
-    Refused(Error),
+/// Refuses a call stream before serving it (its caller reads binary call-stream frames).
+async fn refuse_calls(send: &mut quinn::SendStream, error: Error) {
+    tracing::debug!("refusing a call stream: {error}");
+    let mut buf = BytesMut::new();
+    if write_refused(&mut buf, &error).is_ok() {
+        let _ = send.write_all(&buf).await;
+    }
+    let _ = send.finish();
 }
 
-/// Where one call's reply goes: the stream's reply writer.
+/// The replies of one call stream: written in the order they come, inline when the
+/// stream is idle; large ones go on streams of their own. The stream is finished when
+/// the serving loop and every reply slot are gone.
+struct Replies {
+    writer: Arc<OrderedWriter<()>>,
+    conn: quinn::Connection,
+    /// The call stream's id, which a large reply names.
+    stream_id: u64,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Replies {
+    fn send(&self, call_id: u64, payload: Bytes) {
+        if payload.len() > OUT_OF_BAND_REPLY_BYTES {
+            let (conn, stream_id) = (self.conn.clone(), self.stream_id);
+            self.runtime.spawn(async move {
+                write_out_of_band(conn, stream_id, call_id, payload).await;
+            });
+            return;
+        }
+        let Some(mut appender) = self.writer.append() else {
+            return;
+        };
+        let (buf, ()) = appender.parts(REPLY_HEADER + payload.len());
+        if let Err(error) = write_reply(buf, call_id, &payload) {
+            let _ = write_reply(buf, call_id, &kt_core::encode_error(&error));
+        }
+    }
+
+    /// The stream can no longer be read: every pending call fails with `error`.
+    fn refuse(&self, error: &Error) {
+        if let Some(mut appender) = self.writer.append() {
+            let _ = write_refused(appender.parts(0).0, error);
+        }
+    }
+}
+
+impl Drop for Replies {
+    fn drop(&mut self) {
+        self.writer.finish();
+    }
+}
+
+/// Where one call's reply goes: the stream's replies.
 struct StreamReply {
     call_id: u64,
-    replies: mpsc::UnboundedSender<Outbound>,
+    replies: Arc<Replies>,
 }
 
 impl ReplySink for StreamReply {
-    fn deliver(self: Box<Self>, payload: Vec<u8>) {
-        let _ = self.replies.send(Outbound::Reply {
-            call_id: self.call_id,
-            payload,
-        });
+    fn deliver(self: Box<Self>, payload: Bytes) {
+        self.replies.send(self.call_id, payload);
+    }
+}
+
+/// The methods a caller defined on one call stream, by index.
+#[derive(Default)]
+struct Methods(Vec<String>);
+
+impl Methods {
+    fn define(&mut self, index: u16, name: String) -> Result<(), Error> {
+        if usize::from(index) != self.0.len() || self.0.len() >= MAX_METHODS_PER_STREAM {
+            return Err(Error::Protocol {
+                message: format!(
+                    "method index {index} defined out of order (expected {})",
+                    self.0.len()
+                ),
+            });
+        }
+        self.0.push(name);
+        Ok(())
+    }
+
+    fn name(&self, index: u16) -> Result<&str, Error> {
+        self.0
+            .get(usize::from(index))
+            .map(String::as_str)
+            .ok_or_else(|| Error::Protocol {
+                message: format!("a call names method index {index}, which was never defined"),
+            })
     }
 }
 
@@ -256,124 +336,88 @@ async fn serve_calls(
 ) {
     let _serving = node.drain.serving();
     let mut draining = node.drain.draining();
-    let (replies, replies_rx) = mpsc::unbounded_channel();
-    let writer = tokio::spawn(write_replies(conn, send, replies_rx));
+    let writer = Arc::new(OrderedWriter::new(BytesMut::new(), ()));
+    let replies = Arc::new(Replies {
+        writer: writer.clone(),
+        conn,
+        stream_id: u64::from(frames.get_ref().id()),
+        runtime: node.runtime.clone(),
+    });
+    // Finish the stream and wait until the caller has read it to the end, so that a
+    // worker about to exit loses no reply it has sent.
+    let written = tokio::spawn(async move {
+        if let Ok(send) = writer.write_until_finished(send).await {
+            let _ = send.stopped().await;
+        }
+    });
+    let mut methods = Methods::default();
     loop {
         // When the process is about to exit, stop taking calls and finish the replies.
-        let frame = tokio::select! {
+        let body = tokio::select! {
             biased;
-            frame = next_frame(&mut frames) => frame,
+            body = next_body(&mut frames) => body,
             _ = draining.wait_for(|draining| *draining) => break,
         };
-        let Some(frame) = frame else { break };
-        match frame {
-            Ok(Frame::Call {
-                call_id,
-                method,
-                payload,
-            }) => {
-                let sink = EncodedReply::new(StreamReply {
+        let Some(body) = body else { break };
+        let served = body
+            .and_then(decode_caller_frame)
+            .and_then(|frame| match frame {
+                CallerFrame::Call {
                     call_id,
-                    replies: replies.clone(),
-                });
-                if let Accepted::Later(accepted) =
-                    actor.route().send_encoded(&method, payload, sink)
-                {
-                    let _ = accepted.await;
+                    method,
+                    args,
+                } => {
+                    let name = methods.name(method)?;
+                    let sink = EncodedReply::new(StreamReply {
+                        call_id,
+                        replies: replies.clone(),
+                    });
+                    Ok(actor.route().send_encoded(name, args, sink))
                 }
-            }
-            Ok(Frame::Kill) => actor.kill(),
-            Ok(Frame::Release) => node.control().release_hosted(actor.label().id),
-            Ok(other) => {
-                let error = Error::Protocol {
-                    message: format!("unexpected {} frame on a call stream", frame_name(&other)),
-                };
-                let _ = replies.send(Outbound::Refused(error));
-                break;
+                CallerFrame::Method { index, name } => {
+                    methods.define(index, name)?;
+                    Ok(Accepted::Now)
+                }
+                CallerFrame::Kill => {
+                    actor.kill();
+                    Ok(Accepted::Now)
+                }
+                CallerFrame::Release => {
+                    node.control().release_hosted(actor.label().id);
+                    Ok(Accepted::Now)
+                }
+            });
+        match served {
+            Ok(Accepted::Now) => {}
+            Ok(Accepted::Later(accepted)) => {
+                let _ = accepted.await;
             }
             Err(error) => {
                 // The stream's framing is lost: nothing after this can be read reliably.
-                let _ = replies.send(Outbound::Refused(error));
+                replies.refuse(&error);
                 break;
             }
         }
     }
     drop(replies);
-    let _ = writer.await;
-}
-
-/// Writes replies as they come, batching the small ones and sending large ones on
-/// streams of their own.
-async fn write_replies(
-    conn: quinn::Connection,
-    mut send: quinn::SendStream,
-    mut rx: mpsc::UnboundedReceiver<Outbound>,
-) {
-    let mut batch = Vec::new();
-    let mut buf = BytesMut::new();
-    while rx.recv_many(&mut batch, 1024).await > 0 {
-        for outbound in batch.drain(..) {
-            let (call_id, payload) = match outbound {
-                Outbound::Reply { call_id, payload } => (call_id, payload),
-                Outbound::Refused(error) => {
-                    let _ = encode_frame(&Frame::Refused { error }, &mut buf);
-                    continue;
-                }
-            };
-            if payload.len() > OUT_OF_BAND_REPLY_BYTES {
-                let conn = conn.clone();
-                let payload = Bytes::from(payload);
-                tokio::spawn(async move { write_out_of_band(conn, call_id, payload).await });
-                continue;
-            }
-            let frame = Frame::Reply {
-                call_id,
-                payload: Bytes::from(payload),
-            };
-            if let Err(error) = encode_frame(&frame, &mut buf) {
-                let failed = Frame::Reply {
-                    call_id,
-                    payload: Bytes::from(encode_error(error)),
-                };
-                let _ = encode_frame(&failed, &mut buf);
-            }
-        }
-        if send.write_all(&buf).await.is_err() {
-            return;
-        }
-        buf.clear();
-    }
-    // Finish the stream and wait until the caller has read it to the end, so that a
-    // worker about to exit loses no reply it has sent.
-    let _ = send.finish();
-    let _ = send.stopped().await;
-}
-
-fn encode_error(error: Error) -> Vec<u8> {
-    let err: Result<(), Error> = Err(error);
-    kt_core::codec::encode(&err, "an error reply").unwrap_or_default()
+    let _ = written.await;
 }
 
 /// Sends one large reply on a stream of its own: a `ReplyStream` header, then the
 /// payload as it is (quinn takes the buffer without copying it).
-async fn write_out_of_band(conn: quinn::Connection, call_id: u64, payload: Bytes) {
+async fn write_out_of_band(conn: quinn::Connection, stream: u64, call_id: u64, payload: Bytes) {
     let limit = max_message_bytes();
-    let (header, payload) = if payload.len() > limit {
-        let error = Error::MessageTooLarge {
+    let payload = match payload.len() > limit {
+        true => kt_core::encode_error(&Error::MessageTooLarge {
             size: payload.len(),
             limit,
-        };
-        let failed = Frame::Reply {
-            call_id,
-            payload: Bytes::from(encode_error(error)),
-        };
-        (failed, Bytes::new())
-    } else {
-        let header = Frame::ReplyStream {
-            call_id,
-            len: payload.len() as u64,
-        };
-        (header, payload)
+        }),
+        false => payload,
+    };
+    let header = Frame::ReplyStream {
+        stream,
+        call_id,
+        len: payload.len() as u64,
     };
     let mut buf = BytesMut::new();
     if encode_frame(&header, &mut buf).is_err() {

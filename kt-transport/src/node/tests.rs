@@ -33,7 +33,8 @@ fn client(identity: Option<&Identity>, trust: &Identity) -> quinn::Endpoint {
 }
 
 /// Connects, sends `bytes` on a new stream, and returns the first frame that comes
-/// back — or the error that ended the connection before any did.
+/// back — or the error that ended the connection before any did. A call stream's binary
+/// refusal comes back as the `Refused` frame it stands for.
 async fn exchange(
     endpoint: &quinn::Endpoint,
     server: SocketAddr,
@@ -49,7 +50,10 @@ async fn exchange(
     send.finish().map_err(|e| e.to_string())?;
     let mut frames = FramedRead::new(recv, codec(max_message_bytes()));
     match frames.next().await {
-        Some(Ok(body)) => decode_frame(&body).map_err(|e| e.to_string()),
+        Some(Ok(body)) => match crate::wire::call::decode_node_frame(body.clone()) {
+            Ok(crate::wire::call::NodeFrame::Refused { error }) => Ok(Frame::Refused { error }),
+            _ => decode_frame(&body).map_err(|e| e.to_string()),
+        },
         Some(Err(e)) => Err(e.to_string()),
         None => Err("stream ended without a frame".into()),
     }
@@ -145,10 +149,11 @@ async fn bad_first_frames_are_refused_with_a_reason_and_the_node_keeps_serving()
             }),
         ),
         (
-            "a reply as first frame",
-            frame_bytes(&Frame::Reply {
+            "a reply stream's header as first frame",
+            frame_bytes(&Frame::ReplyStream {
+                stream: 0,
                 call_id: 1,
-                payload: bytes::Bytes::new(),
+                len: 0,
             }),
         ),
     ];

@@ -1,27 +1,28 @@
-//! The wire format: length-delimited MessagePack frames on QUIC streams.
+//! The wire format: length-delimited frames on QUIC streams.
 //!
-//! Every frame is a 4-byte big-endian length followed by the MessagePack encoding of a
-//! [`Frame`]. The first frame of every stream says what the stream is for and carries
-//! the protocol version. Frames longer than the message limit are refused with
+//! Every frame is a 4-byte big-endian length followed by its body. The first frame of
+//! every stream is the MessagePack encoding of a [`Frame`]: it says what the stream is for
+//! and carries the protocol version. Control streams go on with MessagePack frames; call
+//! streams go on with the binary frames of [`super::call`], the hot path. Frames longer than the message limit are refused with
 //! [`Error::MessageTooLarge`] before they are sent, and a receiver never buffers more than
 //! the limit for one frame — and never reserves memory for bytes that have not arrived:
 //! a frame's announced length reserves nothing ([`FrameCodec`]), so a peer announcing
 //! huge frames on many streams costs only what it actually sends.
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use kt_core::handle_wire::HandleAddress;
 use kt_core::{Error, codec};
 use serde::{Deserialize, Serialize};
-use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
+use tokio_util::codec::Decoder;
 
 /// The version of this wire protocol; peers of another version are refused.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// The default limit on one message, in bytes (override with `KT_MAX_MESSAGE_BYTES`).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 128 * 1024 * 1024;
 
 /// Room for a frame's own fields around its payload.
-const FRAME_OVERHEAD: usize = 4096;
+pub(crate) const FRAME_OVERHEAD: usize = 4096;
 
 /// The largest payload (call arguments or reply) this process sends or accepts.
 pub fn max_message_bytes() -> usize {
@@ -62,42 +63,24 @@ pub enum Frame {
         /// The actor the calls are for.
         actor_id: u64,
     },
-    /// Caller → node: one call.
-    Call {
-        /// Unique among the caller's pending calls on this connection.
-        call_id: u64,
-        /// The method name.
-        method: String,
-        /// The MessagePack encoding of the arguments tuple.
-        payload: Bytes,
-    },
-    /// Node → caller: the encoded `Result<T, Error>` of a call.
-    Reply {
-        /// The call this answers.
-        call_id: u64,
-        /// The encoded result.
-        payload: Bytes,
-    },
     /// Node → caller, the only frame of a reply stream of its own: the next `len` bytes
     /// of the stream, unframed, are the encoded `Result<T, Error>` of the call. Large
     /// replies travel this way so that they hold up no other reply, and so that neither
     /// side copies them into or out of a frame.
     ReplyStream {
+        /// The id of the call stream the call came on (its QUIC stream id).
+        stream: u64,
         /// The call this answers.
         call_id: u64,
         /// How many bytes follow.
         len: u64,
     },
-    /// Node → caller: the stream cannot be served (unknown actor, malformed frame, ...).
-    /// Every call pending on the stream fails with this error.
+    /// Node → opener: the stream cannot be served (garbage first frame, unknown
+    /// attach token, ...). A call stream's refusals are binary (see [`super::call`]).
     Refused {
         /// Why.
         error: Error,
     },
-    /// Driver → worker on the control stream: the driver's last owning handle is gone.
-    Release,
-    /// Caller → node on a call stream: kill the actor now.
-    Kill,
     /// Worker → driver on the control stream: the hosted actor stopped, and why; the
     /// worker exits next.
     Gone {
@@ -168,28 +151,22 @@ impl Decoder for FrameCodec {
     }
 }
 
-/// The length-delimited encoder for frames of at most `limit` payload bytes.
-fn encoder(limit: usize) -> LengthDelimitedCodec {
-    LengthDelimitedCodec::builder()
-        .max_frame_length(limit.saturating_add(FRAME_OVERHEAD))
-        .new_codec()
-}
-
 /// Appends `frame`, length-prefixed, to `out`.
 pub fn encode_frame(frame: &Frame, out: &mut BytesMut) -> Result<(), Error> {
     let body = codec::encode(frame, "a frame")?;
     let limit = max_message_bytes();
+    let too_large = || Error::MessageTooLarge {
+        size: body.len(),
+        limit,
+    };
     if body.len() > limit.saturating_add(FRAME_OVERHEAD) {
-        return Err(Error::MessageTooLarge {
-            size: body.len(),
-            limit,
-        });
+        return Err(too_large());
     }
-    encoder(limit)
-        .encode(Bytes::from(body), out)
-        .map_err(|e| Error::Protocol {
-            message: e.to_string(),
-        })
+    let length = u32::try_from(body.len()).map_err(|_| too_large())?;
+    out.reserve(4 + body.len());
+    out.extend_from_slice(&length.to_be_bytes());
+    out.extend_from_slice(&body);
+    Ok(())
 }
 
 /// Decodes one frame body (without its length prefix).
@@ -217,30 +194,9 @@ mod tests {
 
     #[test]
     fn every_frame_round_trips() {
-        round_trip(Frame::Open {
-            version: PROTOCOL_VERSION,
-            actor_id: 7,
-        });
-        round_trip(Frame::Call {
-            call_id: 1,
-            method: "add".into(),
-            payload: Bytes::from_static(&[0x91, 0x05]),
-        });
-        round_trip(Frame::Reply {
-            call_id: 1,
-            payload: Bytes::from_static(b"\x81\xa2Ok\x05"),
-        });
-        round_trip(Frame::ReplyStream {
-            call_id: 2,
-            len: 100 << 20,
-        });
-        round_trip(Frame::Refused {
-            error: Error::Protocol {
-                message: "x".into(),
-            },
-        });
-        round_trip(Frame::Release);
-        round_trip(Frame::Kill);
+        for frame in every_kind() {
+            round_trip(frame);
+        }
     }
 
     #[test]
@@ -251,10 +207,9 @@ mod tests {
         ));
         let mut buf = BytesMut::new();
         encode_frame(
-            &Frame::Call {
-                call_id: 9,
-                method: "m".into(),
-                payload: Bytes::new(),
+            &Frame::Open {
+                version: PROTOCOL_VERSION,
+                actor_id: 9,
             },
             &mut buf,
         )
@@ -281,9 +236,10 @@ mod tests {
     fn frames_split_across_reads_come_out_whole() {
         let mut wire = BytesMut::new();
         for n in [0usize, 1, 70_000, 5] {
-            let frame = Frame::Reply {
-                call_id: n as u64,
-                payload: Bytes::from(vec![9u8; n]),
+            let frame = Frame::Refused {
+                error: Error::Protocol {
+                    message: "x".repeat(n),
+                },
             };
             encode_frame(&frame, &mut wire).expect("encode");
         }
@@ -296,14 +252,16 @@ mod tests {
                 out.push(decode_frame(&body).expect("frame"));
             }
         }
-        let ids: Vec<u64> = out
+        let lengths: Vec<usize> = out
             .iter()
             .map(|f| match f {
-                Frame::Reply { call_id, .. } => *call_id,
+                Frame::Refused {
+                    error: Error::Protocol { message },
+                } => message.len(),
                 other => panic!("{other:?}"),
             })
             .collect();
-        assert_eq!(ids, [0, 1, 70_000, 5]);
+        assert_eq!(lengths, [0, 1, 70_000, 5]);
     }
 
     #[test]
@@ -315,67 +273,86 @@ mod tests {
     }
 }
 
-/// Writes the fuzzing corpus seeds (one encoded frame of each kind) into `dir`.
+/// One frame of every kind, for the round-trip test and the fuzzing seeds.
+#[cfg(test)]
+pub(crate) fn every_kind() -> Vec<Frame> {
+    let address = HandleAddress {
+        node: "127.0.0.1:7070".into(),
+        label: kt_core::ActorLabel {
+            id: 7,
+            type_name: "app::Counter".into(),
+            name: Some("counter".into()),
+        },
+    };
+    vec![
+        Frame::Hello {
+            version: PROTOCOL_VERSION,
+            token: 42,
+            result: Ok(address),
+        },
+        Frame::Hello {
+            version: PROTOCOL_VERSION,
+            token: 43,
+            result: Err(Error::NoRuntime),
+        },
+        Frame::Attach {
+            version: PROTOCOL_VERSION,
+            token: 44,
+        },
+        Frame::Open {
+            version: PROTOCOL_VERSION,
+            actor_id: 7,
+        },
+        Frame::ReplyStream {
+            stream: 4,
+            call_id: 2,
+            len: 100 << 20,
+        },
+        Frame::Refused {
+            error: Error::Protocol {
+                message: "bad".into(),
+            },
+        },
+        Frame::Gone {
+            cause: kt_core::DeathCause::Killed,
+        },
+    ]
+}
+
+/// Writes the fuzzing corpus seeds into `fuzz/corpus/frame_decoder`: one encoded frame of
+/// every kind, and a call stream's binary frames after an `Open`.
 /// `cargo test -p kt-transport -- --ignored write_fuzz_seeds` refreshes them.
 #[cfg(test)]
 mod fuzz_seeds {
     use super::*;
+    use crate::wire::call;
 
     #[test]
     #[ignore = "writes files: run by hand to refresh fuzz/corpus/frame_decoder"]
     fn write_fuzz_seeds() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/corpus/frame_decoder");
-        let frames = [
-            (
-                "open",
-                Frame::Open {
-                    version: PROTOCOL_VERSION,
-                    actor_id: 7,
-                },
-            ),
-            (
-                "call",
-                Frame::Call {
-                    call_id: 1,
-                    method: "add".into(),
-                    payload: Bytes::from_static(&[0x91, 0x05]),
-                },
-            ),
-            (
-                "reply",
-                Frame::Reply {
-                    call_id: 1,
-                    payload: Bytes::from_static(&[0x81, 0xa2, b'O', b'k', 0x06]),
-                },
-            ),
-            (
-                "reply-stream",
-                Frame::ReplyStream {
-                    call_id: 2,
-                    len: 1 << 20,
-                },
-            ),
-            (
-                "refused",
-                Frame::Refused {
-                    error: Error::Protocol {
-                        message: "bad".into(),
-                    },
-                },
-            ),
-            ("release", Frame::Release),
-            ("kill", Frame::Kill),
-            (
-                "gone",
-                Frame::Gone {
-                    cause: kt_core::DeathCause::Killed,
-                },
-            ),
-        ];
-        for (name, frame) in frames {
+        for (n, frame) in every_kind().into_iter().enumerate() {
             let mut buf = BytesMut::new();
             encode_frame(&frame, &mut buf).expect("encode");
-            std::fs::write(format!("{dir}/{name}"), &buf).expect("write seed");
+            std::fs::write(format!("{dir}/frame-{n}"), &buf).expect("write seed");
         }
+        let mut calls = BytesMut::new();
+        encode_frame(
+            &Frame::Open {
+                version: PROTOCOL_VERSION,
+                actor_id: 7,
+            },
+            &mut calls,
+        )
+        .expect("open");
+        call::write_method(&mut calls, 0, "add").expect("method");
+        call::write_call(&mut calls, 1, 0, &[0x91, 0x05]).expect("call");
+        call::write_release(&mut calls);
+        call::write_kill(&mut calls);
+        std::fs::write(format!("{dir}/call-stream"), &calls).expect("write seed");
+        let mut replies = BytesMut::new();
+        call::write_reply(&mut replies, 1, &[0x81, 0xa2, b'O', b'k', 0x06]).expect("reply");
+        call::write_refused(&mut replies, &Error::NoRuntime).expect("refused");
+        std::fs::write(format!("{dir}/reply-stream"), &replies).expect("write seed");
     }
 }

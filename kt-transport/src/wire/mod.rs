@@ -5,12 +5,14 @@
 //!
 //! | module | job |
 //! |---|---|
-//! | [`frame`] | the frames of the protocol and their length-delimited encoding |
+//! | [`frame`] | the frames that open streams and run control streams, length-delimited |
+//! | [`call`] | the binary frames of a call stream: calls in, replies out |
 //! | [`tls`] | certificates (a CA per cluster, a leaf per process) and rustls/quinn configs |
 //! | [`quic`] | the QUIC transport settings every connection shares |
 //! | [`stream_socket`] | QUIC datagrams carried over byte streams (port-forwards) |
 //! | [`directory`] | this user's machine-wide state directory: names, the machine CA, logs |
 
+pub mod call;
 pub mod directory;
 mod error;
 pub mod frame;

@@ -432,7 +432,7 @@ struct ResendIfLost {
 }
 
 impl ReplySink for ResendIfLost {
-    fn deliver(self: Box<Self>, encoded: Vec<u8>) {
+    fn deliver(self: Box<Self>, encoded: bytes::Bytes) {
         let lost = self.incarnation.death_cause().is_some()
             && matches!(
                 kt_core::codec::decode::<Result<serde::de::IgnoredAny, Error>>(&encoded, "a reply"),

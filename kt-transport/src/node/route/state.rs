@@ -1,0 +1,203 @@
+//! What a route knows about its actor's fate, and the calls waiting for its replies.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use bytes::Bytes;
+use kt_core::{ActorLabel, DeathCause, EncodedReply, Error};
+use tokio::sync::watch;
+
+use crate::node::lock;
+
+/// How long a watched route waits for its backend to say why the connection broke.
+const VERDICT_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A route's fate and pending calls, shared by its handles, its writer and its reader.
+pub(crate) struct RouteState {
+    label: ActorLabel,
+    death: OnceLock<DeathCause>,
+    refused: OnceLock<Error>,
+    /// True when a backend watches the actor's process and reports its death; the
+    /// route then leaves pending calls to it instead of guessing from the connection.
+    watched: bool,
+    finished: watch::Sender<Option<DeathCause>>,
+    /// The calls sent on this route's stream and not answered yet, by call id.
+    pending: Mutex<HashMap<u64, EncodedReply>>,
+    /// True once the route's reply stream has ended (every reply sent was read).
+    replies_done: watch::Sender<bool>,
+    /// True once the actor's worker reported why it stopped (it then exits cleanly,
+    /// after finishing its streams).
+    reported: AtomicBool,
+}
+
+impl RouteState {
+    pub(super) fn new(label: ActorLabel, watched: bool) -> Self {
+        RouteState {
+            label,
+            death: OnceLock::new(),
+            refused: OnceLock::new(),
+            watched,
+            finished: watch::channel(None).0,
+            pending: Mutex::new(HashMap::new()),
+            replies_done: watch::channel(false).0,
+            reported: AtomicBool::new(false),
+        }
+    }
+
+    /// Records a call as waiting for its reply. Registered first, checked second: a
+    /// death recorded before this point fails the call here, one recorded after it
+    /// fails the call with the other pending ones.
+    /// On failure the reply comes back, to be failed (with [`Self::gone`]) by the caller
+    /// once it holds no lock.
+    pub(super) fn register(&self, call_id: u64, reply: EncodedReply) -> Result<(), EncodedReply> {
+        let mut pending = lock(&self.pending);
+        pending.insert(call_id, reply);
+        if !self.is_dead() {
+            return Ok(());
+        }
+        match pending.remove(&call_id) {
+            Some(reply) => Err(reply),
+            // Already failed by whoever recorded the death.
+            None => Ok(()),
+        }
+    }
+
+    /// Answers a pending call.
+    pub(crate) fn resolve(&self, call_id: u64, payload: Bytes) {
+        let reply = lock(&self.pending).remove(&call_id);
+        if let Some(reply) = reply {
+            reply.deliver(payload);
+        }
+    }
+
+    /// Fails one pending call.
+    pub(crate) fn fail_call(&self, call_id: u64, error: Error) {
+        let reply = lock(&self.pending).remove(&call_id);
+        if let Some(reply) = reply {
+            reply.fail(error);
+        }
+    }
+
+    /// Fails every call of this route still waiting for a reply.
+    pub(crate) fn fail_pending(&self) {
+        let failed: Vec<EncodedReply> = lock(&self.pending).drain().map(|(_, r)| r).collect();
+        if failed.is_empty() {
+            return;
+        }
+        let error = self.gone();
+        for reply in failed {
+            reply.fail(error.clone());
+        }
+    }
+
+    /// Records the cause the actor's worker reported; calls already sent keep waiting for
+    /// the replies it is still flushing.
+    pub(crate) fn report(&self, cause: DeathCause) {
+        self.reported.store(true, Ordering::Release);
+        self.die(cause);
+    }
+
+    /// True once the actor's worker reported why it stopped.
+    pub(crate) fn was_reported(&self) -> bool {
+        self.reported.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the actor is known to be dead (or its node refused the route).
+    pub(super) async fn died(&self) {
+        let mut finished = self.finished.subscribe();
+        let _ = finished.wait_for(Option::is_some).await;
+    }
+
+    /// Resolves when the actor has stopped for good, with the reason.
+    pub(super) fn stopped(&self) -> impl Future<Output = DeathCause> + Send + 'static {
+        let mut finished = self.finished.subscribe();
+        async move {
+            match finished.wait_for(Option::is_some).await {
+                Ok(cause) => cause.clone().unwrap_or(DeathCause::RuntimeShutdown),
+                Err(_) => DeathCause::RuntimeShutdown,
+            }
+        }
+    }
+
+    /// Waits (bounded) until every reply the actor's process sent has been read.
+    pub(crate) async fn replies_read(&self, within: std::time::Duration) {
+        let mut done = self.replies_done.subscribe();
+        let _ = tokio::time::timeout(within, done.wait_for(|done| *done)).await;
+    }
+
+    /// Marks the reply stream as read to its end.
+    pub(super) fn replies_ended(&self) {
+        self.replies_done.send_replace(true);
+    }
+
+    /// The error for calls that cannot be answered any more.
+    pub(crate) fn gone(&self) -> Error {
+        if let Some(error) = self.refused.get() {
+            return error.clone();
+        }
+        match self.death.get() {
+            Some(cause) => Error::ActorDied {
+                actor: self.label.clone(),
+                cause: cause.clone(),
+            },
+            None => Error::Unavailable {
+                target: format!("actor {}", self.label),
+                message: "the connection to its process is gone".into(),
+            },
+        }
+    }
+
+    /// Why the actor died, once it has.
+    pub(crate) fn death_cause(&self) -> Option<DeathCause> {
+        self.death.get().cloned()
+    }
+
+    /// Records the actor's death (the first cause wins), wakes `stopped()` waiters, and
+    /// fails the calls still pending.
+    pub(crate) fn die_and_fail(&self, cause: DeathCause) {
+        self.die(cause);
+        self.fail_pending();
+    }
+
+    /// Records the actor's death (the first cause wins) and wakes `stopped()` waiters.
+    pub(crate) fn die(&self, cause: DeathCause) {
+        let _ = self.death.set(cause);
+        self.finished.send_replace(self.death.get().cloned());
+    }
+
+    /// The connection is gone: decides the actor's fate. A watched route waits (briefly)
+    /// for the backend's verdict — the exit code, the signal, or the worker's own report —
+    /// so that callers learn why, not just that the connection broke.
+    pub(super) async fn settle_lost_connection(&self, message: String) {
+        if self.watched {
+            let mut finished = self.finished.subscribe();
+            let verdict = tokio::time::timeout(VERDICT_GRACE, finished.wait_for(Option::is_some));
+            if verdict.await.is_ok() {
+                return;
+            }
+        }
+        self.die(DeathCause::ConnectionLost { message });
+    }
+
+    /// The node refused the route's stream: every call fails with its error.
+    pub(super) fn refuse(&self, error: Error) {
+        let _ = self.refused.set(error);
+        self.finished.send_replace(Some(DeathCause::ConnectionLost {
+            message: "the node refused the stream".into(),
+        }));
+    }
+
+    pub(crate) fn is_dead(&self) -> bool {
+        self.death.get().is_some() || self.refused.get().is_some()
+    }
+}
+
+impl std::fmt::Debug for RouteState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteState")
+            .field("actor", &self.label)
+            .field("death", &self.death.get())
+            .finish()
+    }
+}

@@ -65,3 +65,36 @@ async fn each_of_several_callers_keeps_its_own_order() {
         "every call ran exactly once"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_past_the_parking_bound_are_refused_as_overloaded_and_the_rest_run_in_order() {
+    let tag = "parking-bound".to_string();
+    let c = Counter::spawn(0, tag.clone(), probe().await)
+        .mailbox_capacity(1)
+        .on(Arc::new(kt::InProcess))
+        .await
+        .unwrap();
+    let blocked = c.wait_for_gate(tag.clone());
+    support::gauge_reaches(&tag, 1).await;
+    // The actor is busy: one call fits in its mailbox, `limit` more park beside it.
+    let limit = kt::parking_limit(1);
+    let accepted: Vec<_> = (0..=limit).map(|_| c.add(1)).collect();
+    let refused = c.add(1);
+    match refused.await {
+        Err(Error::Overloaded { limit: said, .. }) => assert_eq!(said, limit),
+        other => panic!("expected Overloaded past {limit} parked calls, got {other:?}"),
+    }
+    support::open_gate(&tag);
+    blocked.await.unwrap();
+    let results = futures_util::future::try_join_all(accepted).await.unwrap();
+    assert_eq!(
+        results,
+        (1..=limit as u64 + 1).collect::<Vec<u64>>(),
+        "every call before the refused one ran, in order"
+    );
+    assert_eq!(
+        c.get().await.unwrap(),
+        limit as u64 + 1,
+        "the refused call did not run"
+    );
+}

@@ -295,9 +295,7 @@ async fn driver_role_spawns_a_worker_and_waits_forever() {
 }
 
 async fn worker_pid(actor: &ActorRef<Accumulator>) -> u32 {
-    // The actor id holds its process id in the high half.
-    let _ = actor.total().await;
-    (actor.id() >> 32) as u32
+    actor.pid().await.unwrap()
 }
 
 #[kt::test]

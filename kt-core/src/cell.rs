@@ -72,7 +72,12 @@ impl<A: Actor> LocalCell<A> {
         let mut receiver = None;
         let cell = Arc::new_cyclic(|me: &Weak<LocalCell<A>>| {
             let me = me.clone();
+            let overloaded_label = label.clone();
             let undeliverable = Undeliverable {
+                overloaded: Box::new(move |limit| Error::Overloaded {
+                    actor: overloaded_label.clone(),
+                    limit,
+                }),
                 bounce: |msg: A::Message, error| msg.reject(error),
                 reason: Box::new(move || match me.upgrade() {
                     Some(cell) => cell.gone(),

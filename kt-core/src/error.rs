@@ -298,6 +298,18 @@ pub enum Error {
         limit: usize,
     },
 
+    /// A producer that never waits filled an actor's mailbox and the parking queue beside
+    /// it (rule B1): this call was refused, not queued; the calls before it still run.
+    #[error(
+        "actor {actor} is overloaded: its mailbox is full and {limit} calls already wait          beside it, so this call was refused. Await calls (or `Call::sent()`) so that the          producer keeps the actor's pace, or raise `mailbox_capacity`"
+    )]
+    Overloaded {
+        /// The actor.
+        actor: ActorLabel,
+        /// How many calls may wait beside a full mailbox.
+        limit: usize,
+    },
+
     /// A peer could not be reached (yet); it is not known to be dead.
     #[error(
         "{target} is unreachable: {message}. It may come back; retry, or check that it is running"

@@ -78,7 +78,7 @@ pub use names::get_actor;
 pub use options::{
     DEFAULT_MAILBOX_CAPACITY, Lifetime, PlacementGroup, PlacementStrategy, SpawnOptions,
 };
-pub use ordered::{Accepted, OrderedSender, Undeliverable};
+pub use ordered::{Accepted, OrderedSender, Undeliverable, parking_limit};
 pub use placement::{InProcess, Loopback, Placed, Placement, SpawnArgs, SpawnRequest};
 pub use pod_patch::PodPatch;
 pub use reply::{EncodedReply, Reply, ReplySink, encode_error};

@@ -41,6 +41,20 @@ pub struct Undeliverable<M> {
     pub bounce: fn(M, Error),
     /// The error to bounce with, computed when it happens (the cause may be known only then).
     pub reason: Box<dyn Fn() -> Error + Send + Sync>,
+    /// The error for an item past the parking bound, given the bound.
+    pub overloaded: Box<dyn Fn(usize) -> Error + Send + Sync>,
+}
+
+/// How many items may park beside a full queue, per slot of the queue's capacity.
+pub const PARKED_PER_SLOT: usize = 16;
+
+/// The fewest items that may park beside a full queue, however small it is.
+pub const MIN_PARKED: usize = 64 * 1024;
+
+/// How many items may park beside a full queue of `capacity` (rule B1): a producer that
+/// never waits is refused past it instead of growing memory without limit.
+pub fn parking_limit(capacity: usize) -> usize {
+    capacity.saturating_mul(PARKED_PER_SLOT).max(MIN_PARKED)
 }
 
 struct Parked<M> {
@@ -55,6 +69,8 @@ pub struct OrderedSender<M: Send + 'static> {
     /// True while items are parked: later items must park behind them to keep order.
     parking: AtomicBool,
     parked: Mutex<Parked<M>>,
+    /// The most items parked at once.
+    parking_limit: usize,
     undeliverable: Undeliverable<M>,
     runtime: tokio::runtime::Handle,
 }
@@ -75,6 +91,7 @@ impl<M: Send + 'static> OrderedSender<M> {
                 queue: VecDeque::new(),
                 flusher_running: false,
             }),
+            parking_limit: parking_limit(capacity.max(1)),
             undeliverable,
             runtime,
         });
@@ -82,7 +99,8 @@ impl<M: Send + 'static> OrderedSender<M> {
     }
 
     /// Puts `item` in the queue now, or parks it in order if the queue is full. An item
-    /// for a closed queue is bounced at once.
+    /// for a closed queue is bounced at once, and so is an item past the parking bound
+    /// (with the `overloaded` error): nothing is dropped silently, nothing grows unbounded.
     pub fn send(&self, item: M) -> Accepted {
         if self.parking.load(Ordering::Acquire) {
             return self.park(item);
@@ -108,8 +126,13 @@ impl<M: Send + 'static> OrderedSender<M> {
     }
 
     fn park(&self, item: M) -> Accepted {
-        let (accepted_tx, accepted_rx) = oneshot::channel();
         let mut parked = self.lock();
+        if parked.queue.len() >= self.parking_limit {
+            drop(parked);
+            (self.undeliverable.bounce)(item, (self.undeliverable.overloaded)(self.parking_limit));
+            return Accepted::Now;
+        }
+        let (accepted_tx, accepted_rx) = oneshot::channel();
         parked.queue.push_back((item, accepted_tx));
         if !parked.flusher_running {
             let Some(me) = self.me.upgrade() else {
@@ -127,8 +150,11 @@ impl<M: Send + 'static> OrderedSender<M> {
     }
 
     /// Moves parked items into the queue, oldest first, waiting for room.
+    /// Room is reserved before an item leaves the parked queue, so the queue's length is
+    /// always the number of items waiting (what the parking bound counts).
     async fn flush(&self) {
         loop {
+            let permit = self.tx.reserve().await;
             let (item, accepted) = {
                 let mut parked = self.lock();
                 match parked.queue.pop_front() {
@@ -140,11 +166,13 @@ impl<M: Send + 'static> OrderedSender<M> {
                     }
                 }
             };
-            match self.tx.send(item).await {
-                Ok(()) => {
+            match permit {
+                Ok(permit) => {
+                    permit.send(item);
                     let _ = accepted.send(());
                 }
-                Err(mpsc::error::SendError(item)) => self.bounce(item),
+                // The receiver is gone: this item and every later one bounce.
+                Err(_) => self.bounce(item),
             }
         }
     }
@@ -169,6 +197,9 @@ mod tests {
                     }
                 },
                 reason: Box::new(|| Error::NoRuntime),
+                overloaded: Box::new(|limit| Error::Protocol {
+                    message: format!("over {limit}"),
+                }),
             },
         )
     }
@@ -189,6 +220,31 @@ mod tests {
             got.push(rx.recv().await.expect("item").0);
         }
         assert_eq!(got, vec![0, 1, 2, 3, 4, 5]);
+    }
+
+    #[tokio::test]
+    async fn items_past_the_parking_bound_are_bounced_and_the_rest_arrive_in_order() {
+        let (tx, mut rx) = sender(1);
+        let limit = parking_limit(1);
+        let _ = tx.send((0, None));
+        for i in 1..=limit as u32 {
+            assert!(matches!(tx.send((i, None)), Accepted::Later(_)));
+        }
+        let (bounced_tx, bounced_rx) = oneshot::channel();
+        assert!(matches!(
+            tx.send((u32::MAX, Some(bounced_tx))),
+            Accepted::Now
+        ));
+        let error = bounced_rx.await.expect("bounced at once");
+        assert_eq!(
+            error,
+            Error::Protocol {
+                message: format!("over {limit}")
+            }
+        );
+        for i in 0..=limit as u32 {
+            assert_eq!(rx.recv().await.expect("item").0, i);
+        }
     }
 
     #[tokio::test]

@@ -29,12 +29,30 @@ use crate::route::ErasedActor;
 /// Constructor arguments in their MessagePack form, shared by restarts.
 type EncodedArgs = Arc<[u8]>;
 
-static NEXT_ACTOR_ID: AtomicU64 = AtomicU64::new(1);
-
-/// A new actor id, unique among the live processes of this machine: the process id in
-/// the high half, a counter in the low half (handles travel between processes).
+/// A new actor id, unique across a cluster: 64 bits from the operating system's secure
+/// random source. Handles travel between processes, and process ids cannot tell actors
+/// apart there (every pod's worker is process 1); 64 random bits collide with odds of
+/// about n²/2⁶⁵ among n actors. Never 0, which stands for "unknown".
 fn next_actor_id() -> u64 {
-    (u64::from(std::process::id()) << 32) | NEXT_ACTOR_ID.fetch_add(1, Ordering::Relaxed)
+    loop {
+        let id = getrandom::u64().unwrap_or_else(|_| fallback_id());
+        if id != 0 {
+            return id;
+        }
+    }
+}
+
+/// Where the secure random source is unavailable: the process id, the time and a
+/// counter, mixed (unique within a machine, and unlikely to collide beyond it).
+fn fallback_id() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(1);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |t| t.as_nanos() as u64);
+    let mixed = (u64::from(std::process::id()) << 40)
+        ^ nanos.rotate_left(17)
+        ^ COUNTER.fetch_add(1, Ordering::Relaxed);
+    mixed.wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
 /// Spawns an actor of type `A` in this process, on the current tokio runtime, and waits

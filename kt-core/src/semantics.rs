@@ -43,7 +43,8 @@
 //!   new process and rebuilds the actor with its original arguments; the handle stays
 //!   valid. Calls that were sent to the dead process fail with `ActorDied { cause }` (they
 //!   may have run: at most once), except `#[kt(idempotent)]` ones, which are re-sent to the
-//!   new process. Calls made while it starts wait for it, in order. `kill()`, a stop from
+//!   new process — first, before the calls that waited for it, and in the order they were
+//!   made, as S1 runs them. Calls made while it starts wait for it, in order. `kill()`, a stop from
 //!   inside, the release by the last owning handle, and a panic past the budget are not
 //!   restarted. Each new process gets the restarts left as its budget for panics (S1);
 //!   handles that travelled to other processes keep reaching the process they were sent
@@ -74,7 +75,11 @@
 //! - **B1 — Bounded mailboxes.** A mailbox holds at most `mailbox_capacity` calls. Calls
 //!   made while it is full are parked in order on the caller's side and their `Call`
 //!   futures resolve only after the actor ran them, so a caller that awaits its calls
-//!   waits for room. No call is ever dropped. For an actor in another process the
+//!   waits for room. No call is ever dropped silently: at most
+//!   [`crate::parking_limit`]`(mailbox_capacity)` calls (16 per mailbox slot, at least
+//!   65,536) park beside a full mailbox, and a call past that bound is refused at once with
+//!   [`crate::Error::Overloaded`] — it does not run, the calls before it do — so a producer
+//!   that never awaits cannot grow memory without limit. For an actor in another process the
 //!   mailbox's bound reaches the caller through the transport's flow control: a worker
 //!   reads the next call only once the previous one is in the mailbox, and the caller's
 //!   route queue is itself bounded; `Call::sent` then reports the route queue.

@@ -195,7 +195,10 @@ impl Compute {
             return Ok(());
         }
         Err(Error::InvalidOptions {
-            message: format!("compute: {}", problems.join("; ")),
+            problems: problems
+                .into_iter()
+                .map(|p| format!("compute: {p}"))
+                .collect(),
         })
     }
 
@@ -340,7 +343,7 @@ mod tests {
 
     fn problems_of(compute: Compute) -> String {
         match compute.validate() {
-            Err(Error::InvalidOptions { message }) => message,
+            Err(Error::InvalidOptions { problems }) => problems.join("; "),
             other => panic!("expected InvalidOptions, got {other:?}"),
         }
     }

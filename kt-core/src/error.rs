@@ -279,11 +279,12 @@ pub enum Error {
         message: String,
     },
 
-    /// The spawn options or compute request are not valid.
-    #[error("invalid spawn options: {message}")]
+    /// The spawn options or compute request are not valid: every problem found, each
+    /// saying what is wrong and how to fix it.
+    #[error("invalid spawn options: {}", problems.join("; "))]
     InvalidOptions {
-        /// What is wrong and how to fix it.
-        message: String,
+        /// What is wrong and how to fix it, one entry per problem.
+        problems: Vec<String>,
     },
 
     /// A message is larger than the transport accepts.
@@ -376,6 +377,13 @@ pub enum Error {
 }
 
 impl Error {
+    /// [`Error::InvalidOptions`] with one problem.
+    pub fn invalid_options(problem: impl Into<String>) -> Error {
+        Error::InvalidOptions {
+            problems: vec![problem.into()],
+        }
+    }
+
     /// True when the error says the target actor is gone (died, was killed or stopped).
     pub fn is_actor_gone(&self) -> bool {
         matches!(self, Error::ActorDied { .. })

@@ -140,9 +140,7 @@ impl<A: Actor> SpawnGroup<A> {
 
     async fn run(self) -> Result<ActorGroup<A>> {
         if self.size == 0 {
-            return Err(Error::InvalidOptions {
-                message: "a group needs at least one member".into(),
-            });
+            return Err(Error::invalid_options("a group needs at least one member"));
         }
         self.options.validate()?;
         let placement = self.placement.unwrap_or_else(default_placement);

@@ -33,7 +33,7 @@
 //!
 //! let bad = SpawnOptions { compute: Compute::new().memory("lots"), ..SpawnOptions::default() };
 //! match bad.validate() {
-//!     Err(Error::InvalidOptions { message }) => assert!(message.contains("'lots' is not valid")),
+//!     Err(Error::InvalidOptions { problems }) => assert!(problems[0].contains("'lots' is not valid")),
 //!     other => panic!("expected InvalidOptions, got {other:?}"),
 //! }
 //! ```

@@ -72,11 +72,7 @@ impl Default for SpawnOptions {
 impl SpawnOptions {
     /// Checks the options make sense together; every spawn calls this first.
     pub fn validate(&self) -> Result<()> {
-        let invalid = |message: &str| {
-            Err(Error::InvalidOptions {
-                message: message.to_string(),
-            })
-        };
+        let invalid = |message: &str| Err(Error::invalid_options(message.to_string()));
         if self.lifetime == Lifetime::Detached && self.name.is_none() {
             return invalid(
                 "a detached actor needs a name (`.name(\"...\")`): once its handles are dropped, \

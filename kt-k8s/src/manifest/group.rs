@@ -48,12 +48,10 @@ pub(crate) fn group_env(plan: &ActorPod, group: &GroupRank) -> Vec<EnvVar> {
 /// Checks a member's rank against its group's size.
 pub(crate) fn check_rank(group: &GroupRank) -> Result<()> {
     if group.world_size == 0 || group.rank >= group.world_size {
-        return Err(Error::InvalidOptions {
-            message: format!(
-                "group '{}': rank {} is outside a group of {}; ranks run from 0 to size - 1",
-                group.group, group.rank, group.world_size
-            ),
-        });
+        return Err(Error::invalid_options(format!(
+            "group '{}': rank {} is outside a group of {}; ranks run from 0 to size - 1",
+            group.group, group.rank, group.world_size
+        )));
     }
     Ok(())
 }
@@ -61,12 +59,10 @@ pub(crate) fn check_rank(group: &GroupRank) -> Result<()> {
 /// The headless Service of the group `plan` is a member of; it belongs to the same owner.
 pub fn group_service(plan: &ActorPod) -> Result<Service> {
     let Some(group) = &plan.group else {
-        return Err(Error::InvalidOptions {
-            message: format!(
-                "actor '{}' is not a group member, so it has no group Service",
-                plan.actor_name
-            ),
-        });
+        return Err(Error::invalid_options(format!(
+            "actor '{}' is not a group member, so it has no group Service",
+            plan.actor_name
+        )));
     };
     check_rank(group)?;
     let mut labels = base_labels(&plan.session, "actor-group");
@@ -125,9 +121,9 @@ pub fn group_manifests(
         })
         .collect();
     let Some(first) = members.first() else {
-        return Err(Error::InvalidOptions {
-            message: format!("group '{group}' has no members; ask for at least one"),
-        });
+        return Err(Error::invalid_options(format!(
+            "group '{group}' has no members; ask for at least one"
+        )));
     };
     let service = group_service(first)?;
     let pods = members

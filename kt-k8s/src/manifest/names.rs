@@ -45,12 +45,10 @@ impl SessionId {
         if fits {
             Ok(SessionId(id))
         } else {
-            Err(Error::InvalidOptions {
-                message: format!(
-                    "session id '{id}' is not valid: use 1 to {SESSION_ID_MAX} lowercase \
+            Err(Error::invalid_options(format!(
+                "session id '{id}' is not valid: use 1 to {SESSION_ID_MAX} lowercase \
                      letters and digits"
-                ),
-            })
+            )))
         }
     }
 

@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::contract::{CONTAINER_NAME, LABEL_MANAGED_BY};
 
 fn invalid(message: String) -> Error {
-    Error::InvalidOptions { message }
+    Error::invalid_options(message)
 }
 
 /// Applies `patches` in order to `pod`.

@@ -24,7 +24,7 @@ use super::volumes::{user_volume, worker_volume};
 const TERMINATION_GRACE_SECONDS: i64 = 10;
 
 fn invalid(message: String) -> Error {
-    Error::InvalidOptions { message }
+    Error::invalid_options(message)
 }
 
 /// An environment variable from the pod's own fields (the downward API).

@@ -71,12 +71,10 @@ pub(crate) fn requirements(compute: &Compute) -> Result<ResourceRequirements> {
             _ => None,
         };
         if let Some(instead) = clash {
-            return Err(Error::InvalidOptions {
-                message: format!(
-                    "compute: resource '{name}' is set twice (as `.resource(\"{name}\", ..)` \
+            return Err(Error::invalid_options(format!(
+                "compute: resource '{name}' is set twice (as `.resource(\"{name}\", ..)` \
                      and by a dedicated setter); use {instead}"
-                ),
-            });
+            )));
         }
         extended.push((name, *amount));
     }

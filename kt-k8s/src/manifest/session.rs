@@ -42,10 +42,9 @@ pub fn session_owner(root: &ConfigMap) -> Result<Owner> {
             name: name.clone(),
             uid: uid.clone(),
         })),
-        _ => Err(Error::InvalidOptions {
-            message: "the session root has no name or uid: create it in the cluster first and \
-                      pass the object the API server returned"
-                .into(),
-        }),
+        _ => Err(Error::invalid_options(
+            "the session root has no name or uid: create it in the cluster first and \
+                      pass the object the API server returned",
+        )),
     }
 }

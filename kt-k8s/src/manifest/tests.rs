@@ -56,7 +56,7 @@ fn label<'a>(pod: &'a Pod, key: &str) -> Option<&'a str> {
 
 fn invalid_message<T: std::fmt::Debug>(result: Result<T, Error>) -> String {
     match result {
-        Err(Error::InvalidOptions { message }) => message,
+        Err(Error::InvalidOptions { problems }) => problems.join("; "),
         other => panic!("expected InvalidOptions, got {other:?}"),
     }
 }

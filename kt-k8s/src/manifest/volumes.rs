@@ -45,13 +45,11 @@ pub(crate) fn user_volume(volume: &kt_core::Volume) -> Result<(Volume, VolumeMou
         || WORKER_DIR.starts_with(&format!("{path}/"))
         || path.starts_with(&format!("{WORKER_DIR}/"));
     if hides_worker_dir {
-        return Err(Error::InvalidOptions {
-            message: format!(
-                "compute: volume '{}' is mounted at '{}', which would hide kt's worker files \
+        return Err(Error::invalid_options(format!(
+            "compute: volume '{}' is mounted at '{}', which would hide kt's worker files \
                  in {WORKER_DIR}; mount it elsewhere",
-                volume.name, volume.mount_path
-            ),
-        });
+            volume.name, volume.mount_path
+        )));
     }
     let mut out = Volume {
         name: volume.name.clone(),

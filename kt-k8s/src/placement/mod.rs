@@ -249,8 +249,10 @@ fn client_without_nagle(config: kube::Config) -> Result<Client, kube::Error> {
 }
 
 fn default_binary_path() -> kt_core::Result<String> {
-    let exe = std::env::current_exe().map_err(|e| Error::InvalidOptions {
-        message: format!("cannot find this binary's name ({e}); set the placement's command"),
+    let exe = std::env::current_exe().map_err(|e| {
+        Error::invalid_options(format!(
+            "cannot find this binary's name ({e}); set the placement's command"
+        ))
     })?;
     let name = exe
         .file_name()

@@ -29,11 +29,10 @@ pub fn use_ca(ca: ClusterCa) -> Result<(), Error> {
         return if same {
             Ok(())
         } else {
-            Err(Error::InvalidOptions {
-                message: "this process's node already started with another CA: set up the \
-                          cluster placement before the first spawn"
-                    .into(),
-            })
+            Err(Error::invalid_options(
+                "this process's node already started with another CA: set up the \
+                          cluster placement before the first spawn",
+            ))
         };
     }
     *lock(&DRIVER_CA) = Some(ca);

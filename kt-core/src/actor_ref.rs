@@ -173,8 +173,9 @@ impl<A: Actor> ActorRef<A> {
     pub fn from_erased(erased: ErasedActor) -> Result<Self> {
         let found = erased.label().type_name.as_ref();
         if found != A::TYPE_NAME {
+            let label = erased.label();
             return Err(Error::WrongActorType {
-                name: erased.label().to_string(),
+                name: label.name.clone().unwrap_or_else(|| label.to_string()),
                 expected: A::TYPE_NAME.to_string(),
                 found: found.to_string(),
             });

@@ -121,7 +121,16 @@ pub async fn get_actor<A: Actor>(name: &str) -> Result<ActorRef<A>> {
         return found;
     }
     match crate::placement::default_placement().lookup(name).await? {
-        Some(placed) => placed.into_ref::<A>(),
+        Some(placed) => placed.into_ref::<A>().map_err(|error| match error {
+            Error::WrongActorType {
+                expected, found, ..
+            } => Error::WrongActorType {
+                name: name.to_string(),
+                expected,
+                found,
+            },
+            other => other,
+        }),
         None => Err(Error::ActorNotFound {
             name: name.to_string(),
         }),

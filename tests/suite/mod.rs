@@ -366,8 +366,11 @@ pub async fn n1_names_are_unique_and_lookups_are_typed(backend: &str) {
     assert!(matches!(again, Err(Error::NameTaken { .. })), "{again:?}");
     match kt::get_actor::<Other>(&name).await {
         Err(Error::WrongActorType {
-            expected, found, ..
+            name: named,
+            expected,
+            found,
         }) => {
+            assert_eq!(named, name, "the error names the name looked up");
             assert!(
                 expected.ends_with("::Other") && found.ends_with("::Counter"),
                 "{expected} {found}"

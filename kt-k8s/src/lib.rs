@@ -41,7 +41,7 @@
 //!     image: "ghcr.io/team/app:latest".into(),
 //!     command: vec!["/app/bin/train".into()],
 //!     compute: gpu,
-//!     port: 7400,
+//!     port: kt_k8s::placement::DEFAULT_PORT,
 //!     group: None,
 //!     placement: None,
 //!     owner: Owner::Detached,

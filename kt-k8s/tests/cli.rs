@@ -185,7 +185,7 @@ fn plan(session: &str, name: &str, owner: Owner, script: &str) -> ActorPod {
         image: "busybox:1.36".into(),
         command: vec!["/bin/sh".into(), "-c".into(), script.into()],
         compute: Compute::new(),
-        port: 7400,
+        port: kt_k8s::placement::DEFAULT_PORT,
         group: None,
         placement: None,
         owner,
@@ -654,6 +654,13 @@ async fn manifest_output_parses_back_into_kubernetes_types() {
     let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&yaml).expect("YAML");
     let pod: Pod = serde_json::from_value(docs[2].clone()).expect("a Pod");
     assert_eq!(pod.metadata.name.as_deref(), Some("kt-manual-counter"));
+    // Without --port, the port the placement's workers listen on (and its driver dials).
+    let ports = pod.spec.and_then(|s| s.containers.first()?.ports.clone());
+    assert_eq!(
+        ports.and_then(|p| Some(p.first()?.container_port)),
+        Some(i32::from(kt_k8s::placement::DEFAULT_PORT)),
+        "{yaml}"
+    );
 
     let cli =
         Cli::try_parse_from(["kt", "manifest", "--type", "T", "--image", "x:1"]).expect("valid");

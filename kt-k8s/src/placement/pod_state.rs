@@ -72,7 +72,17 @@ pub fn pod_state(pod: &Pod) -> PodState {
     }
     for container in container_statuses(pod) {
         let state = container.state.as_ref();
-        if let Some(terminated) = state.and_then(|s| s.terminated.as_ref()) {
+        // A container that ended — now, or before a restart by the kubelet (a pod whose
+        // restartPolicy is not `Never`; a status written after a quick restart may show
+        // the new run already) — ended the worker this driver attached to: the actor is
+        // dead, for the reason of that first end, whatever the kubelet does next.
+        let ended = state.and_then(|s| s.terminated.as_ref()).or_else(|| {
+            container
+                .last_state
+                .as_ref()
+                .and_then(|s| s.terminated.as_ref())
+        });
+        if let Some(terminated) = ended {
             return PodState::Dead(match terminated.reason.as_deref() {
                 Some("OOMKilled") => DeathCause::OomKilled,
                 _ => match terminated.signal {
@@ -243,6 +253,25 @@ mod tests {
             pod_state(&terminated(json!({"exitCode": 137, "reason": "Error"}))),
             PodState::Dead(DeathCause::Signaled { signal: 9 })
         );
+        // Restarted by the kubelet (restartPolicy Always): running again, or backing off,
+        // the first end is the cause.
+        let restarted = |state: serde_json::Value| {
+            pod(json!({
+                "phase": "Running",
+                "containerStatuses": [{"name": "actor", "image": "i", "imageID": "", "ready": false,
+                    "restartCount": 1, "state": state,
+                    "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}}}],
+            }))
+        };
+        for state in [
+            json!({"running": {"startedAt": "2026-01-01T00:00:00Z"}}),
+            json!({"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 10s"}}),
+        ] {
+            assert_eq!(
+                pod_state(&restarted(state)),
+                PodState::Dead(DeathCause::Exited { code: 1 })
+            );
+        }
         let evicted =
             pod(json!({"phase": "Failed", "reason": "Evicted", "message": "low on memory"}));
         assert_eq!(

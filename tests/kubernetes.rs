@@ -37,6 +37,111 @@ async fn an_actor_in_a_pod_answers_calls_and_is_killed_with_its_pod() {
     ));
 }
 
+/// A kube client of the emulator, as any other user of the cluster has one.
+async fn kube_client(cluster: &Cluster) -> kube::Client {
+    let kubeconfig = kube::config::Kubeconfig::read_from(&cluster.kubeconfig).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
+    kube::Client::try_from(config).unwrap()
+}
+
+/// `kt ARGS...` as an operator runs it, through the emulator's kubeconfig (the `kt`
+/// command's library entry point, which its binary calls).
+async fn kt_command(cluster: &Cluster, args: &[&str]) -> String {
+    let global = kt_k8s::cli::GlobalArgs {
+        kubeconfig: Some(cluster.kubeconfig.clone()),
+        ..Default::default()
+    };
+    let target = kt_k8s::cli::connect(&global).await.unwrap();
+    let mut out = Vec::new();
+    match args {
+        ["kill", name] => {
+            let args = kt_k8s::cli::KillArgs {
+                name: name.to_string(),
+                session: None,
+            };
+            kt_k8s::cli::kill(&target, &args, &mut out).await.unwrap();
+        }
+        ["down", "--session", session] => {
+            let args = kt_k8s::cli::DownArgs {
+                session: Some(session.to_string()),
+                all: false,
+            };
+            kt_k8s::cli::down(&target, &args, &mut out).await.unwrap();
+        }
+        other => panic!("not a kt command these tests run: {other:?}"),
+    }
+    String::from_utf8(out).unwrap()
+}
+
+#[kt::test]
+async fn a_pod_deleted_by_someone_else_is_pod_deleted() {
+    let c = cluster().await;
+    let acc = Accumulator::spawn(1)
+        .name("k8s-deleted")
+        .on(on_k8s(c))
+        .await
+        .unwrap();
+    assert_eq!(acc.add(1).await.unwrap(), 2);
+    // Someone else (kubectl, a controller) deletes the pod, gracefully as kubectl does.
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+        kube::Api::namespaced(kube_client(c).await, c.k8s.namespace());
+    pods.delete(&pod_of(c, "k8s-deleted"), &Default::default())
+        .await
+        .unwrap();
+    let cause = acc.raw().erase().stopped().await;
+    assert_eq!(cause, DeathCause::PodDeleted);
+    assert!(matches!(
+        acc.total().await,
+        Err(Error::ActorDied {
+            cause: DeathCause::PodDeleted,
+            ..
+        })
+    ));
+}
+
+#[kt::test]
+async fn kt_kill_and_kt_down_reach_the_driver_as_pod_deleted() {
+    let c = cluster().await;
+    let killed = Accumulator::spawn(0)
+        .name("k8s-kt-killed")
+        .on(on_k8s(c))
+        .await
+        .unwrap();
+    // A session of its own: `kt down` ends it without touching the other tests' actors.
+    let session = support::kubernetes_from(&c.kubeconfig, kt::Reach::detect()).await;
+    let downed = Accumulator::spawn(0)
+        .name("k8s-kt-downed")
+        .on(Arc::new(session.clone()))
+        .await
+        .unwrap();
+    assert_eq!(killed.add(1).await.unwrap(), 1);
+    assert_eq!(downed.add(1).await.unwrap(), 1);
+
+    let said = kt_command(c, &["kill", "k8s-kt-killed"]).await;
+    assert!(said.contains(&pod_of(c, "k8s-kt-killed")), "{said}");
+    assert_eq!(killed.raw().erase().stopped().await, DeathCause::PodDeleted);
+    assert!(matches!(
+        killed.total().await,
+        Err(Error::ActorDied {
+            cause: DeathCause::PodDeleted,
+            ..
+        })
+    ));
+
+    let said = kt_command(c, &["down", "--session", session.session().as_str()]).await;
+    assert!(said.contains("kt-session-"), "{said}");
+    assert_eq!(downed.raw().erase().stopped().await, DeathCause::PodDeleted);
+    assert!(matches!(
+        downed.total().await,
+        Err(Error::ActorDied {
+            cause: DeathCause::PodDeleted,
+            ..
+        })
+    ));
+}
+
 /// The address of the pod an actor runs in, as this driver dials it.
 fn node_of<A: kt::Actor>(actor: &ActorRef<A>) -> std::net::SocketAddr {
     kt::handle_wire::address_of(&actor.raw().erase())

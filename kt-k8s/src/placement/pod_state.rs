@@ -70,6 +70,12 @@ pub fn pod_state(pod: &Pod) -> PodState {
             message: message(status.and_then(|s| s.message.as_ref())),
         });
     }
+    // Being deleted (`kubectl delete`, `kt kill`, `kt down`, a controller): that is why its
+    // containers end next (SIGTERM, then SIGKILL), not a crash of their own. A preemption
+    // (above) deletes the pod too, and keeps its own reason.
+    if pod.metadata.deletion_timestamp.is_some() {
+        return PodState::Dead(DeathCause::PodDeleted);
+    }
     for container in container_statuses(pod) {
         let state = container.state.as_ref();
         // A container that ended — now, or before a restart by the kubelet (a pod whose
@@ -280,6 +286,11 @@ mod tests {
                 message: "low on memory".into()
             })
         );
+        // Deleted by someone: the SIGTERM that ends its container is not the cause.
+        let mut deleting = terminated(json!({"exitCode": 143, "reason": "Error", "signal": 15}));
+        deleting.metadata.deletion_timestamp =
+            Some(serde_json::from_value(json!("2026-01-01T00:00:30Z")).expect("a timestamp"));
+        assert_eq!(pod_state(&deleting), PodState::Dead(DeathCause::PodDeleted));
         let preempted = pod(json!({
             "phase": "Running",
             "conditions": [{"type": "DisruptionTarget", "status": "True",

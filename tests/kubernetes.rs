@@ -341,6 +341,41 @@ async fn an_image_that_cannot_be_pulled_is_image_pull_failed() {
     }
 }
 
+#[kt::test]
+async fn a_command_that_cannot_start_keeps_kubernetes_reason_and_message() {
+    let c = cluster().await;
+    let result = Accumulator::spawn(0)
+        .name("k8s-no-binary")
+        .compute(Compute::new().command(["/usr/local/bin/kt-no-such-binary"]))
+        .on(on_k8s(c))
+        .await;
+    let error = match result {
+        Err(error) => error,
+        Ok(_) => panic!("a pod without its binary spawned"),
+    };
+    match &error {
+        Error::ActorDied {
+            cause: DeathCause::ContainerStartFailed { reason, message },
+            ..
+        } => {
+            assert_eq!(reason, "StartError");
+            assert!(
+                message.contains("\"/usr/local/bin/kt-no-such-binary\"")
+                    && message.contains("No such file or directory"),
+                "{message}"
+            );
+        }
+        other => panic!("expected ActorDied(ContainerStartFailed), got {other:?}"),
+    }
+    // What to do: fix the image or the command; restarting would not help.
+    let said = error.to_string();
+    assert!(
+        said.contains("check the pod's image and the command"),
+        "{said}"
+    );
+    assert!(!said.contains("max_restarts"), "{said}");
+}
+
 /// A container the kubelet restarts (restartPolicy Always) is dead at its first exit,
 /// with that exit's code, whether the driver sees it terminated, running again or in
 /// CrashLoopBackOff: the worker it would attach to is gone either way.

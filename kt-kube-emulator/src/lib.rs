@@ -41,7 +41,9 @@
 //! - **No in-cluster config.** No service-account token is mounted; a process that needs
 //!   the API gets a kubeconfig path through its env.
 //! - **Images are ignored** except by [`Emulator::fail_image_pull`]; containers without a
-//!   `command` fail to start (`StartError`).
+//!   `command`, or whose command cannot be started (not on this machine, not executable),
+//!   terminate with `StartError`, exit code 128 and a message naming the command, as
+//!   containerd reports them.
 //! - Not emulated: exec/attach, kubectl's SPDY port-forward (kube's WebSocket one works),
 //!   controllers for deployments/jobs (stored only), field managers of server-side apply
 //!   (applied as a strategic merge), OpenAPI documents (`kubectl apply` needs

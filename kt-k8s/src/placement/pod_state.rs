@@ -37,6 +37,18 @@ const PULL_FAILURES: &[&str] = &[
     "ErrImageNeverPull",
 ];
 
+/// Container reasons that mean its process could not be created or started: in a
+/// terminated state (`StartError` from containerd, `ContainerCannotRun` from Docker) or
+/// a waiting one (the kubelet's `CreateContainerError`, `CreateContainerConfigError`,
+/// `RunContainerError`). A missing command or a bad configuration does not fix itself.
+const START_FAILURES: &[&str] = &[
+    "StartError",
+    "ContainerCannotRun",
+    "CreateContainerError",
+    "CreateContainerConfigError",
+    "RunContainerError",
+];
+
 fn condition<'a>(pod: &'a Pod, kind: &str) -> Option<&'a PodCondition> {
     pod.status
         .as_ref()?
@@ -91,6 +103,12 @@ pub fn pod_state(pod: &Pod) -> PodState {
         if let Some(terminated) = ended {
             return PodState::Dead(match terminated.reason.as_deref() {
                 Some("OOMKilled") => DeathCause::OomKilled,
+                Some(reason) if START_FAILURES.contains(&reason) => {
+                    DeathCause::ContainerStartFailed {
+                        reason: reason.to_string(),
+                        message: message(terminated.message.as_ref()),
+                    }
+                }
                 _ => match terminated.signal {
                     Some(signal) if signal != 0 => DeathCause::Signaled { signal },
                     _ if terminated.exit_code > 128 => DeathCause::Signaled {
@@ -106,6 +124,12 @@ pub fn pod_state(pod: &Pod) -> PodState {
             let reason = waiting.reason.as_deref().unwrap_or_default();
             if PULL_FAILURES.contains(&reason) {
                 return PodState::Dead(DeathCause::ImagePullFailed {
+                    reason: reason.to_string(),
+                    message: message(waiting.message.as_ref()),
+                });
+            }
+            if START_FAILURES.contains(&reason) {
+                return PodState::Dead(DeathCause::ContainerStartFailed {
                     reason: reason.to_string(),
                     message: message(waiting.message.as_ref()),
                 });
@@ -258,6 +282,24 @@ mod tests {
         assert_eq!(
             pod_state(&terminated(json!({"exitCode": 137, "reason": "Error"}))),
             PodState::Dead(DeathCause::Signaled { signal: 9 })
+        );
+        // A command that cannot start keeps Kubernetes' reason and message, not code 128.
+        let no_command = "failed to create containerd task: failed to start \"/usr/local/bin/app\": \
+                          no such file or directory";
+        assert_eq!(
+            pod_state(&terminated(json!({"exitCode": 128, "reason": "StartError",
+                "message": no_command}))),
+            PodState::Dead(DeathCause::ContainerStartFailed {
+                reason: "StartError".into(),
+                message: no_command.into()
+            })
+        );
+        assert_eq!(
+            pod_state(&waiting("CreateContainerConfigError")),
+            PodState::Dead(DeathCause::ContainerStartFailed {
+                reason: "CreateContainerConfigError".into(),
+                message: "m".into()
+            })
         );
         // Restarted by the kubelet (restartPolicy Always): running again, or backing off,
         // the first end is the cause.

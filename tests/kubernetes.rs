@@ -142,6 +142,59 @@ async fn kt_kill_and_kt_down_reach_the_driver_as_pod_deleted() {
     ));
 }
 
+#[kt::test]
+async fn kill_retries_the_deletes_the_api_server_fails() {
+    let c = cluster().await;
+    let acc = Accumulator::spawn(0)
+        .name("k8s-kill-retried")
+        .on(on_k8s(c))
+        .await
+        .unwrap();
+    let (ns, pod) = (c.k8s.namespace(), pod_of(c, "k8s-kill-retried"));
+    let secret = kt_k8s::manifest::worker_secret_of_pod(&pod);
+    c.emulator.fail_deletes("pods", ns, &pod, 3);
+    c.emulator.fail_deletes("secrets", ns, &secret, 3);
+    acc.kill();
+    c.k8s.deletions_settled().await;
+    // Deleted all the same: the fourth tries went through.
+    let client = kube_client(c).await;
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+        kube::Api::namespaced(client.clone(), ns);
+    let left = pods.get_opt(&pod).await.unwrap();
+    assert!(
+        left.as_ref()
+            .is_none_or(|p| p.metadata.deletion_timestamp.is_some()),
+        "{left:?}"
+    );
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(client, ns);
+    assert!(secrets.get_opt(&secret).await.unwrap().is_none());
+}
+
+#[kt::test]
+async fn a_kill_whose_pod_cannot_be_deleted_leaves_the_actor_found_by_name() {
+    let c = cluster().await;
+    let acc = Accumulator::spawn(5)
+        .name("k8s-kill-refused")
+        .detached()
+        .on(on_k8s(c))
+        .await
+        .unwrap();
+    let (ns, pod) = (c.k8s.namespace(), pod_of(c, "k8s-kill-refused"));
+    c.emulator.fail_deletes("pods", ns, &pod, u32::MAX);
+    acc.kill();
+    c.k8s.deletions_settled().await;
+    // The retries gave up: the pod still runs, and a lookup by name says so.
+    let found: ActorRef<Accumulator> = kt::get_actor("k8s-kill-refused").await.unwrap();
+    assert_eq!(found.total().await.unwrap(), 5);
+    c.emulator.allow_deletes("pods", ns, &pod);
+    found.kill();
+    c.k8s.deletions_settled().await;
+    assert!(matches!(
+        kt::get_actor::<Accumulator>("k8s-kill-refused").await,
+        Err(Error::ActorNotFound { .. })
+    ));
+}
+
 /// The address of the pod an actor runs in, as this driver dials it.
 fn node_of<A: kt::Actor>(actor: &ActorRef<A>) -> std::net::SocketAddr {
     kt::handle_wire::address_of(&actor.raw().erase())

@@ -10,7 +10,10 @@
 //!
 //! Lifetime: owned actors' objects point at the session root (a ConfigMap), so deleting
 //! it — [`Kubernetes::shutdown`], or `kt down` — garbage-collects them; their workers also
-//! exit when the driver's connection goes. Detached actors have no owner and live until
+//! exit when the driver's connection goes. `kill()` deletes the actor's pod and Secret,
+//! retrying failed deletes with back-off; one that still fails is logged with
+//! `tracing::warn!` and the pod is found by lookups again ([`Kubernetes::deletions_settled`]
+//! waits for deletes in flight). Detached actors have no owner and live until
 //! killed; another driver finds them by name with `kt::get_actor`, through their pods'
 //! labels. Every driver of a namespace shares one CA, kept in the Secret `kt-ca`.
 
@@ -219,6 +222,7 @@ impl KubernetesBuilder {
                 progress: Progress::new(self.quiet),
                 timings: std::sync::Mutex::new(std::collections::VecDeque::new()),
                 killed: Arc::default(),
+                deletions: Deletions::default(),
                 reach: self.reach.unwrap_or_else(Reach::detect),
                 forwards: std::sync::Mutex::new(std::collections::HashMap::new()),
                 runtime,
@@ -300,6 +304,8 @@ struct Inner {
     /// Pods of actors this driver killed whose deletion may not have reached the API
     /// server yet: lookups and name checks must not find them.
     killed: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    /// Deletes of pods and Secrets in flight (`kill()`, cleanup after an actor's end).
+    deletions: Deletions,
     /// How this driver reaches pods.
     reach: Reach,
     /// Live port-forwards, by pod.
@@ -334,9 +340,19 @@ impl Kubernetes {
         timings.iter().cloned().collect()
     }
 
-    /// Ends the session: deletes its root, which garbage-collects every owned actor's
-    /// pod, Service and Secret. Detached actors stay.
+    /// Waits until every delete this placement started — by `kill()` on its actors' handles,
+    /// or cleaning up after an actor's end — has succeeded or given up. Failed deletes are
+    /// retried with back-off; one that gave up was logged (`tracing::warn!`) and its pod is
+    /// found again by name lookups, since it may still run.
+    pub async fn deletions_settled(&self) {
+        self.inner.deletions.settled().await;
+    }
+
+    /// Ends the session: waits for the deletes in flight ([`Self::deletions_settled`]),
+    /// then deletes the session's root, which garbage-collects every owned actor's pod,
+    /// Service and Secret. Detached actors stay.
     pub async fn shutdown(&self) -> kt_core::Result<()> {
+        self.deletions_settled().await;
         if self.inner.root.get().is_none() {
             return Ok(());
         }
@@ -597,13 +613,14 @@ impl Inner {
         let death = attached.death.clone();
         self.runtime
             .spawn(async move { death.died(died(&mut states).await).await });
-        // Once the actor is gone for good, its objects go too.
+        // Once the actor is gone for good, its objects go too (`kill()` deletes them itself).
         let stopped = attached.actor.stopped();
         let this = self.clone();
         self.runtime.spawn(async move {
-            let cause = stopped.await;
-            let now = matches!(cause, DeathCause::Killed);
-            this.delete_objects(&pod_name, &secret_name, now).await;
+            match stopped.await {
+                DeathCause::Killed => this.drop_forward(&pod_name),
+                _ => this.delete_objects(&pod_name, &secret_name, false).await,
+            }
         });
         Ok(Placed::elsewhere(attached.actor))
     }
@@ -736,10 +753,12 @@ impl Inner {
         }
     }
 
-    /// Deletes the pod (and its Secret) at once: what `kill()` does to a pod actor.
+    /// Deletes the pod (and its Secret) at once: what `kill()` does to a pod actor. The
+    /// pod is hidden from lookups meanwhile; failed deletes are retried with back-off,
+    /// and one that gives up is logged and the pod shown again (it may still run).
     fn killer(&self, pod_name: &str) -> Box<dyn Fn() + Send + Sync> {
         let (pods, secrets, runtime) = (self.pods(), self.secrets(), self.runtime.clone());
-        let killed = self.killed.clone();
+        let (killed, deletions) = (self.killed.clone(), self.deletions.clone());
         let pod_name = pod_name.to_string();
         let secret_name = worker_secret_of_pod(&pod_name);
         Box::new(move || {
@@ -749,17 +768,29 @@ impl Inner {
                 .insert(pod_name.clone());
             let (pods, secrets, killed) = (pods.clone(), secrets.clone(), killed.clone());
             let (pod_name, secret_name) = (pod_name.clone(), secret_name.clone());
+            let deleting = deletions.start();
             runtime.spawn(async move {
                 let now = DeleteParams::default().grace_period(0);
-                let deleted = pods.delete(&pod_name, &now).await;
-                let _ = secrets.delete(&secret_name, &DeleteParams::default()).await;
-                if deleted.is_ok() {
-                    // The API server no longer lists it as live: nothing to hide any more.
-                    killed
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&pod_name);
+                if let Err(error) = delete_with_retries(&pods, &pod_name, &now).await {
+                    tracing::warn!(
+                        "kill(): pod {pod_name} could not be deleted ({error}); its actor may \
+                         still run: delete it with `kt kill` or `kubectl delete pod {pod_name}`"
+                    );
                 }
+                let params = DeleteParams::default();
+                if let Err(error) = delete_with_retries(&secrets, &secret_name, &params).await {
+                    tracing::warn!(
+                        "kill(): the worker Secret {secret_name} could not be deleted \
+                         ({error}); delete it with `kubectl delete secret {secret_name}`"
+                    );
+                }
+                // Deleted: the API server no longer lists it as live (it has a deletion
+                // timestamp, or is gone). Not deleted: it may live, and lookups must say so.
+                killed
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&pod_name);
+                drop(deleting);
             });
         })
     }
@@ -801,8 +832,8 @@ impl Inner {
         Ok(refused)
     }
 
-    /// Deletes an actor's pod and Secret (best effort: they may be gone already).
-    async fn delete_objects(&self, pod_name: &str, secret_name: &str, now: bool) {
+    /// Stops forwarding to a pod whose actor is gone.
+    fn drop_forward(&self, pod_name: &str) {
         let forwarder = self
             .forwards
             .lock()
@@ -811,16 +842,31 @@ impl Inner {
         if let Some(forwarder) = forwarder {
             forwarder.abort();
         }
+    }
+
+    /// Deletes an actor's pod and Secret (either may be gone already), retrying failures
+    /// with back-off; what still fails is logged.
+    async fn delete_objects(&self, pod_name: &str, secret_name: &str, now: bool) {
+        let _deleting = self.deletions.start();
+        self.drop_forward(pod_name);
         let params = if now {
             DeleteParams::default().grace_period(0)
         } else {
             DeleteParams::default()
         };
-        let _ = self.pods().delete(pod_name, &params).await;
-        let _ = self
-            .secrets()
-            .delete(secret_name, &DeleteParams::default())
-            .await;
+        if let Err(error) = delete_with_retries(&self.pods(), pod_name, &params).await {
+            tracing::warn!(
+                "pod {pod_name} could not be deleted ({error}); delete it with `kt kill` or \
+                 `kubectl delete pod {pod_name}`, or end the session (`kt down`)"
+            );
+        }
+        let params = DeleteParams::default();
+        if let Err(error) = delete_with_retries(&self.secrets(), secret_name, &params).await {
+            tracing::warn!(
+                "the worker Secret {secret_name} could not be deleted ({error}); delete it \
+                 with `kubectl delete secret {secret_name}`"
+            );
+        }
     }
 
     /// `get_actor` on Kubernetes: the live pod named for the actor, addressed by its IP
@@ -930,4 +976,81 @@ fn pod_states(pods: Api<Pod>, name: &str) -> impl Stream<Item = PodState> + Send
             });
             async move { item }
         })
+}
+
+/// Deletes in flight, counted so that they can be waited for.
+#[derive(Clone)]
+struct Deletions(Arc<tokio::sync::watch::Sender<usize>>);
+
+impl Default for Deletions {
+    fn default() -> Self {
+        Deletions(Arc::new(tokio::sync::watch::channel(0).0))
+    }
+}
+
+impl Deletions {
+    /// Counts a delete until the returned guard is dropped.
+    fn start(&self) -> Deleting {
+        self.0.send_modify(|n| *n += 1);
+        Deleting(self.0.clone())
+    }
+
+    /// Resolves once no delete is in flight.
+    async fn settled(&self) {
+        let mut count = self.0.subscribe();
+        // The sender lives in `self`: the wait ends only when the count is zero.
+        let _ = count.wait_for(|n| *n == 0).await;
+    }
+}
+
+/// One delete in flight.
+struct Deleting(Arc<tokio::sync::watch::Sender<usize>>);
+
+impl Drop for Deleting {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+/// How failed deletes are retried: an API server that fails one (overloaded, restarting,
+/// a webhook timing out) usually takes it a moment later. Eight tries over about 5 s.
+fn delete_backoff() -> backon::ExponentialBuilder {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(50))
+        .with_max_delay(Duration::from_secs(2))
+        .with_max_times(7)
+        .with_jitter()
+}
+
+/// Errors a retry cannot fix: a malformed request, or one this driver may not make.
+fn permanent(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if matches!(status.code, 400 | 401 | 403 | 405 | 422))
+}
+
+/// Deletes the object `name`, retrying failures with back-off; one already gone (404)
+/// counts as deleted.
+async fn delete_with_retries<K>(
+    api: &Api<K>,
+    name: &str,
+    params: &DeleteParams,
+) -> Result<(), kube::Error>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    use backon::Retryable;
+    let attempt = || async {
+        match api.delete(name, params).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(error) => Err(error),
+        }
+    };
+    attempt
+        .retry(delete_backoff())
+        .sleep(tokio::time::sleep)
+        .when(|error| !permanent(error))
+        .notify(|error, after| {
+            tracing::debug!("deleting {name} failed ({error}); retrying in {after:?}");
+        })
+        .await
 }

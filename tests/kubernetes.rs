@@ -63,6 +63,13 @@ async fn kt_command(cluster: &Cluster, args: &[&str]) -> String {
             };
             kt_k8s::cli::kill(&target, &args, &mut out).await.unwrap();
         }
+        ["logs", name] => {
+            let args = kt_k8s::cli::LogsArgs {
+                name: name.to_string(),
+                ..Default::default()
+            };
+            kt_k8s::cli::logs(&target, &args, &mut out).await.unwrap();
+        }
         ["down", "--session", session] => {
             let args = kt_k8s::cli::DownArgs {
                 session: Some(session.to_string()),
@@ -193,6 +200,111 @@ async fn a_kill_whose_pod_cannot_be_deleted_leaves_the_actor_found_by_name() {
         kt::get_actor::<Accumulator>("k8s-kill-refused").await,
         Err(Error::ActorNotFound { .. })
     ));
+}
+
+/// `kt ps --session S`'s rows, by actor name: (status, lifetime).
+async fn ps_of(cluster: &Cluster, session: &str) -> std::collections::BTreeMap<String, String> {
+    let global = kt_k8s::cli::GlobalArgs {
+        kubeconfig: Some(cluster.kubeconfig.clone()),
+        ..Default::default()
+    };
+    let target = kt_k8s::cli::connect(&global).await.unwrap();
+    let args = kt_k8s::cli::PsArgs {
+        session: Some(session.to_string()),
+        ..Default::default()
+    };
+    let rows = kt_k8s::cli::ps_rows(&target, &args).await.unwrap();
+    rows.into_iter().map(|row| (row.name, row.status)).collect()
+}
+
+#[kt::test]
+async fn a_crashed_actors_pod_stays_for_inspection_until_the_session_ends() {
+    let c = cluster().await;
+    // A session of its own, which the test ends.
+    let session = support::kubernetes_from(&c.kubeconfig, kt::Reach::detect()).await;
+    let id = session.session().as_str().to_string();
+    let owned = Accumulator::spawn(0)
+        .name("k8s-kept")
+        .on(Arc::new(session.clone()))
+        .await
+        .unwrap();
+    let detached = Accumulator::spawn(0)
+        .name("k8s-kept-detached")
+        .detached()
+        .on(Arc::new(session.clone()))
+        .await
+        .unwrap();
+    owned
+        .say("last words before the OOM kill".into())
+        .await
+        .unwrap();
+    let pod = |actor: &str| kt_k8s::manifest::pod_name(session.session(), actor);
+    let ns = session.namespace().to_string();
+    c.emulator.oom_kill(&ns, &pod("k8s-kept")).unwrap();
+    c.emulator.oom_kill(&ns, &pod("k8s-kept-detached")).unwrap();
+    assert_eq!(owned.raw().erase().stopped().await, DeathCause::OomKilled);
+    assert_eq!(
+        detached.raw().erase().stopped().await,
+        DeathCause::OomKilled
+    );
+    session.deletions_settled().await;
+
+    // Both pods are still there, as `kt ps` shows them, with their output.
+    let rows = ps_of(c, &id).await;
+    assert_eq!(
+        rows.get("k8s-kept").map(String::as_str),
+        Some("OOMKilled"),
+        "{rows:?}"
+    );
+    assert_eq!(
+        rows.get("k8s-kept-detached").map(String::as_str),
+        Some("OOMKilled"),
+        "{rows:?}"
+    );
+    let logs = kt_command(c, &["logs", "k8s-kept"]).await;
+    assert!(logs.contains("last words before the OOM kill"), "{logs}");
+    // Their worker Secrets (TLS identities) went at once; the detached actor's pod now
+    // belongs to the session, which the owned one did all along.
+    let client = kube_client(c).await;
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+        kube::Api::namespaced(client.clone(), &ns);
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(client, &ns);
+    for actor in ["k8s-kept", "k8s-kept-detached"] {
+        let secret = kt_k8s::manifest::worker_secret_of_pod(&pod(actor));
+        assert!(
+            secrets.get_opt(&secret).await.unwrap().is_none(),
+            "{secret}"
+        );
+        let kept = pods.get(&pod(actor)).await.unwrap();
+        let owners = kept.metadata.owner_references.unwrap_or_default();
+        assert_eq!(
+            owners.iter().map(|o| o.name.as_str()).collect::<Vec<_>>(),
+            [kt_k8s::manifest::session_root_name(session.session())],
+            "{actor}"
+        );
+    }
+    // A dead actor's name is free: a new actor takes it (and its pod's name) in the same
+    // session.
+    let again = Accumulator::spawn(7)
+        .name("k8s-kept")
+        .on(Arc::new(session.clone()))
+        .await
+        .unwrap();
+    assert_eq!(again.total().await.unwrap(), 7);
+
+    // Ending the session removes them.
+    session.shutdown().await.unwrap();
+    for actor in ["k8s-kept", "k8s-kept-detached"] {
+        let name = pod(actor);
+        let gone = kube::runtime::wait::await_condition(
+            pods.clone(),
+            &name,
+            |p: Option<&k8s_openapi::api::core::v1::Pod>| p.is_none(),
+        );
+        let waited = tokio::time::timeout(std::time::Duration::from_secs(30), gone).await;
+        assert!(matches!(waited, Ok(Ok(_))), "{actor}'s pod is still there");
+    }
+    assert!(ps_of(c, &id).await.is_empty());
 }
 
 /// The address of the pod an actor runs in, as this driver dials it.

@@ -74,8 +74,8 @@ async fn main() -> kt::Result<()> {
 
     // A method's own error comes back as a value: kt::Result<Result<u64, CounterError>>.
     match counter.take(100).await? {
-        Ok(left) => println!("took 100, {left} left"),
         Err(error) => println!("the method said no: {error}"),
+        Ok(left) => unexpected(&format!("took 100 from 12 and {left} are left")),
     }
 
     // A panic reaches the caller as ActorPanicked; the actor restarts from its
@@ -84,7 +84,7 @@ async fn main() -> kt::Result<()> {
         Err(Error::ActorPanicked {
             method, message, ..
         }) => println!("`{method}` panicked: {message}"),
-        other => println!("unexpected: {other:?}"),
+        other => unexpected(&format!("`crash` answered {other:?}, not ActorPanicked")),
     }
     let after = counter.get().await?;
     println!("after the restart the counter is back at {after}");
@@ -105,7 +105,16 @@ async fn main() -> kt::Result<()> {
     counter.kill();
     match counter.get().await {
         Err(error @ Error::ActorDied { .. }) => println!("after kill: {error}"),
-        other => println!("unexpected: {other:?}"),
+        other => unexpected(&format!(
+            "a call after kill() answered {other:?}, not ActorDied"
+        )),
     }
     Ok(())
+}
+
+/// Ends the tour with a failure status: kt did not behave as the tour says it does
+/// (CI runs this example and must notice).
+fn unexpected(what: &str) -> ! {
+    eprintln!("unexpected: {what}");
+    std::process::exit(1)
 }

@@ -37,6 +37,276 @@ async fn an_actor_in_a_pod_answers_calls_and_is_killed_with_its_pod() {
     ));
 }
 
+/// A kube client of the emulator, as any other user of the cluster has one.
+async fn kube_client(cluster: &Cluster) -> kube::Client {
+    let kubeconfig = kube::config::Kubeconfig::read_from(&cluster.kubeconfig).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
+    kube::Client::try_from(config).unwrap()
+}
+
+/// `kt ARGS...` as an operator runs it, through the emulator's kubeconfig (the `kt`
+/// command's library entry point, which its binary calls).
+async fn kt_command(cluster: &Cluster, args: &[&str]) -> String {
+    let global = kt_k8s::cli::GlobalArgs {
+        kubeconfig: Some(cluster.kubeconfig.clone()),
+        ..Default::default()
+    };
+    let target = kt_k8s::cli::connect(&global).await.unwrap();
+    let mut out = Vec::new();
+    match args {
+        ["kill", name] => {
+            let args = kt_k8s::cli::KillArgs {
+                name: name.to_string(),
+                session: None,
+            };
+            kt_k8s::cli::kill(&target, &args, &mut out).await.unwrap();
+        }
+        ["logs", name] => {
+            let args = kt_k8s::cli::LogsArgs {
+                name: name.to_string(),
+                ..Default::default()
+            };
+            kt_k8s::cli::logs(&target, &args, &mut out).await.unwrap();
+        }
+        ["down", "--session", session] => {
+            let args = kt_k8s::cli::DownArgs {
+                session: Some(session.to_string()),
+                all: false,
+            };
+            kt_k8s::cli::down(&target, &args, &mut out).await.unwrap();
+        }
+        other => panic!("not a kt command these tests run: {other:?}"),
+    }
+    String::from_utf8(out).unwrap()
+}
+
+#[kt::test]
+async fn a_pod_deleted_by_someone_else_is_pod_deleted() {
+    let c = cluster().await;
+    let acc = Accumulator::spawn(1)
+        .name("k8s-deleted")
+        .on(on_k8s(c))
+        .await
+        .unwrap();
+    assert_eq!(acc.add(1).await.unwrap(), 2);
+    // Someone else (kubectl, a controller) deletes the pod, gracefully as kubectl does.
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+        kube::Api::namespaced(kube_client(c).await, c.k8s.namespace());
+    pods.delete(&pod_of(c, "k8s-deleted"), &Default::default())
+        .await
+        .unwrap();
+    let cause = acc.raw().erase().stopped().await;
+    assert_eq!(cause, DeathCause::PodDeleted);
+    assert!(matches!(
+        acc.total().await,
+        Err(Error::ActorDied {
+            cause: DeathCause::PodDeleted,
+            ..
+        })
+    ));
+}
+
+#[kt::test]
+async fn kt_kill_and_kt_down_reach_the_driver_as_pod_deleted() {
+    let c = cluster().await;
+    let killed = Accumulator::spawn(0)
+        .name("k8s-kt-killed")
+        .on(on_k8s(c))
+        .await
+        .unwrap();
+    // A session of its own: `kt down` ends it without touching the other tests' actors.
+    let session = support::kubernetes_from(&c.kubeconfig, kt::Reach::detect()).await;
+    let downed = Accumulator::spawn(0)
+        .name("k8s-kt-downed")
+        .on(Arc::new(session.clone()))
+        .await
+        .unwrap();
+    assert_eq!(killed.add(1).await.unwrap(), 1);
+    assert_eq!(downed.add(1).await.unwrap(), 1);
+
+    let said = kt_command(c, &["kill", "k8s-kt-killed"]).await;
+    assert!(said.contains(&pod_of(c, "k8s-kt-killed")), "{said}");
+    assert_eq!(killed.raw().erase().stopped().await, DeathCause::PodDeleted);
+    assert!(matches!(
+        killed.total().await,
+        Err(Error::ActorDied {
+            cause: DeathCause::PodDeleted,
+            ..
+        })
+    ));
+
+    let said = kt_command(c, &["down", "--session", session.session().as_str()]).await;
+    assert!(said.contains("kt-session-"), "{said}");
+    assert_eq!(downed.raw().erase().stopped().await, DeathCause::PodDeleted);
+    assert!(matches!(
+        downed.total().await,
+        Err(Error::ActorDied {
+            cause: DeathCause::PodDeleted,
+            ..
+        })
+    ));
+}
+
+#[kt::test]
+async fn kill_retries_the_deletes_the_api_server_fails() {
+    let c = cluster().await;
+    let acc = Accumulator::spawn(0)
+        .name("k8s-kill-retried")
+        .on(on_k8s(c))
+        .await
+        .unwrap();
+    let (ns, pod) = (c.k8s.namespace(), pod_of(c, "k8s-kill-retried"));
+    let secret = kt_k8s::manifest::worker_secret_of_pod(&pod);
+    c.emulator.fail_deletes("pods", ns, &pod, 3);
+    c.emulator.fail_deletes("secrets", ns, &secret, 3);
+    acc.kill();
+    c.k8s.deletions_settled().await;
+    // Deleted all the same: the fourth tries went through.
+    let client = kube_client(c).await;
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+        kube::Api::namespaced(client.clone(), ns);
+    let left = pods.get_opt(&pod).await.unwrap();
+    assert!(
+        left.as_ref()
+            .is_none_or(|p| p.metadata.deletion_timestamp.is_some()),
+        "{left:?}"
+    );
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(client, ns);
+    assert!(secrets.get_opt(&secret).await.unwrap().is_none());
+}
+
+#[kt::test]
+async fn a_kill_whose_pod_cannot_be_deleted_leaves_the_actor_found_by_name() {
+    let c = cluster().await;
+    let acc = Accumulator::spawn(5)
+        .name("k8s-kill-refused")
+        .detached()
+        .on(on_k8s(c))
+        .await
+        .unwrap();
+    let (ns, pod) = (c.k8s.namespace(), pod_of(c, "k8s-kill-refused"));
+    c.emulator.fail_deletes("pods", ns, &pod, u32::MAX);
+    acc.kill();
+    c.k8s.deletions_settled().await;
+    // The retries gave up: the pod still runs, and a lookup by name says so.
+    let found: ActorRef<Accumulator> = kt::get_actor("k8s-kill-refused").await.unwrap();
+    assert_eq!(found.total().await.unwrap(), 5);
+    c.emulator.allow_deletes("pods", ns, &pod);
+    found.kill();
+    c.k8s.deletions_settled().await;
+    assert!(matches!(
+        kt::get_actor::<Accumulator>("k8s-kill-refused").await,
+        Err(Error::ActorNotFound { .. })
+    ));
+}
+
+/// `kt ps --session S`'s rows, by actor name: (status, lifetime).
+async fn ps_of(cluster: &Cluster, session: &str) -> std::collections::BTreeMap<String, String> {
+    let global = kt_k8s::cli::GlobalArgs {
+        kubeconfig: Some(cluster.kubeconfig.clone()),
+        ..Default::default()
+    };
+    let target = kt_k8s::cli::connect(&global).await.unwrap();
+    let args = kt_k8s::cli::PsArgs {
+        session: Some(session.to_string()),
+        ..Default::default()
+    };
+    let rows = kt_k8s::cli::ps_rows(&target, &args).await.unwrap();
+    rows.into_iter().map(|row| (row.name, row.status)).collect()
+}
+
+#[kt::test]
+async fn a_crashed_actors_pod_stays_for_inspection_until_the_session_ends() {
+    let c = cluster().await;
+    // A session of its own, which the test ends.
+    let session = support::kubernetes_from(&c.kubeconfig, kt::Reach::detect()).await;
+    let id = session.session().as_str().to_string();
+    let owned = Accumulator::spawn(0)
+        .name("k8s-kept")
+        .on(Arc::new(session.clone()))
+        .await
+        .unwrap();
+    let detached = Accumulator::spawn(0)
+        .name("k8s-kept-detached")
+        .detached()
+        .on(Arc::new(session.clone()))
+        .await
+        .unwrap();
+    owned
+        .say("last words before the OOM kill".into())
+        .await
+        .unwrap();
+    let pod = |actor: &str| kt_k8s::manifest::pod_name(session.session(), actor);
+    let ns = session.namespace().to_string();
+    c.emulator.oom_kill(&ns, &pod("k8s-kept")).unwrap();
+    c.emulator.oom_kill(&ns, &pod("k8s-kept-detached")).unwrap();
+    assert_eq!(owned.raw().erase().stopped().await, DeathCause::OomKilled);
+    assert_eq!(
+        detached.raw().erase().stopped().await,
+        DeathCause::OomKilled
+    );
+    session.deletions_settled().await;
+
+    // Both pods are still there, as `kt ps` shows them, with their output.
+    let rows = ps_of(c, &id).await;
+    assert_eq!(
+        rows.get("k8s-kept").map(String::as_str),
+        Some("OOMKilled"),
+        "{rows:?}"
+    );
+    assert_eq!(
+        rows.get("k8s-kept-detached").map(String::as_str),
+        Some("OOMKilled"),
+        "{rows:?}"
+    );
+    let logs = kt_command(c, &["logs", "k8s-kept"]).await;
+    assert!(logs.contains("last words before the OOM kill"), "{logs}");
+    // Their worker Secrets (TLS identities) went at once; the detached actor's pod now
+    // belongs to the session, which the owned one did all along.
+    let client = kube_client(c).await;
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+        kube::Api::namespaced(client.clone(), &ns);
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(client, &ns);
+    for actor in ["k8s-kept", "k8s-kept-detached"] {
+        let secret = kt_k8s::manifest::worker_secret_of_pod(&pod(actor));
+        assert!(
+            secrets.get_opt(&secret).await.unwrap().is_none(),
+            "{secret}"
+        );
+        let kept = pods.get(&pod(actor)).await.unwrap();
+        let owners = kept.metadata.owner_references.unwrap_or_default();
+        assert_eq!(
+            owners.iter().map(|o| o.name.as_str()).collect::<Vec<_>>(),
+            [kt_k8s::manifest::session_root_name(session.session())],
+            "{actor}"
+        );
+    }
+    // A dead actor's name is free: a new actor takes it (and its pod's name) in the same
+    // session.
+    let again = Accumulator::spawn(7)
+        .name("k8s-kept")
+        .on(Arc::new(session.clone()))
+        .await
+        .unwrap();
+    assert_eq!(again.total().await.unwrap(), 7);
+
+    // Ending the session removes them.
+    session.shutdown().await.unwrap();
+    for actor in ["k8s-kept", "k8s-kept-detached"] {
+        let name = pod(actor);
+        let gone = kube::runtime::wait::await_condition(
+            pods.clone(),
+            &name,
+            |p: Option<&k8s_openapi::api::core::v1::Pod>| p.is_none(),
+        );
+        let waited = tokio::time::timeout(std::time::Duration::from_secs(30), gone).await;
+        assert!(matches!(waited, Ok(Ok(_))), "{actor}'s pod is still there");
+    }
+    assert!(ps_of(c, &id).await.is_empty());
+}
+
 /// The address of the pod an actor runs in, as this driver dials it.
 fn node_of<A: kt::Actor>(actor: &ActorRef<A>) -> std::net::SocketAddr {
     kt::handle_wire::address_of(&actor.raw().erase())
@@ -237,7 +507,45 @@ async fn an_image_that_cannot_be_pulled_is_image_pull_failed() {
 }
 
 #[kt::test]
-async fn a_container_that_keeps_crashing_is_crash_loop() {
+async fn a_command_that_cannot_start_keeps_kubernetes_reason_and_message() {
+    let c = cluster().await;
+    let result = Accumulator::spawn(0)
+        .name("k8s-no-binary")
+        .compute(Compute::new().command(["/usr/local/bin/kt-no-such-binary"]))
+        .on(on_k8s(c))
+        .await;
+    let error = match result {
+        Err(error) => error,
+        Ok(_) => panic!("a pod without its binary spawned"),
+    };
+    match &error {
+        Error::ActorDied {
+            cause: DeathCause::ContainerStartFailed { reason, message },
+            ..
+        } => {
+            assert_eq!(reason, "StartError");
+            assert!(
+                message.contains("\"/usr/local/bin/kt-no-such-binary\"")
+                    && message.contains("No such file or directory"),
+                "{message}"
+            );
+        }
+        other => panic!("expected ActorDied(ContainerStartFailed), got {other:?}"),
+    }
+    // What to do: fix the image or the command; restarting would not help.
+    let said = error.to_string();
+    assert!(
+        said.contains("check the pod's image and the command"),
+        "{said}"
+    );
+    assert!(!said.contains("max_restarts"), "{said}");
+}
+
+/// A container the kubelet restarts (restartPolicy Always) is dead at its first exit,
+/// with that exit's code, whether the driver sees it terminated, running again or in
+/// CrashLoopBackOff: the worker it would attach to is gone either way.
+#[kt::test]
+async fn a_container_that_keeps_crashing_is_dead_with_its_first_exit_code() {
     let c = cluster().await;
     let result = Accumulator::spawn(0)
         .name("k8s-crashing")
@@ -250,10 +558,13 @@ async fn a_container_that_keeps_crashing_is_crash_loop() {
         .await;
     match result {
         Err(Error::ActorDied {
-            cause: DeathCause::CrashLoop { .. } | DeathCause::Exited { .. },
+            cause: DeathCause::Exited { code: 1 },
             ..
         }) => {}
-        other => panic!("expected ActorDied(CrashLoop), got {:?}", other.map(|_| ())),
+        other => panic!(
+            "expected ActorDied(Exited {{ code: 1 }}), got {:?}",
+            other.map(|_| ())
+        ),
     }
 }
 

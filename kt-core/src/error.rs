@@ -115,6 +115,34 @@ pub enum DeathCause {
     },
     /// The actor's pod was deleted by someone else than this driver.
     PodDeleted,
+    /// The actor's container could not be created or started, so its worker never ran:
+    /// Kubernetes' `StartError` or `ContainerCannotRun` (the command is not in the image,
+    /// or not executable), `CreateContainerError`, `CreateContainerConfigError` or
+    /// `RunContainerError`. Restarting would fail the same way.
+    ContainerStartFailed {
+        /// Kubernetes' reason (`StartError`, ...).
+        reason: String,
+        /// Kubernetes' message: the container runtime's error, which names the command.
+        message: String,
+    },
+}
+
+impl DeathCause {
+    /// What to do about a death of this cause: the end of an [`Error::ActorDied`] message.
+    fn advice(&self) -> &'static str {
+        match self {
+            DeathCause::ContainerStartFailed { .. } => {
+                "Restarting it would fail the same way: check the pod's image and the command \
+                 that starts your binary in it (`Compute::image`, `Compute::command`, or the \
+                 placement's; by default /usr/local/bin/<binary name>), `kubectl describe pod` \
+                 shows the same reason, then spawn the actor again"
+            }
+            _ => {
+                "Calls to it fail from now on unless it restarts; spawn a new actor, or use \
+                 `max_restarts` to have kt restart it"
+            }
+        }
+    }
 }
 
 impl fmt::Display for DeathCause {
@@ -153,6 +181,9 @@ impl fmt::Display for DeathCause {
             DeathCause::Evicted { message } => write!(f, "its pod was evicted: {message}"),
             DeathCause::Preempted { message } => write!(f, "its pod was preempted: {message}"),
             DeathCause::PodDeleted => f.write_str("its pod was deleted"),
+            DeathCause::ContainerStartFailed { reason, message } => {
+                write!(f, "its container could not start ({reason}): {message}")
+            }
         }
     }
 }
@@ -176,10 +207,7 @@ pub enum Error {
     },
 
     /// The actor (or the incarnation this call was waiting on) is gone.
-    #[error(
-        "actor {actor} is gone: {cause}. Calls to it fail from now on unless it restarts; \
-         spawn a new actor, or use `max_restarts` to have kt restart it"
-    )]
+    #[error("actor {actor} is gone: {cause}. {}", .cause.advice())]
     ActorDied {
         /// The actor that is gone.
         actor: ActorLabel,
@@ -427,6 +455,27 @@ mod tests {
         assert!(text.contains("spawn a new actor"), "{text}");
         assert!(err.is_actor_gone());
         assert_eq!(err.death_cause(), Some(&DeathCause::Killed));
+        // A container that cannot start says why, and that restarting will not help.
+        let err = Error::ActorDied {
+            actor: label(None),
+            cause: DeathCause::ContainerStartFailed {
+                reason: "StartError".into(),
+                message: "failed to start \"/usr/local/bin/app\": no such file or directory".into(),
+            },
+        };
+        let text = err.to_string();
+        assert!(
+            text.contains(
+                "its container could not start (StartError): failed to start \
+                 \"/usr/local/bin/app\": no such file or directory"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("check the pod's image and the command"),
+            "{text}"
+        );
+        assert!(!text.contains("max_restarts"), "{text}");
     }
 
     #[test]

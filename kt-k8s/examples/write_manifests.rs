@@ -47,7 +47,7 @@ fn base(session: &SessionId) -> ActorPod {
             .cpus(0.5)
             .memory("512Mi")
             .env("RUST_LOG", "info"),
-        port: 7400,
+        port: kt_k8s::placement::DEFAULT_PORT,
         group: None,
         placement: None,
         owner: Owner::Session(SessionRoot {

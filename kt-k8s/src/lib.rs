@@ -1,10 +1,22 @@
 //! # kt-k8s: actors as Kubernetes pods
 //!
-//! This crate places kt actors on Kubernetes. Today it holds the [`manifest`] layer:
-//! pure functions that turn a spawn request — the actor's type and name, its
-//! [`kt_core::Compute`], its group rank and placement group, its owner — into the
-//! Kubernetes objects the placement creates, built with k8s-openapi types and validated
-//! in CI against the official schemas.
+//! This crate places kt actors on Kubernetes: [`Kubernetes`] (the [`placement`]) runs each
+//! actor in a pod, watches it and reports its end with Kubernetes' own reason. Underneath
+//! is the [`manifest`] layer: pure functions that turn a spawn request — the actor's type
+//! and name, its [`kt_core::Compute`], its group rank and placement group, its owner —
+//! into the Kubernetes objects the placement creates, built with k8s-openapi types and
+//! validated in CI against the official schemas.
+//!
+//! Pods after an actor's end: `kill()` deletes its pod and worker Secret (retrying failed
+//! deletes; one that still fails is logged and the pod stays visible to lookups). An actor
+//! that *failed* — OOM-killed, evicted, exited or killed by a signal, its container unable
+//! to start, a panic past `max_restarts` — keeps its pod for inspection (`kt ps`,
+//! `kt logs`, `kubectl describe`) until its session ends ([`Kubernetes::shutdown`] or
+//! `kt down`); its Secret goes at once, and a detached actor's failed pod is handed to the
+//! session root so that it goes with the session. A new actor of the same name in the
+//! same session replaces the kept pod. Pods that ended cleanly (the last handle dropped,
+//! `Context::stop`), that are being deleted anyway, or that could still start
+//! (unschedulable, image pull failures, a `restartPolicy` other than `Never`) are deleted.
 //!
 //! | `Compute` knob | becomes |
 //! |---|---|
@@ -20,7 +32,6 @@
 //! placement groups become pod affinity or anti-affinity; each owned object points at one
 //! session root, so deleting it garbage-collects the session. The [`cli`] module is the
 //! `kt` command (`ps`, `logs`, `kill`, `down`, `manifest`) on top of the same contract.
-//! Still to come here: the placement itself (create, watch, failure reasons, teardown).
 //!
 //! ```
 //! use kt_core::{Compute, TaintEffect, Toleration};
@@ -41,7 +52,7 @@
 //!     image: "ghcr.io/team/app:latest".into(),
 //!     command: vec!["/app/bin/train".into()],
 //!     compute: gpu,
-//!     port: 7400,
+//!     port: kt_k8s::placement::DEFAULT_PORT,
 //!     group: None,
 //!     placement: None,
 //!     owner: Owner::Detached,

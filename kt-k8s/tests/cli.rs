@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kt_core::Compute;
 use kt_k8s::cli::{self, Cli, CliError, GlobalArgs, Target, pod_status};
 use kt_k8s::manifest::{
@@ -185,7 +186,7 @@ fn plan(session: &str, name: &str, owner: Owner, script: &str) -> ActorPod {
         image: "busybox:1.36".into(),
         command: vec!["/bin/sh".into(), "-c".into(), script.into()],
         compute: Compute::new(),
-        port: 7400,
+        port: kt_k8s::placement::DEFAULT_PORT,
         group: None,
         placement: None,
         owner,
@@ -504,9 +505,24 @@ async fn down_deletes_session_roots_and_with_all_detached_actors() {
     let h = start().await;
     let s1 = h.session("s1").await;
     let s2 = h.session("s2").await;
-    let a = h.actor(&plan("s1", "a", s1, RUNS)).await;
+    let a = h.actor(&plan("s1", "a", s1.clone(), RUNS)).await;
     let b = h.actor(&plan("s2", "b", s2, RUNS)).await;
     let d = h.actor(&plan("s1", "d", Owner::Detached, RUNS)).await;
+    // A failed detached actor's pod, which its driver handed to its session to keep it
+    // for inspection until the session ends.
+    let kept_plan = plan("s1", "e", Owner::Detached, RUNS);
+    let mut kept_pod = actor_pod(&kept_plan).expect("a valid pod");
+    let Owner::Session(root) = &s1 else {
+        panic!("an owned session")
+    };
+    kept_pod.metadata.owner_references = Some(vec![OwnerReference {
+        api_version: "v1".into(),
+        kind: "ConfigMap".into(),
+        name: root.name.clone(),
+        uid: root.uid.clone(),
+        ..OwnerReference::default()
+    }]);
+    let e = h.create(&kept_plan, kept_pod).await;
 
     let said = h.kt(&["down", "--session", "s1"]).await.expect("down s1");
     assert!(
@@ -516,9 +532,11 @@ async fn down_deletes_session_roots_and_with_all_detached_actors() {
         )),
         "{said}"
     );
+    assert!(said.contains(&format!("pod/{e}")), "{said}");
     assert!(said.contains("1 detached actor(s) remain"), "{said}");
     h.wait_gone::<ConfigMap>("kt-session-s1").await;
     h.wait_gone::<Pod>(&a).await;
+    h.wait_gone::<Pod>(&e).await;
     h.wait_gone::<Secret>(&format!("{a}-worker")).await;
     assert!(h.exists::<Pod>(&b).await, "another session is untouched");
 
@@ -654,6 +672,13 @@ async fn manifest_output_parses_back_into_kubernetes_types() {
     let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&yaml).expect("YAML");
     let pod: Pod = serde_json::from_value(docs[2].clone()).expect("a Pod");
     assert_eq!(pod.metadata.name.as_deref(), Some("kt-manual-counter"));
+    // Without --port, the port the placement's workers listen on (and its driver dials).
+    let ports = pod.spec.and_then(|s| s.containers.first()?.ports.clone());
+    assert_eq!(
+        ports.and_then(|p| Some(p.first()?.container_port)),
+        Some(i32::from(kt_k8s::placement::DEFAULT_PORT)),
+        "{yaml}"
+    );
 
     let cli =
         Cli::try_parse_from(["kt", "manifest", "--type", "T", "--image", "x:1"]).expect("valid");

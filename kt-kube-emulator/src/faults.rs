@@ -16,11 +16,22 @@ struct UnschedulableRule {
     message: String,
 }
 
+/// Deletes that fail: the next `remaining` DELETE requests for one object.
+#[derive(Debug, Clone)]
+struct DeleteFailureRule {
+    /// The resource's plural (`pods`, `secrets`, ...).
+    plural: String,
+    namespace: String,
+    name: String,
+    remaining: u32,
+}
+
 /// The active failure rules.
 #[derive(Debug, Default)]
 pub(crate) struct Faults {
     missing_images: Mutex<BTreeSet<String>>,
     unschedulable: Mutex<Vec<UnschedulableRule>>,
+    delete_failures: Mutex<Vec<DeleteFailureRule>>,
 }
 
 impl Faults {
@@ -28,7 +39,45 @@ impl Faults {
         Faults {
             missing_images: Mutex::new(missing_images.iter().cloned().collect()),
             unschedulable: Mutex::new(Vec::new()),
+            delete_failures: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The next `times` deletes of this object fail (replacing any earlier rule for it;
+    /// 0 removes the rule).
+    pub fn fail_deletes(&self, plural: &str, namespace: &str, name: &str, times: u32) {
+        let mut rules = self
+            .delete_failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        rules.retain(|r| !(r.plural == plural && r.namespace == namespace && r.name == name));
+        if times > 0 {
+            rules.push(DeleteFailureRule {
+                plural: plural.to_string(),
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+                remaining: times,
+            });
+        }
+    }
+
+    /// Whether this delete request must fail (and counts it against its rule).
+    pub fn delete_fails(&self, plural: &str, namespace: &str, name: &str) -> bool {
+        let mut rules = self
+            .delete_failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let Some(index) = rules
+            .iter()
+            .position(|r| r.plural == plural && r.namespace == namespace && r.name == name)
+        else {
+            return false;
+        };
+        rules[index].remaining -= 1;
+        if rules[index].remaining == 0 {
+            rules.remove(index);
+        }
+        true
     }
 
     pub fn set_image_missing(&self, image: &str, missing: bool) {

@@ -10,7 +10,7 @@
 //! | scheduler | one node with configurable allocatable resources and labels; pods that do not fit stay `Pending` with `PodScheduled=False, reason=Unschedulable` and the real message |
 //! | kubelet | each container's `command` + `args` runs as a local process (an absolute path on this machine; the image is ignored) in its own process group; each pod gets its own loopback IP (`127.0.1.N`, from a `/24` block no other emulator on the machine uses); secret / configMap volumes become files; `pods/log`; readiness probes (exec, tcpSocket, httpGet); restarts with `CrashLoopBackOff`; graceful deletion (SIGTERM, then SIGKILL) |
 //! | port-forward | `pods/{name}/portforward` over WebSocket, bridged to `podIP:port` |
-//! | failure injection | [`Emulator::fail_image_pull`], [`Emulator::oom_kill`], [`Emulator::evict`], [`Emulator::preempt`], [`Emulator::make_unschedulable`] |
+//! | failure injection | [`Emulator::fail_image_pull`], [`Emulator::oom_kill`], [`Emulator::evict`], [`Emulator::preempt`], [`Emulator::make_unschedulable`], [`Emulator::fail_deletes`] |
 //!
 //! ## How a pod runs
 //!
@@ -41,7 +41,9 @@
 //! - **No in-cluster config.** No service-account token is mounted; a process that needs
 //!   the API gets a kubeconfig path through its env.
 //! - **Images are ignored** except by [`Emulator::fail_image_pull`]; containers without a
-//!   `command` fail to start (`StartError`).
+//!   `command`, or whose command cannot be started (not on this machine, not executable),
+//!   terminate with `StartError`, exit code 128 and a message naming the command, as
+//!   containerd reports them.
 //! - Not emulated: exec/attach, kubectl's SPDY port-forward (kube's WebSocket one works),
 //!   controllers for deployments/jobs (stored only), field managers of server-side apply
 //!   (applied as a strategic merge), OpenAPI documents (`kubectl apply` needs
@@ -257,6 +259,24 @@ impl Emulator {
         self.cluster
             .kubelet
             .inject(namespace, pod, PodCommand::Preempt)
+    }
+
+    /// The next `times` API requests that delete the object `name` of `resource` (its
+    /// plural: `pods`, `secrets`, `configmaps`, ...) in `namespace` fail with
+    /// `500 InternalError`, as an overloaded API server or a timed-out webhook does; the
+    /// object stays. `u32::MAX` makes them fail until [`allow_deletes`](Self::allow_deletes).
+    /// Deletes the emulator does itself (garbage collection) are not affected.
+    pub fn fail_deletes(&self, resource: &str, namespace: &str, name: &str, times: u32) {
+        self.cluster
+            .faults
+            .fail_deletes(resource, namespace, name, times);
+    }
+
+    /// Undoes [`fail_deletes`](Self::fail_deletes) for this object.
+    pub fn allow_deletes(&self, resource: &str, namespace: &str, name: &str) {
+        self.cluster
+            .faults
+            .fail_deletes(resource, namespace, name, 0);
     }
 
     /// Makes every pod that is not yet scheduled unschedulable with `message` (written to

@@ -310,6 +310,13 @@ async fn dispatch(
         }
         (&Method::DELETE, Some(name), None) => {
             let opts = DeleteOptions::parse(&read_body(req).await?, &query)?;
+            let plural = resource.qualified_plural();
+            if cluster.faults.delete_fails(&plural, &ns, name) {
+                return Err(ApiError::internal(format!(
+                    "Internal error occurred: deleting {plural} \"{name}\" failed \
+                     (injected by the emulator)"
+                )));
+            }
             let deleted = cluster.delete(&key(name), &opts)?;
             Ok(json_response(StatusCode::OK, &deleted))
         }

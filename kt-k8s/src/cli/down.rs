@@ -118,9 +118,17 @@ pub async fn down(
         };
         writeln!(out, "Nothing to delete: {what} in {}.", target.place())?;
     }
+    // A failed detached actor's pod that its driver kept for inspection belongs to that
+    // driver's session, and goes with it.
     let detached_left = pods
         .iter()
         .filter(|p| find::lifetime(p) == Some("detached"))
+        .filter(|p| {
+            p.metadata
+                .owner_references
+                .as_ref()
+                .is_none_or(Vec::is_empty)
+        })
         .count();
     if !args.all && detached_left > 0 {
         writeln!(

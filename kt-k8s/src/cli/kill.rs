@@ -1,7 +1,7 @@
 //! `kt kill`: deletes an actor's pod and its worker Secret; for a group's name, every
 //! member's and the group's headless Service. Deleting the pod is what stops the actor
 //! (SIGTERM, then SIGKILL after the grace period); the driver, if it still runs, sees
-//! the death and reports `ActorDied`.
+//! the pod's deletion and reports `ActorDied` with cause `PodDeleted`.
 
 use std::io::Write;
 

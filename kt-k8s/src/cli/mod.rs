@@ -207,11 +207,11 @@ pub struct ManifestArgs {
     /// jsonpath='{.metadata.uid}'`): without it owned objects carry no owner reference.
     #[arg(long, value_name = "UID")]
     pub session_uid: Option<String>,
-    /// The UDP port the worker serves QUIC on.
-    #[arg(long, value_name = "PORT", default_value_t = 7400)]
+    /// The UDP port the worker serves QUIC on (by default the placement's own).
+    #[arg(long, value_name = "PORT", default_value_t = crate::placement::DEFAULT_PORT)]
     pub port: u16,
     /// The TCP port of a group's rank 0 for the torch.distributed rendezvous.
-    #[arg(long, value_name = "PORT", default_value_t = 29500)]
+    #[arg(long, value_name = "PORT", default_value_t = crate::placement::MASTER_PORT)]
     pub master_port: u16,
     /// The command that starts the user's binary in the image, with its arguments; put
     /// it last, it takes every value after it.

@@ -27,7 +27,7 @@ fn plan(compute: Compute) -> ActorPod {
         image: "registry.example/app:1".into(),
         command: vec!["/app/bin/demo".into()],
         compute,
-        port: 7400,
+        port: crate::placement::DEFAULT_PORT,
         group: None,
         placement: None,
         owner: owner(),
@@ -109,7 +109,11 @@ fn an_actor_pod_runs_the_binary_in_worker_mode_with_files_not_env_secrets() {
             port.container_port,
             port.protocol.as_deref()
         ),
-        (Some(PORT_NAME), 7400, Some("UDP"))
+        (
+            Some(PORT_NAME),
+            i32::from(crate::placement::DEFAULT_PORT),
+            Some("UDP")
+        )
     );
     let s = spec(&pod);
     assert_eq!(s.restart_policy.as_deref(), Some("Never"));

@@ -10,9 +10,14 @@
 //!
 //! Lifetime: owned actors' objects point at the session root (a ConfigMap), so deleting
 //! it — [`Kubernetes::shutdown`], or `kt down` — garbage-collects them; their workers also
-//! exit when the driver's connection goes. Detached actors have no owner and live until
-//! killed; another driver finds them by name with `kt::get_actor`, through their pods'
-//! labels. Every driver of a namespace shares one CA, kept in the Secret `kt-ca`.
+//! exit when the driver's connection goes. `kill()` deletes the actor's pod and Secret,
+//! retrying failed deletes with back-off; one that still fails is logged with
+//! `tracing::warn!` and the pod is found by lookups again ([`Kubernetes::deletions_settled`]
+//! waits for deletes in flight). A failed actor's pod is kept for inspection until the
+//! session ends (see the crate docs); its Secret goes at once. Detached actors have no
+//! owner and live until killed; another driver finds them by name with `kt::get_actor`,
+//! through their pods' labels. Every driver of a namespace shares one CA, kept in the
+//! Secret `kt-ca`.
 
 mod ca;
 mod pod_state;
@@ -219,6 +224,8 @@ impl KubernetesBuilder {
                 progress: Progress::new(self.quiet),
                 timings: std::sync::Mutex::new(std::collections::VecDeque::new()),
                 killed: Arc::default(),
+                deletions: Deletions::default(),
+                kept: std::sync::Mutex::new(std::collections::HashSet::new()),
                 reach: self.reach.unwrap_or_else(Reach::detect),
                 forwards: std::sync::Mutex::new(std::collections::HashMap::new()),
                 runtime,
@@ -302,6 +309,11 @@ struct Inner {
     /// Pods of actors this driver killed whose deletion may not have reached the API
     /// server yet: lookups and name checks must not find them.
     killed: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    /// Deletes of pods and Secrets in flight (`kill()`, cleanup after an actor's end).
+    deletions: Deletions,
+    /// Pods of this session whose actors failed, kept for inspection until the session
+    /// ends (or a new actor of the same name replaces them).
+    kept: std::sync::Mutex<std::collections::HashSet<String>>,
     /// How this driver reaches pods.
     reach: Reach,
     /// Live port-forwards, by pod.
@@ -336,9 +348,25 @@ impl Kubernetes {
         timings.iter().cloned().collect()
     }
 
-    /// Ends the session: deletes its root, which garbage-collects every owned actor's
-    /// pod, Service and Secret. Detached actors stay.
+    /// Waits until every delete this placement started — by `kill()` on its actors' handles,
+    /// or cleaning up after an actor's end — has succeeded or given up. Failed deletes are
+    /// retried with back-off; one that gave up was logged (`tracing::warn!`) and its pod is
+    /// found again by name lookups, since it may still run.
+    pub async fn deletions_settled(&self) {
+        self.inner.deletions.settled().await;
+    }
+
+    /// Ends the session: waits for the deletes in flight ([`Self::deletions_settled`]),
+    /// then deletes the session's root, which garbage-collects every owned actor's pod,
+    /// Service and Secret. Detached actors stay.
     pub async fn shutdown(&self) -> kt_core::Result<()> {
+        self.deletions_settled().await;
+        // The garbage collector deletes them with the root.
+        self.inner
+            .kept
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         if self.inner.root.get().is_none() {
             return Ok(());
         }
@@ -460,6 +488,8 @@ impl Inner {
         };
         // Built (and checked) before anything is created.
         let pod = actor_pod(&plan)?;
+        // A pod the kubelet restarts keeps running after a failure: it is not kept.
+        let restarts = pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref()) != Some("Never");
         let prepared = dialed::prepare(type_name, args, options, self.port)?;
         let files = WorkerFiles {
             ca_pem: prepared.files.ca_pem.into_bytes(),
@@ -475,6 +505,7 @@ impl Inner {
             name: Some(member.actor_name.clone()),
         };
 
+        self.replace_kept(&pod_name, &secret_name).await?;
         if plan.group.is_some() {
             let services: Api<Service> = Api::namespaced(self.client.clone(), &self.namespace);
             match services
@@ -537,7 +568,8 @@ impl Inner {
             Ok(Ok(ip)) => ip,
             Ok(Err(cause)) => {
                 self.progress.done(&member.board_title);
-                self.delete_objects(&pod_name, &secret_name, true).await;
+                let end = End::of(&cause, detached, restarts);
+                self.after_death(&pod_name, &secret_name, end, true).await;
                 return Err(Error::ActorDied {
                     actor: label,
                     cause,
@@ -573,7 +605,11 @@ impl Inner {
         let attached = match attached {
             Ok(attached) => attached,
             Err(error) => {
-                self.delete_objects(&pod_name, &secret_name, true).await;
+                let end = match &error {
+                    Error::ActorDied { cause, .. } => End::of(cause, detached, restarts),
+                    _ => End::Clean,
+                };
+                self.after_death(&pod_name, &secret_name, end, true).await;
                 return Err(error);
             }
         };
@@ -596,16 +632,34 @@ impl Inner {
         }
 
         // Keep watching the pod: its end is the actor's death, with Kubernetes' reason.
+        // Once the actor is gone for good, its objects go, or its pod stays for inspection.
         let death = attached.death.clone();
-        self.runtime
-            .spawn(async move { death.died(died(&mut states).await).await });
-        // Once the actor is gone for good, its objects go too.
-        let stopped = attached.actor.stopped();
+        let mut stopped = attached.actor.stopped();
         let this = self.clone();
         self.runtime.spawn(async move {
-            let cause = stopped.await;
-            let now = matches!(cause, DeathCause::Killed);
-            this.delete_objects(&pod_name, &secret_name, now).await;
+            let first = tokio::select! {
+                cause = &mut stopped => Err(cause),
+                cause = died(&mut states) => Ok(cause),
+            };
+            let (cause, _cleaning) = match first {
+                Ok(cause) => {
+                    // Counted before callers can see the death, so that
+                    // `deletions_settled` also waits for what follows it.
+                    let cleaning = this.deletions.start();
+                    death.died(cause).await;
+                    // The first cause wins: a `kill()` may have come first.
+                    (stopped.await, Some(cleaning))
+                }
+                Err(cause) => {
+                    // Ended through its handle (kill, release, a reported panic): the pod's
+                    // end still tells the transport its process is gone.
+                    this.runtime
+                        .spawn(async move { death.died(died(&mut states).await).await });
+                    (cause, None)
+                }
+            };
+            let end = End::of(&cause, detached, restarts);
+            this.after_death(&pod_name, &secret_name, end, false).await;
         });
         Ok(Placed::elsewhere(attached.actor))
     }
@@ -738,10 +792,12 @@ impl Inner {
         }
     }
 
-    /// Deletes the pod (and its Secret) at once: what `kill()` does to a pod actor.
+    /// Deletes the pod (and its Secret) at once: what `kill()` does to a pod actor. The
+    /// pod is hidden from lookups meanwhile; failed deletes are retried with back-off,
+    /// and one that gives up is logged and the pod shown again (it may still run).
     fn killer(&self, pod_name: &str) -> Box<dyn Fn() + Send + Sync> {
         let (pods, secrets, runtime) = (self.pods(), self.secrets(), self.runtime.clone());
-        let killed = self.killed.clone();
+        let (killed, deletions) = (self.killed.clone(), self.deletions.clone());
         let pod_name = pod_name.to_string();
         let secret_name = worker_secret_of_pod(&pod_name);
         Box::new(move || {
@@ -751,17 +807,29 @@ impl Inner {
                 .insert(pod_name.clone());
             let (pods, secrets, killed) = (pods.clone(), secrets.clone(), killed.clone());
             let (pod_name, secret_name) = (pod_name.clone(), secret_name.clone());
+            let deleting = deletions.start();
             runtime.spawn(async move {
                 let now = DeleteParams::default().grace_period(0);
-                let deleted = pods.delete(&pod_name, &now).await;
-                let _ = secrets.delete(&secret_name, &DeleteParams::default()).await;
-                if deleted.is_ok() {
-                    // The API server no longer lists it as live: nothing to hide any more.
-                    killed
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&pod_name);
+                if let Err(error) = delete_with_retries(&pods, &pod_name, &now).await {
+                    tracing::warn!(
+                        "kill(): pod {pod_name} could not be deleted ({error}); its actor may \
+                         still run: delete it with `kt kill` or `kubectl delete pod {pod_name}`"
+                    );
                 }
+                let params = DeleteParams::default();
+                if let Err(error) = delete_with_retries(&secrets, &secret_name, &params).await {
+                    tracing::warn!(
+                        "kill(): the worker Secret {secret_name} could not be deleted \
+                         ({error}); delete it with `kubectl delete secret {secret_name}`"
+                    );
+                }
+                // Deleted: the API server no longer lists it as live (it has a deletion
+                // timestamp, or is gone). Not deleted: it may live, and lookups must say so.
+                killed
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&pod_name);
+                drop(deleting);
             });
         })
     }
@@ -803,8 +871,97 @@ impl Inner {
         Ok(refused)
     }
 
-    /// Deletes an actor's pod and Secret (best effort: they may be gone already).
-    async fn delete_objects(&self, pod_name: &str, secret_name: &str, now: bool) {
+    /// Carries out what an actor's end means for its objects.
+    async fn after_death(&self, pod_name: &str, secret_name: &str, end: End, now: bool) {
+        match end {
+            // `kill()` deletes them itself.
+            End::Killed => self.drop_forward(pod_name),
+            End::Clean => self.delete_objects(pod_name, secret_name, now).await,
+            End::Failed { detached } => self.keep(pod_name, secret_name, detached).await,
+            End::Unknown => self.drop_forward(pod_name),
+        }
+    }
+
+    /// Keeps a failed actor's pod for inspection (`kt ps`, `kt logs`, `kubectl describe`)
+    /// until the session ends: its Secret goes now, and a detached actor's pod is given to
+    /// the session root so that ending the session removes it too.
+    async fn keep(&self, pod_name: &str, secret_name: &str, detached: bool) {
+        let _deleting = self.deletions.start();
+        self.drop_forward(pod_name);
+        self.kept
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(pod_name.to_string());
+        if detached {
+            let adopted = match self.session_owner().await {
+                Ok(owner) => {
+                    let patch = serde_json::json!({
+                        "metadata": {"ownerReferences": crate::manifest::owner_references(&owner)}
+                    });
+                    self.pods()
+                        .patch(pod_name, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                }
+                Err(error) => Err(error.to_string()),
+            };
+            if let Err(error) = adopted {
+                tracing::warn!(
+                    "the failed pod {pod_name} could not be given to this session ({error}); \
+                     it stays until `kt kill` or `kt down --all`"
+                );
+            }
+        }
+        let params = DeleteParams::default();
+        if let Err(error) = delete_with_retries(&self.secrets(), secret_name, &params).await {
+            tracing::warn!(
+                "the worker Secret {secret_name} could not be deleted ({error}); delete it \
+                 with `kubectl delete secret {secret_name}`"
+            );
+        }
+    }
+
+    /// Before a new actor takes a name whose failed pod this session keeps: deletes that
+    /// pod and waits until it is gone (its name is the new pod's).
+    async fn replace_kept(&self, pod_name: &str, secret_name: &str) -> kt_core::Result<()> {
+        let kept = self
+            .kept
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(pod_name);
+        if !kept {
+            return Ok(());
+        }
+        let now = DeleteParams::default().grace_period(0);
+        delete_with_retries(&self.pods(), pod_name, &now)
+            .await
+            .map_err(|e| api_error(&format!("deleting the failed pod {pod_name}"), e))?;
+        delete_with_retries(&self.secrets(), secret_name, &DeleteParams::default())
+            .await
+            .map_err(|e| api_error(&format!("deleting the worker Secret {secret_name}"), e))?;
+        let gone =
+            kube::runtime::wait::await_condition(self.pods(), pod_name, |p: Option<&Pod>| {
+                p.is_none()
+            });
+        match tokio::time::timeout(ATTACH_TIMEOUT, gone).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => Err(Error::Unavailable {
+                target: "the Kubernetes API server".into(),
+                message: format!("waiting for the failed pod {pod_name} to go: {error}"),
+            }),
+            Err(_) => Err(Error::Unavailable {
+                target: "the Kubernetes API server".into(),
+                message: format!(
+                    "the failed pod {pod_name} of an earlier actor of this name was not gone \
+                     within {ATTACH_TIMEOUT:?}; delete it (`kt kill`) and spawn again"
+                ),
+            }),
+        }
+    }
+
+    /// Stops forwarding to a pod whose actor is gone.
+    fn drop_forward(&self, pod_name: &str) {
         let forwarder = self
             .forwards
             .lock()
@@ -813,16 +970,31 @@ impl Inner {
         if let Some(forwarder) = forwarder {
             forwarder.abort();
         }
+    }
+
+    /// Deletes an actor's pod and Secret (either may be gone already), retrying failures
+    /// with back-off; what still fails is logged.
+    async fn delete_objects(&self, pod_name: &str, secret_name: &str, now: bool) {
+        let _deleting = self.deletions.start();
+        self.drop_forward(pod_name);
         let params = if now {
             DeleteParams::default().grace_period(0)
         } else {
             DeleteParams::default()
         };
-        let _ = self.pods().delete(pod_name, &params).await;
-        let _ = self
-            .secrets()
-            .delete(secret_name, &DeleteParams::default())
-            .await;
+        if let Err(error) = delete_with_retries(&self.pods(), pod_name, &params).await {
+            tracing::warn!(
+                "pod {pod_name} could not be deleted ({error}); delete it with `kt kill` or \
+                 `kubectl delete pod {pod_name}`, or end the session (`kt down`)"
+            );
+        }
+        let params = DeleteParams::default();
+        if let Err(error) = delete_with_retries(&self.secrets(), secret_name, &params).await {
+            tracing::warn!(
+                "the worker Secret {secret_name} could not be deleted ({error}); delete it \
+                 with `kubectl delete secret {secret_name}`"
+            );
+        }
     }
 
     /// `get_actor` on Kubernetes: the live pod named for the actor, addressed by its IP
@@ -932,4 +1104,122 @@ fn pod_states(pods: Api<Pod>, name: &str) -> impl Stream<Item = PodState> + Send
             });
             async move { item }
         })
+}
+
+/// What an actor's end means for its pod and Secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// `kill()`: it deletes them itself.
+    Killed,
+    /// Nothing to inspect, or a pod that could still run: both go.
+    Clean,
+    /// The actor failed and its pod has ended: the pod stays for inspection until the
+    /// session ends, the Secret goes.
+    Failed {
+        /// A detached actor's pod, which the session root does not own yet.
+        detached: bool,
+    },
+    /// This driver lost a detached actor, which may live on: leave it be.
+    Unknown,
+}
+
+impl End {
+    fn of(cause: &DeathCause, detached: bool, restarts: bool) -> End {
+        match cause {
+            DeathCause::Killed => End::Killed,
+            DeathCause::ConnectionLost { .. } if detached => End::Unknown,
+            DeathCause::Exited { code: 0 } => End::Clean,
+            // A pod the kubelet restarts would keep running: it is not kept.
+            _ if restarts => End::Clean,
+            DeathCause::OomKilled
+            | DeathCause::Exited { .. }
+            | DeathCause::Signaled { .. }
+            | DeathCause::ContainerStartFailed { .. }
+            | DeathCause::Evicted { .. }
+            | DeathCause::Panicked { .. }
+            | DeathCause::StartFailed { .. }
+            | DeathCause::ConnectionLost { .. } => End::Failed { detached },
+            // Clean ends, pods being deleted anyway (PodDeleted, Preempted) and pods that
+            // never ran and could still start (Unschedulable, ImagePullFailed).
+            _ => End::Clean,
+        }
+    }
+}
+
+/// Deletes in flight, counted so that they can be waited for.
+#[derive(Clone)]
+struct Deletions(Arc<tokio::sync::watch::Sender<usize>>);
+
+impl Default for Deletions {
+    fn default() -> Self {
+        Deletions(Arc::new(tokio::sync::watch::channel(0).0))
+    }
+}
+
+impl Deletions {
+    /// Counts a delete until the returned guard is dropped.
+    fn start(&self) -> Deleting {
+        self.0.send_modify(|n| *n += 1);
+        Deleting(self.0.clone())
+    }
+
+    /// Resolves once no delete is in flight.
+    async fn settled(&self) {
+        let mut count = self.0.subscribe();
+        // The sender lives in `self`: the wait ends only when the count is zero.
+        let _ = count.wait_for(|n| *n == 0).await;
+    }
+}
+
+/// One delete in flight.
+struct Deleting(Arc<tokio::sync::watch::Sender<usize>>);
+
+impl Drop for Deleting {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+/// How failed deletes are retried: an API server that fails one (overloaded, restarting,
+/// a webhook timing out) usually takes it a moment later. Eight tries over 5 to 10 s
+/// (with jitter).
+fn delete_backoff() -> backon::ExponentialBuilder {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(50))
+        .with_max_delay(Duration::from_secs(2))
+        .with_max_times(7)
+        .with_jitter()
+}
+
+/// Errors a retry cannot fix: a malformed request, or one this driver may not make.
+fn permanent(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if matches!(status.code, 400 | 401 | 403 | 405 | 422))
+}
+
+/// Deletes the object `name`, retrying failures with back-off; one already gone (404)
+/// counts as deleted.
+async fn delete_with_retries<K>(
+    api: &Api<K>,
+    name: &str,
+    params: &DeleteParams,
+) -> Result<(), kube::Error>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    use backon::Retryable;
+    let attempt = || async {
+        match api.delete(name, params).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(error) => Err(error),
+        }
+    };
+    attempt
+        .retry(delete_backoff())
+        .sleep(tokio::time::sleep)
+        .when(|error| !permanent(error))
+        .notify(|error, after| {
+            tracing::debug!("deleting {name} failed ({error}); retrying in {after:?}");
+        })
+        .await
 }

@@ -37,6 +37,18 @@ const PULL_FAILURES: &[&str] = &[
     "ErrImageNeverPull",
 ];
 
+/// Container reasons that mean its process could not be created or started: in a
+/// terminated state (`StartError` from containerd, `ContainerCannotRun` from Docker) or
+/// a waiting one (the kubelet's `CreateContainerError`, `CreateContainerConfigError`,
+/// `RunContainerError`). A missing command or a bad configuration does not fix itself.
+const START_FAILURES: &[&str] = &[
+    "StartError",
+    "ContainerCannotRun",
+    "CreateContainerError",
+    "CreateContainerConfigError",
+    "RunContainerError",
+];
+
 fn condition<'a>(pod: &'a Pod, kind: &str) -> Option<&'a PodCondition> {
     pod.status
         .as_ref()?
@@ -70,11 +82,33 @@ pub fn pod_state(pod: &Pod) -> PodState {
             message: message(status.and_then(|s| s.message.as_ref())),
         });
     }
+    // Being deleted (`kubectl delete`, `kt kill`, `kt down`, a controller): that is why its
+    // containers end next (SIGTERM, then SIGKILL), not a crash of their own. A preemption
+    // (above) deletes the pod too, and keeps its own reason.
+    if pod.metadata.deletion_timestamp.is_some() {
+        return PodState::Dead(DeathCause::PodDeleted);
+    }
     for container in container_statuses(pod) {
         let state = container.state.as_ref();
-        if let Some(terminated) = state.and_then(|s| s.terminated.as_ref()) {
+        // A container that ended — now, or before a restart by the kubelet (a pod whose
+        // restartPolicy is not `Never`; a status written after a quick restart may show
+        // the new run already) — ended the worker this driver attached to: the actor is
+        // dead, for the reason of that first end, whatever the kubelet does next.
+        let ended = state.and_then(|s| s.terminated.as_ref()).or_else(|| {
+            container
+                .last_state
+                .as_ref()
+                .and_then(|s| s.terminated.as_ref())
+        });
+        if let Some(terminated) = ended {
             return PodState::Dead(match terminated.reason.as_deref() {
                 Some("OOMKilled") => DeathCause::OomKilled,
+                Some(reason) if START_FAILURES.contains(&reason) => {
+                    DeathCause::ContainerStartFailed {
+                        reason: reason.to_string(),
+                        message: message(terminated.message.as_ref()),
+                    }
+                }
                 _ => match terminated.signal {
                     Some(signal) if signal != 0 => DeathCause::Signaled { signal },
                     _ if terminated.exit_code > 128 => DeathCause::Signaled {
@@ -90,6 +124,12 @@ pub fn pod_state(pod: &Pod) -> PodState {
             let reason = waiting.reason.as_deref().unwrap_or_default();
             if PULL_FAILURES.contains(&reason) {
                 return PodState::Dead(DeathCause::ImagePullFailed {
+                    reason: reason.to_string(),
+                    message: message(waiting.message.as_ref()),
+                });
+            }
+            if START_FAILURES.contains(&reason) {
+                return PodState::Dead(DeathCause::ContainerStartFailed {
                     reason: reason.to_string(),
                     message: message(waiting.message.as_ref()),
                 });
@@ -243,6 +283,43 @@ mod tests {
             pod_state(&terminated(json!({"exitCode": 137, "reason": "Error"}))),
             PodState::Dead(DeathCause::Signaled { signal: 9 })
         );
+        // A command that cannot start keeps Kubernetes' reason and message, not code 128.
+        let no_command = "failed to create containerd task: failed to start \"/usr/local/bin/app\": \
+                          no such file or directory";
+        assert_eq!(
+            pod_state(&terminated(json!({"exitCode": 128, "reason": "StartError",
+                "message": no_command}))),
+            PodState::Dead(DeathCause::ContainerStartFailed {
+                reason: "StartError".into(),
+                message: no_command.into()
+            })
+        );
+        assert_eq!(
+            pod_state(&waiting("CreateContainerConfigError")),
+            PodState::Dead(DeathCause::ContainerStartFailed {
+                reason: "CreateContainerConfigError".into(),
+                message: "m".into()
+            })
+        );
+        // Restarted by the kubelet (restartPolicy Always): running again, or backing off,
+        // the first end is the cause.
+        let restarted = |state: serde_json::Value| {
+            pod(json!({
+                "phase": "Running",
+                "containerStatuses": [{"name": "actor", "image": "i", "imageID": "", "ready": false,
+                    "restartCount": 1, "state": state,
+                    "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}}}],
+            }))
+        };
+        for state in [
+            json!({"running": {"startedAt": "2026-01-01T00:00:00Z"}}),
+            json!({"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 10s"}}),
+        ] {
+            assert_eq!(
+                pod_state(&restarted(state)),
+                PodState::Dead(DeathCause::Exited { code: 1 })
+            );
+        }
         let evicted =
             pod(json!({"phase": "Failed", "reason": "Evicted", "message": "low on memory"}));
         assert_eq!(
@@ -251,6 +328,11 @@ mod tests {
                 message: "low on memory".into()
             })
         );
+        // Deleted by someone: the SIGTERM that ends its container is not the cause.
+        let mut deleting = terminated(json!({"exitCode": 143, "reason": "Error", "signal": 15}));
+        deleting.metadata.deletion_timestamp =
+            Some(serde_json::from_value(json!("2026-01-01T00:00:30Z")).expect("a timestamp"));
+        assert_eq!(pod_state(&deleting), PodState::Dead(DeathCause::PodDeleted));
         let preempted = pod(json!({
             "phase": "Running",
             "conditions": [{"type": "DisruptionTarget", "status": "True",

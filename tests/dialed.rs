@@ -38,15 +38,7 @@ fn start_worker(prepared: &Prepared, ip: &str, dir: &std::path::Path) -> tokio::
 /// Attaches, retrying while the worker is still starting (nothing listens yet).
 async fn attach_when_up(address: SocketAddr, token: u64) -> kt::Result<dialed::Attached> {
     loop {
-        match dialed::attach(
-            address,
-            token,
-            true,
-            None,
-            std::time::Duration::from_secs(1),
-        )
-        .await
-        {
+        match dialed::attach(address, token, None, std::time::Duration::from_secs(1)).await {
             Err(Error::Unavailable { .. }) => tokio::task::yield_now().await,
             other => return other,
         }
@@ -89,7 +81,6 @@ async fn a_dialed_worker_serves_its_driver_and_exits_when_released() {
         match dialed::attach(
             address,
             prepared.token ^ 1,
-            true,
             None,
             std::time::Duration::from_secs(1),
         )
@@ -103,7 +94,7 @@ async fn a_dialed_worker_serves_its_driver_and_exits_when_released() {
     assert!(wrong.contains("wrong token"), "{wrong}");
 
     let attached = attach_when_up(address, prepared.token).await.unwrap();
-    let actor = kt::Placed::elsewhere(attached.actor)
+    let actor = kt::Placed::elsewhere(attached.handle(true))
         .into_ref::<Accumulator>()
         .unwrap();
     assert_eq!(actor.add(2).await.unwrap(), 42);
@@ -120,7 +111,7 @@ async fn the_backend_reports_a_dialed_workers_death_to_waiting_calls() {
     let (prepared, address, mut worker, _dir) = dialed_accumulator(ip, 0);
     let attached = attach_when_up(address, prepared.token).await.unwrap();
     let death = attached.death.clone();
-    let actor = kt::Placed::elsewhere(attached.actor)
+    let actor = kt::Placed::elsewhere(attached.handle(true))
         .into_ref::<Accumulator>()
         .unwrap();
     assert_eq!(actor.add(1).await.unwrap(), 1);

@@ -38,3 +38,18 @@ macro_rules! for_each_backend {
 }
 
 every_rule!(for_each_backend);
+
+macro_rules! on_local_processes {
+    ($($test:ident),* $(,)?) => {
+        mod process_restarts_on_local_processes {
+            $(
+                #[kt::test]
+                async fn $test() {
+                    tokio::time::timeout(std::time::Duration::from_secs(30), crate::suite::$test("local_process")).await.expect("test hung");
+                }
+            )*
+        }
+    };
+}
+
+every_process_rule!(on_local_processes);

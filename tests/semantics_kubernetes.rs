@@ -21,3 +21,19 @@ macro_rules! on_kubernetes {
 }
 
 every_rule!(on_kubernetes);
+
+macro_rules! on_pods {
+    ($($test:ident),* $(,)?) => {
+        mod process_restarts_on_pods {
+            $(
+                #[kt::test]
+                async fn $test() {
+                    crate::support::cluster().await;
+                    tokio::time::timeout(std::time::Duration::from_secs(60), crate::suite::$test("kubernetes")).await.expect("test hung");
+                }
+            )*
+        }
+    };
+}
+
+every_process_rule!(on_pods);

@@ -1,8 +1,10 @@
 //! The rules every backend keeps, numbered so that tests and docs can name them.
 //!
-//! This module holds no code. Each rule is tested against every backend by the shared
-//! semantic suite (`tests/semantics.rs` of the `kt` crate); a test's name says which
-//! rule breaks when it fails.
+//! This module holds no code. Each rule is tested by the shared semantic suite of the
+//! `kt` crate (`tests/semantics.rs`: in process, loopback, local processes;
+//! `tests/semantics_kubernetes.rs`: pods of the API-server emulator); a test's name says
+//! which rule breaks when it fails. Every rule runs on all four backends except S3,
+//! which needs a worker process to lose and runs on local processes and on pods.
 //!
 //! # Sending
 //! - **E1 — Eager send.** Calling a handle method puts the call in the actor's mailbox
@@ -48,8 +50,11 @@
 //!   inside, the release by the last owning handle, and a panic past the budget are not
 //!   restarted. Each new process gets the restarts left as its budget for panics (S1);
 //!   handles that travelled to other processes keep reaching the process they were sent
-//!   for. (Kept by the local-process backend; on Kubernetes a dead pod is not replaced
-//!   yet — panics still restart inside the pod, as S1 says.)
+//!   for. Both process backends keep it: a local process is replaced by a new child
+//!   process; on Kubernetes a dead pod (OOM-killed, evicted, preempted, deleted, crashed)
+//!   is replaced by a new pod of its own name (`<pod>-r<n>`, the dead one staying for
+//!   inspection), except while the session shuts down. A container that cannot start
+//!   (`ContainerStartFailed`) is not restarted: a new pod would fail the same way.
 //!
 //! # Lifetime
 //! - **L1 — Owned actors.** An owned actor (the default) stops when its last owning

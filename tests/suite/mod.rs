@@ -431,6 +431,115 @@ pub async fn groups_broadcast_in_rank_order_and_round_robin(backend: &str) {
     assert!(err.iter().all(Result::is_err));
 }
 
+// ---- S3: process restarts (backends with worker processes only) ----
+
+pub async fn s3_a_dead_worker_process_is_restarted_and_idempotent_calls_rerun(backend: &str) {
+    let tag = tag(backend, "s3");
+    let c = Counter::spawn(7, tag.clone(), probe().await)
+        .max_restarts(1)
+        .on(placement(backend))
+        .await
+        .unwrap();
+    assert_eq!(c.increment().await.unwrap(), 8);
+    let first = host_of(&c).await;
+    let waiting = c.wait_for_gate(tag.clone());
+    gauge_reaches(&tag, 1).await;
+    let lost = c.increment();
+    let idempotent = c.get_again();
+    let cause = kill_host(backend, &first).await;
+    for (what, result) in [("running", waiting.await), ("queued", lost.await)] {
+        match result {
+            Err(Error::ActorDied { cause: seen, .. }) => assert_eq!(seen, cause, "{what} call"),
+            other => panic!("{what} call: expected ActorDied({cause:?}), got {other:?}"),
+        }
+    }
+    assert_eq!(
+        idempotent.await.unwrap(),
+        7,
+        "the idempotent call re-ran on a new process, rebuilt from the original arguments"
+    );
+    let second = host_of(&c).await;
+    assert!(
+        first.pid != second.pid || first.pod != second.pod,
+        "a new process"
+    );
+    assert!(c.is_alive());
+    assert_eq!(
+        c.increment().await.unwrap(),
+        8,
+        "later calls reach the new process"
+    );
+
+    // No restarts left: the next death is final.
+    let cause = kill_host(backend, &second).await;
+    assert_eq!(c.raw().erase().stopped().await, cause);
+    assert!(!c.is_alive());
+    match c.get().await {
+        Err(Error::ActorDied { cause: seen, .. }) => assert_eq!(seen, cause),
+        other => panic!("expected ActorDied({cause:?}), got {other:?}"),
+    }
+    open_gate(&tag);
+}
+
+pub async fn s3_re_sent_calls_run_first_and_in_their_original_order(backend: &str) {
+    let tag = tag(backend, "s3-order");
+    let c = Counter::spawn(0, tag.clone(), probe().await)
+        .max_restarts(1)
+        .on(placement(backend))
+        .await
+        .unwrap();
+    let host = host_of(&c).await;
+    let waiting = c.wait_for_gate(tag.clone());
+    gauge_reaches(&tag, 1).await;
+    let lost: Vec<_> = (1..=20).map(|n| c.record(n)).collect();
+    kill_host(backend, &host).await;
+    assert!(matches!(waiting.await, Err(Error::ActorDied { .. })));
+    // Made after the death was seen: it waits for the new process, behind the re-sent.
+    let later = c.history();
+    let logs = futures_util::future::try_join_all(lost).await.unwrap();
+    for (n, log) in logs.iter().enumerate() {
+        assert_eq!(
+            *log,
+            (1..=n as u64 + 1).collect::<Vec<_>>(),
+            "re-sent in order"
+        );
+    }
+    assert_eq!(later.await.unwrap(), (1..=20).collect::<Vec<_>>());
+    open_gate(&tag);
+}
+
+pub async fn s3_kill_is_final_even_with_restarts_left(backend: &str) {
+    let c = Counter::spawn(0, tag(backend, "s3-kill"), probe().await)
+        .max_restarts(3)
+        .on(placement(backend))
+        .await
+        .unwrap();
+    assert_eq!(c.increment().await.unwrap(), 1);
+    c.kill();
+    assert_eq!(c.raw().erase().stopped().await, DeathCause::Killed);
+    assert!(matches!(
+        c.get().await,
+        Err(Error::ActorDied {
+            cause: DeathCause::Killed,
+            ..
+        })
+    ));
+}
+
+/// Calls `$m!` with the name of every rule kept by backends whose actors live in worker
+/// processes: run by `tests/semantics.rs` on local processes and
+/// `tests/semantics_kubernetes.rs` on pods.
+#[macro_export]
+macro_rules! every_process_rule {
+    ($m:ident) => {
+        $m!(
+            s3_a_dead_worker_process_is_restarted_and_idempotent_calls_rerun,
+            s3_re_sent_calls_run_first_and_in_their_original_order,
+            s3_kill_is_final_even_with_restarts_left,
+        );
+    };
+}
+
 /// Calls `$m!` with the name of every test of the suite: the one list both suite
 /// binaries run.
 #[macro_export]

@@ -457,6 +457,44 @@ pub fn in_this_process(backend: &str) -> bool {
     matches!(backend, "in_process" | "loopback")
 }
 
+/// Where a `Counter` runs: its worker process, and its pod on Kubernetes.
+pub struct WorkerHost {
+    pub pid: u32,
+    pub pod: Option<String>,
+}
+
+/// Asks the counter where it runs (before it is made busy: the answer is a call).
+pub async fn host_of(counter: &ActorRef<Counter>) -> WorkerHost {
+    WorkerHost {
+        pid: counter.pid().await.expect("pid"),
+        pod: counter.env_var("POD_NAME".into()).await.expect("env"),
+    }
+}
+
+/// Kills the process hosting an actor the way it dies on `backend` — SIGKILL for a local
+/// process, an OOM kill injected through the emulator for a pod — and returns the cause
+/// the actor's callers see.
+pub async fn kill_host(backend: &str, host: &WorkerHost) -> DeathCause {
+    match backend {
+        "local_process" => {
+            // SAFETY: sends SIGKILL to a worker process this test spawned.
+            assert_eq!(unsafe { libc::kill(host.pid as i32, libc::SIGKILL) }, 0);
+            DeathCause::Signaled {
+                signal: libc::SIGKILL,
+            }
+        }
+        "kubernetes" => {
+            let c = cluster().await;
+            let pod = host.pod.as_deref().expect("a pod actor knows its pod");
+            c.emulator
+                .oom_kill(c.k8s.namespace(), pod)
+                .expect("OOM kill");
+            DeathCause::OomKilled
+        }
+        other => panic!("{other} hosts no worker process"),
+    }
+}
+
 /// Answers with large payloads, for the message-size paths.
 #[kt::actor]
 pub struct Blobs;

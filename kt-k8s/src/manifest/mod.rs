@@ -65,8 +65,8 @@ pub use group::{group_manifests, group_service};
 pub(crate) use meta::owner_references;
 pub use names::{
     LABEL_VALUE_MAX, NAME_MAX, SESSION_ID_MAX, SessionId, dns_label, group_service_name,
-    label_value, member_hostname, pod_name, session_root_name, short_type_name, worker_secret_name,
-    worker_secret_of_pod,
+    incarnation_pod_name, label_value, member_hostname, pod_name, session_root_name,
+    short_type_name, worker_secret_name, worker_secret_of_pod,
 };
 pub use plan::{
     ActorPod, GroupRank, Owner, PlacementGroup, PlacementStrategy, SessionRoot, WorkerFiles,

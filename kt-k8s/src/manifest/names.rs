@@ -152,6 +152,21 @@ pub fn pod_name(session: &SessionId, actor_name: &str) -> String {
     actor_stem(session, actor_name)
 }
 
+/// The pod of an actor's `incarnation`-th worker process: the first is [`pod_name`];
+/// after a dead pod (rule S3: it is replaced while restarts are left, and may stay for
+/// inspection), `<pod>-r<n>`. The suffix always survives truncation.
+pub fn incarnation_pod_name(session: &SessionId, actor_name: &str, incarnation: u32) -> String {
+    if incarnation == 0 {
+        return pod_name(session, actor_name);
+    }
+    let suffix = format!("-r{incarnation}");
+    let stem = dns_label(
+        &format!("kt-{session}-{actor_name}"),
+        NAME_MAX - "-worker".len() - suffix.len(),
+    );
+    format!("{stem}{suffix}")
+}
+
 /// The Secret holding an actor's TLS identity and worker config: `<pod>-worker`.
 pub fn worker_secret_name(session: &SessionId, actor_name: &str) -> String {
     worker_secret_of_pod(&actor_stem(session, actor_name))

@@ -33,11 +33,15 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use kt_core::EncodedRoute;
 use kt_core::handle_wire::HandleAddress;
+use kt_core::registry::ActorType;
 use kt_core::{
     ActorLabel, DeathCause, ErasedActor, Error, Lifetime, Placed, Placement, SpawnRequest,
 };
+use kt_transport::RemoteRoute;
 use kt_transport::worker::dialed;
+use kt_transport::worker::supervision::{StartIncarnation, supervised};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
@@ -47,8 +51,8 @@ pub use pod_state::{PodState, pod_state};
 use crate::manifest::{
     ANNOTATION_ACTOR_NAME, ANNOTATION_TYPE_NAME, ActorPod, GroupRank, LABEL_ACTOR,
     LABEL_MANAGED_BY, MANAGED_BY, Owner, SessionId, SessionRoot, WorkerFiles, actor_pod, dns_label,
-    group_service, label_value, pod_name, session_owner, session_root, short_type_name,
-    worker_secret, worker_secret_name, worker_secret_of_pod,
+    group_service, incarnation_pod_name, label_value, session_owner, session_root, short_type_name,
+    worker_secret, worker_secret_of_pod,
 };
 use progress::Progress;
 
@@ -226,6 +230,7 @@ impl KubernetesBuilder {
                 killed: Arc::default(),
                 deletions: Deletions::default(),
                 kept: std::sync::Mutex::new(std::collections::HashSet::new()),
+                closing: std::sync::atomic::AtomicBool::new(false),
                 reach: self.reach.unwrap_or_else(Reach::detect),
                 forwards: std::sync::Mutex::new(std::collections::HashMap::new()),
                 runtime,
@@ -314,6 +319,9 @@ struct Inner {
     /// Pods of this session whose actors failed, kept for inspection until the session
     /// ends (or a new actor of the same name replaces them).
     kept: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Set by `shutdown()`: pods that die from now on are not replaced (rule S3 ends with
+    /// the session).
+    closing: std::sync::atomic::AtomicBool,
     /// How this driver reaches pods.
     reach: Reach,
     /// Live port-forwards, by pod.
@@ -360,6 +368,7 @@ impl Kubernetes {
     /// then deletes the session's root, which garbage-collects every owned actor's pod,
     /// Service and Secret. Detached actors stay.
     pub async fn shutdown(&self) -> kt_core::Result<()> {
+        self.inner.closing.store(true, Ordering::Release);
         self.deletions_settled().await;
         // The garbage collector deletes them with the root.
         self.inner
@@ -408,6 +417,33 @@ fn is_conflict(error: &kube::Error) -> bool {
     matches!(error, kube::Error::Api(status) if status.code == 409)
 }
 
+/// What every incarnation of one pod actor is built from: a dead pod with restarts left
+/// is replaced by a new pod from the same recipe (rule S3).
+struct PodRecipe {
+    plan: ActorPod,
+    actor_type: ActorType,
+    args: Bytes,
+    options: kt_core::SpawnOptions,
+    member: Member,
+    label: ActorLabel,
+}
+
+/// Renames the pod and Secret of a later incarnation: its pod and Secret have names of
+/// their own (the dead pod may stay for inspection), and its pod mounts its own Secret.
+fn name_incarnation(pod: &mut Pod, secret: &mut Secret, pod_name: &str, secret_name: &str) {
+    let first_secret = secret.metadata.name.replace(secret_name.to_string());
+    pod.metadata.name = Some(pod_name.to_string());
+    let volumes = pod.spec.as_mut().and_then(|spec| spec.volumes.as_mut());
+    for volume in volumes.into_iter().flatten() {
+        if let Some(source) = volume.secret.as_mut()
+            && source.secret_name.is_some()
+            && source.secret_name == first_secret
+        {
+            source.secret_name = Some(secret_name.to_string());
+        }
+    }
+}
+
 /// What a spawn is building, for its error messages and progress.
 struct Member {
     actor_name: String,
@@ -454,6 +490,7 @@ impl Inner {
         let options = request.options.clone();
         let type_name = request.actor_type.type_name;
         let args = Bytes::from(request.encoded_args()?.to_vec());
+        let actor_type = request.actor_type;
         let detached = options.lifetime == Lifetime::Detached;
         let member = self.member(type_name, &options);
         if options.name.is_some() {
@@ -486,30 +523,83 @@ impl Inner {
             placement: request.options.placement_group.clone(),
             owner,
         };
-        // Built (and checked) before anything is created.
-        let pod = actor_pod(&plan)?;
-        // A pod the kubelet restarts keeps running after a failure: it is not kept.
-        let restarts = pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref()) != Some("Never");
-        let prepared = dialed::prepare(type_name, args, options, self.port)?;
-        let files = WorkerFiles {
-            ca_pem: prepared.files.ca_pem.into_bytes(),
-            cert_pem: prepared.files.cert_pem.into_bytes(),
-            key_pem: prepared.files.key_pem.into_bytes(),
-            config: prepared.files.config,
-        };
-        let pod_name = pod_name(&self.session, &member.actor_name);
-        let secret_name = worker_secret_name(&self.session, &member.actor_name);
         let label = ActorLabel {
             id: 0,
             type_name: type_name.to_string().into(),
             name: Some(member.actor_name.clone()),
         };
 
+        let restarts = options.max_restarts;
+        let recipe = Arc::new(PodRecipe {
+            plan,
+            actor_type,
+            args,
+            options,
+            member,
+            label,
+        });
+        let first = self
+            .clone()
+            .start_incarnation(recipe.clone(), restarts)
+            .await?;
+        let start: StartIncarnation = {
+            let (this, recipe) = (self.clone(), recipe.clone());
+            Arc::new(move |left| Box::pin(this.clone().start_incarnation(recipe.clone(), left)))
+        };
+        let actor = supervised(first, actor_type, restarts, detached, start)?;
+        Ok(Placed::elsewhere(actor))
+    }
+
+    /// Starts one worker pod from `recipe` with `left` restarts left (its budget for
+    /// panics) and attaches to it: the first pod of a spawn, or the pod that replaces a
+    /// dead one (rule S3). Watches the pod until it ends, then removes its objects or
+    /// keeps the pod for inspection.
+    async fn start_incarnation(
+        self: Arc<Self>,
+        recipe: Arc<PodRecipe>,
+        left: u32,
+    ) -> kt_core::Result<Arc<RemoteRoute>> {
+        let PodRecipe {
+            plan,
+            actor_type,
+            member,
+            ..
+        } = &*recipe;
+        let type_name = actor_type.type_name;
+        let detached = recipe.options.lifetime == Lifetime::Detached;
+        let label = recipe.label.clone();
+        let incarnation = recipe.options.max_restarts.saturating_sub(left);
+        if incarnation > 0 && self.closing.load(Ordering::Acquire) {
+            return Err(Error::WorkerStartFailed {
+                type_name: type_name.to_string(),
+                message: "the session is shutting down, so a dead pod is not replaced".into(),
+            });
+        }
+        let mut options = recipe.options.clone();
+        options.max_restarts = left;
+        // Built (and checked) before anything is created.
+        let mut pod = actor_pod(plan)?;
+        // A pod the kubelet restarts keeps running after a failure: it is not kept.
+        let restarts = pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref()) != Some("Never");
+        let prepared = dialed::prepare(type_name, recipe.args.clone(), options, self.port)?;
+        let files = WorkerFiles {
+            ca_pem: prepared.files.ca_pem.into_bytes(),
+            cert_pem: prepared.files.cert_pem.into_bytes(),
+            key_pem: prepared.files.key_pem.into_bytes(),
+            config: prepared.files.config,
+        };
+        let pod_name = incarnation_pod_name(&plan.session, &member.actor_name, incarnation);
+        let secret_name = worker_secret_of_pod(&pod_name);
+        let mut secret = worker_secret(plan, &files);
+        if incarnation > 0 {
+            name_incarnation(&mut pod, &mut secret, &pod_name, &secret_name);
+        }
+
         self.replace_kept(&pod_name, &secret_name).await?;
         if plan.group.is_some() {
             let services: Api<Service> = Api::namespaced(self.client.clone(), &self.namespace);
             match services
-                .create(&PostParams::default(), &group_service(&plan)?)
+                .create(&PostParams::default(), &group_service(plan)?)
                 .await
             {
                 Ok(_) => {}
@@ -517,15 +607,11 @@ impl Inner {
                 Err(error) => return Err(api_error("creating the group Service", error)),
             }
         }
-        match self
-            .secrets()
-            .create(&PostParams::default(), &worker_secret(&plan, &files))
-            .await
-        {
+        match self.secrets().create(&PostParams::default(), &secret).await {
             Ok(_) => {}
             Err(error) if is_conflict(&error) => {
                 return Err(Error::NameTaken {
-                    name: member.actor_name,
+                    name: member.actor_name.clone(),
                 });
             }
             Err(error) => return Err(api_error("creating the worker Secret", error)),
@@ -534,7 +620,7 @@ impl Inner {
             self.delete_objects(&pod_name, &secret_name, false).await;
             return Err(if is_conflict(&error) {
                 Error::NameTaken {
-                    name: member.actor_name,
+                    name: member.actor_name.clone(),
                 }
             } else {
                 api_error("creating the pod", error)
@@ -549,7 +635,7 @@ impl Inner {
                 match state {
                     PodState::Starting { stage } => board.set(member.rank, stage),
                     PodState::Unschedulable { message } => {
-                        if !request.options.wait_for_resources {
+                        if !recipe.options.wait_for_resources {
                             return Err(DeathCause::Unschedulable { message });
                         }
                         board.set(member.rank, "unschedulable");
@@ -599,7 +685,7 @@ impl Inner {
             })?;
         // A pod can die while its worker is being dialed (a crash right after start).
         let attached = tokio::select! {
-            attached = self.attach(address, prepared.token, !detached, &pod_name) => attached,
+            attached = self.attach(address, prepared.token, &pod_name) => attached,
             cause = died(&mut states) => Err(Error::ActorDied { actor: label, cause }),
         };
         let attached = match attached {
@@ -618,7 +704,7 @@ impl Inner {
             until_ready: ready - created,
             ready_to_attached: ready.elapsed(),
         });
-        let actor_id = attached.actor.label().id;
+        let actor_id = attached.route.label().id;
         let annotate = serde_json::json!({
             "metadata": {"annotations": {ANNOTATION_ACTOR_ID: actor_id.to_string()}}
         });
@@ -634,7 +720,7 @@ impl Inner {
         // Keep watching the pod: its end is the actor's death, with Kubernetes' reason.
         // Once the actor is gone for good, its objects go, or its pod stays for inspection.
         let death = attached.death.clone();
-        let mut stopped = attached.actor.stopped();
+        let mut stopped = attached.route.stopped();
         let this = self.clone();
         self.runtime.spawn(async move {
             let first = tokio::select! {
@@ -661,7 +747,7 @@ impl Inner {
             let end = End::of(&cause, detached, restarts);
             this.after_death(&pod_name, &secret_name, end, false).await;
         });
-        Ok(Placed::elsewhere(attached.actor))
+        Ok(attached.route)
     }
 
     fn record(&self, timing: SpawnTiming) {
@@ -745,7 +831,6 @@ impl Inner {
         &self,
         address: SocketAddr,
         token: u64,
-        owned: bool,
         pod_name: &str,
     ) -> kt_core::Result<dialed::Attached> {
         let deadline = tokio::time::Instant::now() + ATTACH_TIMEOUT;
@@ -764,7 +849,7 @@ impl Inner {
             };
             let killer = self.killer(pod_name);
             let result = tokio::select! {
-                result = dialed::attach(address, token, owned, Some(killer), attempt) => result,
+                result = dialed::attach(address, token, Some(killer), attempt) => result,
                 // The pod refused the forwarded connection: no need to wait the attempt out.
                 message = refused => Err(Error::Unavailable {
                     target: format!("pod {pod_name}"),

@@ -25,7 +25,7 @@ use tokio::process::{Child, ChildStdin, Command};
 use crate::node::{HelloStream, Node, RemoteRoute, RouteState, watch_events};
 use crate::wire::directory::{NameEntry, Names};
 use crate::wire::frame::PROTOCOL_VERSION;
-use crate::worker::supervision::{ReleaseRestarting, RestartingRoute, StartIncarnation};
+use crate::worker::supervision::{StartIncarnation, supervised};
 use crate::worker::{WORKER_ENV, WorkerConfig, encode_config, worker_args};
 use resources::{Grant, Ledger};
 
@@ -118,21 +118,11 @@ async fn spawn_worker(ledger: Arc<Ledger>, request: SpawnRequest) -> kt_core::Re
         }
     };
     let detached = recipe.options.lifetime == Lifetime::Detached;
-    let actor = if restarts == 0 {
-        // Nothing to restart: calls go straight to the one process.
-        let owner = (!detached).then(|| Arc::new(OwnerGuard::new(first.releaser())));
-        ErasedActor::new(first, owner)
-    } else {
-        let start: StartIncarnation = {
-            let recipe = recipe.clone();
-            Arc::new(move |left| Box::pin(start_incarnation(recipe.clone(), left)))
-        };
-        let runtime = Node::global()?.runtime.clone();
-        let route = RestartingRoute::new(first, recipe.actor_type, restarts, start, runtime);
-        let owner = (!detached)
-            .then(|| Arc::new(OwnerGuard::new(Arc::new(ReleaseRestarting(route.clone())))));
-        ErasedActor::new(route, owner)
+    let start: StartIncarnation = {
+        let recipe = recipe.clone();
+        Arc::new(move |left| Box::pin(start_incarnation(recipe.clone(), left)))
     };
+    let actor = supervised(first, recipe.actor_type, restarts, detached, start)?;
     if let Some(name) = name {
         spawned_here().insert(name, SpawnedHere::of(&actor));
     }

@@ -90,10 +90,19 @@ fn random_token() -> Result<u64, Error> {
 
 /// An actor in a dialed worker, as its backend holds it.
 pub struct Attached {
-    /// The handle: owning (its drop releases the actor) unless the actor is detached.
-    pub actor: ErasedActor,
+    /// The route to the actor in this worker process: one incarnation, which a backend
+    /// hands out as it is or supervised ([`crate::worker::supervision::supervised`]).
+    pub route: Arc<RemoteRoute>,
     /// Tells waiting callers the actor died, when the backend learns why.
     pub death: DeathReporter,
+}
+
+impl Attached {
+    /// A handle to this one incarnation: owning (its last drop releases the actor) or not.
+    pub fn handle(&self, owned: bool) -> ErasedActor {
+        let owner = owned.then(|| Arc::new(OwnerGuard::new(self.route.releaser())));
+        ErasedActor::new(self.route.clone(), owner)
+    }
 }
 
 /// Reports the death of a dialed worker's actor, with the cause the backend saw (the
@@ -123,13 +132,11 @@ impl DeathReporter {
 }
 
 /// Dials the worker at `worker`, attaches with `token` and returns the actor it hosts,
-/// or fails with `Unavailable` when no connection is made within `within`. `owned` gives the handle a share of
-/// ownership (dropping the last one releases the actor); `killer` ends the worker's
-/// process (deleting its pod) on `kill()`.
+/// or fails with `Unavailable` when no connection is made within `within`. `killer` ends
+/// the worker's process (deleting its pod) on `kill()`.
 pub async fn attach(
     worker: SocketAddr,
     token: u64,
-    owned: bool,
     killer: Option<Box<dyn Fn() + Send + Sync>>,
     within: Duration,
 ) -> Result<Attached, Error> {
@@ -137,7 +144,7 @@ pub async fn attach(
     // A new worker: a connection cached for its address can only lead to an earlier
     // process there (pod IPs are reused), which is gone.
     node.forget_peer(worker);
-    let attached = attach_on(&node, worker, token, owned, killer, within).await;
+    let attached = attach_on(&node, worker, token, killer, within).await;
     if attached.is_err() {
         // A connection cached for this address may lead to a process that is gone (pod
         // IPs are reused): the next attempt starts afresh.
@@ -150,7 +157,6 @@ async fn attach_on(
     node: &Arc<Node>,
     worker: SocketAddr,
     token: u64,
-    owned: bool,
     killer: Option<Box<dyn Fn() + Send + Sync>>,
     within: Duration,
 ) -> Result<Attached, Error> {
@@ -166,7 +172,7 @@ async fn attach_on(
     // under it (or a worker that hangs) takes longer; then give up.
     match tokio::time::timeout(
         EXCHANGE_TIMEOUT,
-        exchange(node, peer, worker, token, owned, killer),
+        exchange(node, peer, worker, token, killer),
     )
     .await
     {
@@ -184,7 +190,6 @@ async fn exchange(
     peer: Arc<Peer>,
     worker: SocketAddr,
     token: u64,
-    owned: bool,
     killer: Option<Box<dyn Fn() + Send + Sync>>,
 ) -> Result<Attached, Error> {
     let unavailable = |message: String| Error::Unavailable {
@@ -231,9 +236,8 @@ async fn exchange(
         let control = control;
         let _ = control.stopped().await;
     });
-    let owner = owned.then(|| Arc::new(OwnerGuard::new(route.releaser())));
     Ok(Attached {
-        actor: ErasedActor::new(route, owner),
+        route,
         death: DeathReporter {
             state,
             node: node.clone(),

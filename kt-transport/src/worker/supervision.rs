@@ -24,7 +24,8 @@ use futures_util::future::BoxFuture;
 use kt_core::handle_wire::HandleAddress;
 use kt_core::registry::ActorType;
 use kt_core::{
-    Accepted, ActorLabel, DeathCause, EncodedReply, EncodedRoute, Error, Release, ReplySink,
+    Accepted, ActorLabel, DeathCause, EncodedReply, EncodedRoute, ErasedActor, Error, OwnerGuard,
+    Release, ReplySink,
 };
 use tokio::sync::{oneshot, watch};
 
@@ -34,9 +35,33 @@ use crate::node::RemoteRoute;
 /// unavailable (the same bound as a route's own queue).
 const RESTART_QUEUE: usize = 4096;
 
-/// Starts a new incarnation of the actor with the restarts it has left.
-pub(crate) type StartIncarnation =
+/// Starts a new incarnation of the actor with the restarts it has left (its budget for
+/// panics, rule S1): a new local process, a new pod.
+pub type StartIncarnation =
     Arc<dyn Fn(u32) -> BoxFuture<'static, kt_core::Result<Arc<RemoteRoute>>> + Send + Sync>;
+
+/// The handle to an actor hosted by a worker, as every placement hands it out: its first
+/// incarnation's route as it is when no restarts are allowed, or supervised by a
+/// restarting route that starts the next incarnations with `start` (rule S3). An owned
+/// actor's handle holds a share of ownership; the last one to drop releases the actor.
+pub fn supervised(
+    first: Arc<RemoteRoute>,
+    actor_type: ActorType,
+    restarts: u32,
+    detached: bool,
+    start: StartIncarnation,
+) -> kt_core::Result<ErasedActor> {
+    if restarts == 0 {
+        // Nothing to restart: calls go straight to the one process.
+        let owner = (!detached).then(|| Arc::new(OwnerGuard::new(first.releaser())));
+        return Ok(ErasedActor::new(first, owner));
+    }
+    let runtime = crate::node::Node::global()?.runtime.clone();
+    let route = RestartingRoute::new(first, actor_type, restarts, start, runtime);
+    let owner =
+        (!detached).then(|| Arc::new(OwnerGuard::new(Arc::new(ReleaseRestarting(route.clone())))));
+    Ok(ErasedActor::new(route, owner))
+}
 
 /// Calls to an actor whose process is restarted when it dies.
 pub(crate) struct RestartingRoute {

@@ -58,6 +58,10 @@ pub use kt_k8s::{Kubernetes, KubernetesBuilder, Reach};
 pub use kt_macros::{actor, main, test};
 pub use kt_transport::{LocalProcess, is_worker, serve_if_worker};
 
+/// The JSON values [`Compute::pod_patch`] and [`Compute::pod_json_patch`] take, so that
+/// `kt` alone is enough to write them: `kt::serde_json::json!({...})`.
+pub use serde_json;
+
 /// Support for generated code; not a public API.
 #[doc(hidden)]
 pub mod __private {

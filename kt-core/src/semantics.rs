@@ -85,9 +85,10 @@
 //!   65,536) park beside a full mailbox, and a call past that bound is refused at once with
 //!   [`crate::Error::Overloaded`] — it does not run, the calls before it do — so a producer
 //!   that never awaits cannot grow memory without limit. For an actor in another process the
-//!   mailbox's bound reaches the caller through the transport's flow control: a worker
-//!   reads the next call only once the previous one is in the mailbox, and the caller's
-//!   route queue is itself bounded; `Call::sent` then reports the route queue.
+//!   same bound holds on the caller's side: the caller's route lets at most
+//!   `mailbox_capacity + max_concurrency` unanswered calls onto the wire (what the actor
+//!   can hold and run), keeps later ones back in order, and sends each as a reply frees
+//!   room — that is when its `Call::sent` resolves.
 //!
 //! # Names
 //! - **N1 — Unique names.** A name belongs to one live actor at a time; spawning a second

@@ -704,6 +704,10 @@ impl Inner {
             until_ready: ready - created,
             ready_to_attached: ready.elapsed(),
         });
+        attached.route.pace_to(
+            recipe.options.mailbox_capacity,
+            recipe.options.max_concurrency,
+        );
         let actor_id = attached.route.label().id;
         let annotate = serde_json::json!({
             "metadata": {"annotations": {ANNOTATION_ACTOR_ID: actor_id.to_string()}}

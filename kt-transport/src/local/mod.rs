@@ -345,6 +345,10 @@ async fn start_incarnation(
         _ => None,
     };
     let route = RemoteRoute::new(node.clone(), address, true, Some(killer));
+    route.pace_to(
+        recipe.options.mailbox_capacity,
+        recipe.options.max_concurrency,
+    );
     let state = route.state().clone();
     let watched_node = node.clone();
     runtime.spawn(async move {

@@ -14,14 +14,9 @@ use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use bytes::{Bytes, BytesMut};
-use kt_core::Accepted;
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::Notify;
 
 use super::lock;
-
-/// How many frames may wait in a writer's buffer (not yet taken by QUIC) before those
-/// who append are told to wait (rule B1).
-const PACING_QUEUE: usize = 4096;
 
 /// How much buffer a writer reserves at a time for the frames it appends.
 const BUFFER_STEP: usize = 16 * 1024;
@@ -46,10 +41,6 @@ pub(crate) struct Inner<E> {
     /// True while the writer task owns the writing (before the stream is open, or when
     /// QUIC was full): whoever appends leaves the bytes to it.
     task_writes: bool,
-    /// Frames in `buf`, for pacing.
-    queued: usize,
-    /// Those told to wait until their frame is handed to QUIC.
-    waiting: Vec<oneshot::Sender<()>>,
     /// Nothing more is written: the stream failed, or it was finished.
     closed: bool,
     /// Finish the stream once `buf` is written.
@@ -73,19 +64,6 @@ impl<E> Appender<'_, E> {
             inner.buf.reserve(bytes.max(BUFFER_STEP));
         }
         (&mut inner.buf, &mut inner.extra)
-    }
-
-    /// Counts one appended frame against the pacing bound: `Later` once more than the
-    /// bound wait for QUIC (it fires when this frame is handed over).
-    pub(crate) fn pace(&mut self) -> Accepted {
-        let inner = &mut *self.guard;
-        inner.queued += 1;
-        if inner.queued <= PACING_QUEUE {
-            return Accepted::Now;
-        }
-        let (tx, rx) = oneshot::channel();
-        inner.waiting.push(tx);
-        Accepted::Later(rx)
     }
 }
 
@@ -111,13 +89,7 @@ fn write_inline<E>(inner: &mut Inner<E>) -> bool {
     let written = poll_once(send.write_chunks(&mut chunks));
     let [rest] = chunks;
     match written {
-        Some(Ok(_)) if rest.is_empty() => {
-            inner.queued = 0;
-            for waiter in inner.waiting.drain(..) {
-                let _ = waiter.send(());
-            }
-            false
-        }
+        Some(Ok(_)) if rest.is_empty() => false,
         // QUIC took part (its window is full), or failed: the writer task writes the
         // rest, or meets the error and reports it.
         _ => {
@@ -130,8 +102,8 @@ fn write_inline<E>(inner: &mut Inner<E>) -> bool {
 
 /// What the writer task does next.
 enum Step {
-    /// Write these bytes, then release those waiting for them.
-    Write(quinn::SendStream, Vec<Bytes>, Vec<oneshot::Sender<()>>),
+    /// Write these bytes.
+    Write(quinn::SendStream, Vec<Bytes>),
     /// The stream is finished.
     Finished(quinn::SendStream),
     /// Nothing to write: whoever appends next writes inline.
@@ -160,8 +132,6 @@ impl<E> OrderedWriter<E> {
                 carry: None,
                 send: None,
                 task_writes: true,
-                queued: 0,
-                waiting: Vec::new(),
                 closed: false,
                 finishing: false,
                 extra,
@@ -197,7 +167,6 @@ impl<E> OrderedWriter<E> {
     pub(crate) fn close(&self) {
         let mut inner = lock(&self.inner);
         inner.closed = true;
-        inner.waiting.clear();
     }
 
     /// The writer task's side, once the stream is open: writes whatever could not be
@@ -208,10 +177,10 @@ impl<E> OrderedWriter<E> {
         mut send: quinn::SendStream,
     ) -> Result<quinn::SendStream, quinn::WriteError> {
         loop {
-            let (mut chunks, waiters) = match self.next_step(send) {
-                Step::Write(stream, chunks, waiters) => {
+            let mut chunks = match self.next_step(send) {
+                Step::Write(stream, chunks) => {
                     send = stream;
-                    (chunks, waiters)
+                    chunks
                 }
                 Step::Finished(stream) => return Ok(stream),
                 Step::Idle => {
@@ -220,9 +189,6 @@ impl<E> OrderedWriter<E> {
                 }
             };
             let written = send.write_all_chunks(&mut chunks).await;
-            for waiter in waiters {
-                let _ = waiter.send(());
-            }
             if let Err(error) = written {
                 self.close();
                 return Err(error);
@@ -238,8 +204,7 @@ impl<E> OrderedWriter<E> {
             let mut chunks = Vec::with_capacity(2);
             chunks.extend(inner.carry.take());
             chunks.push(inner.buf.split().freeze());
-            inner.queued = 0;
-            return Step::Write(send, chunks, std::mem::take(&mut inner.waiting));
+            return Step::Write(send, chunks);
         }
         if inner.finishing {
             inner.closed = true;

@@ -1,23 +1,65 @@
 //! How a route puts one call on its stream: a method index (the method named once per
-//! stream), a call id, the arguments as they are, and the call registered as pending.
+//! stream), a call id, the arguments as they are, and the call registered as pending —
+//! or parked on the caller's side while the actor's mailbox bound is used up (rule B1).
+//!
+//! A route has credit for as many unanswered calls as the actor can hold: its mailbox
+//! capacity plus the calls it runs at once. A call past the credit is encoded but kept
+//! back, in order, and written when a reply frees room; its `Call::sent()` resolves
+//! then. So a producer that awaits `sent()` is paced by the actor exactly as in one
+//! process, and calls on the wire never exceed what the actor can take. Past the
+//! parking bound a call is refused with `Error::Overloaded`.
 
-use bytes::BytesMut;
-use kt_core::{Accepted, EncodedReply, Error};
+use std::collections::VecDeque;
+
+use bytes::{Bytes, BytesMut};
+use kt_core::{Accepted, EncodedReply, Error, parking_limit};
+use tokio::sync::oneshot;
 
 use super::state::RouteState;
-use crate::node::writer::OrderedWriter;
-use crate::wire::call::{CALL_HEADER, MAX_METHODS_PER_STREAM, write_call, write_method};
+use crate::node::writer::{Appender, OrderedWriter};
+use crate::wire::call::{
+    CALL_HEADER, MAX_METHODS_PER_STREAM, write_call, write_method, write_release,
+};
 
 /// What a route's stream remembers about the calls it carries.
-#[derive(Default)]
 pub(super) struct CallTable {
     /// The names of the methods defined on this stream, by index.
     methods: Vec<Box<str>>,
-    /// The id of the next call.
-    next_call: u64,
+    /// The id of the last call.
+    last_call: u64,
+    /// How many unanswered calls may be on the wire (rule B1).
+    credit: usize,
+    /// Frames kept back behind calls past the credit, in order.
+    parked: VecDeque<Parked>,
+    /// How many of `parked` are calls (registered as pending).
+    parked_calls: usize,
+}
+
+/// A frame kept back on the caller's side.
+enum Parked {
+    /// A call past the credit, with whoever awaits its `sent()`.
+    Call(Bytes, oneshot::Sender<()>),
+    /// A `Release` made after parked calls: it must not overtake them (rule L1).
+    Release,
 }
 
 impl CallTable {
+    /// A table allowing `credit` unanswered calls on the wire.
+    pub(super) fn new(credit: usize) -> Self {
+        CallTable {
+            methods: Vec::new(),
+            last_call: 0,
+            credit: credit.max(1),
+            parked: VecDeque::new(),
+            parked_calls: 0,
+        }
+    }
+
+    /// Changes the credit (the backend learned the actor's mailbox capacity).
+    pub(super) fn set_credit(&mut self, credit: usize) {
+        self.credit = credit.max(1);
+    }
+
     /// The index of `method` on this stream, defining it (a `Method` frame in `buf`) on
     /// first use.
     fn method_index(&mut self, method: &str, buf: &mut BytesMut) -> Result<u16, Error> {
@@ -39,8 +81,14 @@ impl CallTable {
     }
 }
 
-/// Appends one call to the route's stream (written at once when the stream is idle),
-/// registered with `state` before its bytes can reach the actor.
+/// Unanswered calls on the wire: pending ones that are not parked.
+fn on_the_wire(state: &RouteState, table: &CallTable) -> usize {
+    state.pending_count().saturating_sub(table.parked_calls)
+}
+
+/// Appends one call to the route's stream (written at once when the stream is idle), or
+/// parks it past the credit; it is registered with `state` before its bytes can reach
+/// the actor.
 pub(super) fn send_call(
     writer: &OrderedWriter<CallTable>,
     state: &RouteState,
@@ -61,17 +109,87 @@ pub(super) fn send_call(
             return Accepted::Now;
         }
     };
-    table.next_call += 1;
-    let call_id = table.next_call;
+    let limit = parking_limit(table.credit);
+    if table.parked_calls >= limit {
+        drop(appender);
+        reply.fail(Error::Overloaded {
+            actor: state.label().clone(),
+            limit,
+        });
+        return Accepted::Now;
+    }
+    table.last_call += 1;
+    let call_id = table.last_call;
     if let Err(reply) = state.register(call_id, reply) {
         drop(appender);
         reply.fail(state.gone());
         return Accepted::Now;
     }
-    if let Err(error) = write_call(buf, call_id, index, args) {
+    let park = !table.parked.is_empty() || on_the_wire(state, table) > table.credit;
+    if !park {
+        if let Err(error) = write_call(buf, call_id, index, args) {
+            drop(appender);
+            state.fail_call(call_id, error);
+        }
+        return Accepted::Now;
+    }
+    let mut frame = BytesMut::with_capacity(CALL_HEADER + args.len());
+    if let Err(error) = write_call(&mut frame, call_id, index, args) {
         drop(appender);
         state.fail_call(call_id, error);
         return Accepted::Now;
     }
-    appender.pace()
+    let (sent, accepted) = oneshot::channel();
+    table.parked.push_back(Parked::Call(frame.freeze(), sent));
+    table.parked_calls += 1;
+    Accepted::Later(accepted)
+}
+
+/// Appends a `Release` behind every call made so far, parked ones included.
+pub(super) fn send_release(writer: &OrderedWriter<CallTable>) {
+    let Some(mut appender) = writer.append() else {
+        return;
+    };
+    let (buf, table) = appender.parts(8);
+    match table.parked.is_empty() {
+        true => write_release(buf),
+        false => table.parked.push_back(Parked::Release),
+    }
+}
+
+/// The route is gone: parked calls will never be written (their replies fail with the
+/// route's other pending calls), and their `sent()` learns it now.
+pub(super) fn drop_parked(writer: &OrderedWriter<CallTable>) {
+    if let Some(mut appender) = writer.append() {
+        let (_, table) = appender.parts(0);
+        table.parked.clear();
+        table.parked_calls = 0;
+    }
+}
+
+/// Replies freed credit: parked calls go on the wire, oldest first, as far as it goes.
+pub(super) fn release_parked(writer: &OrderedWriter<CallTable>, state: &RouteState) {
+    let Some(mut appender) = writer.append() else {
+        return;
+    };
+    release_into(&mut appender, state);
+}
+
+fn release_into(appender: &mut Appender<'_, CallTable>, state: &RouteState) {
+    loop {
+        let (buf, table) = appender.parts(0);
+        let front_is_call = matches!(table.parked.front(), Some(Parked::Call(..)));
+        if table.parked.is_empty() || (front_is_call && on_the_wire(state, table) >= table.credit) {
+            return;
+        }
+        match table.parked.pop_front() {
+            Some(Parked::Call(frame, sent)) => {
+                table.parked_calls -= 1;
+                buf.extend_from_slice(&frame);
+                let _ = sent.send(());
+            }
+            Some(Parked::Release) => write_release(buf),
+            None => return,
+        }
+    }
 }

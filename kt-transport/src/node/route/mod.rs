@@ -23,9 +23,9 @@ use tokio_util::codec::FramedRead;
 
 use super::writer::OrderedWriter;
 use super::{Node, Peer};
-use crate::wire::call::{NodeFrame, decode_node_frame, write_kill, write_release};
+use crate::wire::call::{NodeFrame, decode_node_frame, write_kill};
 use crate::wire::frame::{Frame, PROTOCOL_VERSION, codec, encode_frame, max_message_bytes};
-use calls::{CallTable, send_call};
+use calls::{CallTable, drop_parked, send_call, send_release};
 pub(crate) use state::RouteState;
 
 /// The ordered bytes of a route's stream.
@@ -67,7 +67,9 @@ impl RemoteRoute {
             },
             &mut open,
         );
-        let outbox = Arc::new(OrderedWriter::new(open, CallTable::default()));
+        let credit = kt_core::DEFAULT_MAILBOX_CAPACITY + 1;
+        let outbox = Arc::new(OrderedWriter::new(open, CallTable::new(credit)));
+        state.attach_stream(&outbox);
         if let Err(error) = opened {
             state.refuse(error);
             outbox.close();
@@ -83,6 +85,18 @@ impl RemoteRoute {
             stream: Arc::new(StreamUse(outbox)),
             killer,
         })
+    }
+
+    /// Sets how many unanswered calls may be on the wire before callers' `sent()` waits
+    /// (rule B1): the actor's mailbox capacity plus the calls it runs at once. A backend
+    /// that spawned the actor knows them; a handle that travelled assumes the defaults.
+    pub fn pace_to(&self, mailbox_capacity: usize, max_concurrency: usize) {
+        if let Some(mut appender) = self.stream.0.append() {
+            appender
+                .parts(0)
+                .1
+                .set_credit(mailbox_capacity.saturating_add(max_concurrency));
+        }
     }
 
     pub(crate) fn state(&self) -> &Arc<RouteState> {
@@ -110,9 +124,7 @@ struct ReleaseOnRoute {
 
 impl kt_core::Release for ReleaseOnRoute {
     fn release(&self) {
-        if let Some(mut appender) = self.stream.0.append() {
-            write_release(appender.parts(8).0);
-        }
+        send_release(&self.stream.0);
     }
 }
 
@@ -178,6 +190,7 @@ async fn run_route(
     outbox: Arc<Route>,
 ) {
     let lost = |outbox: &Route, state: &RouteState| {
+        drop_parked(outbox);
         outbox.close();
         state.fail_pending();
     };
@@ -210,7 +223,13 @@ async fn run_route(
     };
     let stream_id = u64::from(send.id());
     peer.register_route(stream_id, &state);
-    tokio::spawn(read_replies(peer, state.clone(), recv, stream_id));
+    tokio::spawn(read_replies(
+        peer,
+        state.clone(),
+        outbox.clone(),
+        recv,
+        stream_id,
+    ));
     if let Err(error) = outbox.write_until_finished(send).await {
         state.settle_lost_connection(error.to_string()).await;
         lost(&outbox, &state);
@@ -221,6 +240,7 @@ async fn run_route(
 async fn read_replies(
     peer: Arc<Peer>,
     state: Arc<RouteState>,
+    outbox: Arc<Route>,
     recv: quinn::RecvStream,
     stream_id: u64,
 ) {
@@ -249,6 +269,7 @@ async fn read_replies(
         .settle_lost_connection("the call stream ended".into())
         .await;
     if state.is_dead() {
+        drop_parked(&outbox);
         state.fail_pending();
     }
 }

@@ -2,13 +2,15 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use bytes::Bytes;
 use kt_core::{ActorLabel, DeathCause, EncodedReply, Error};
 use tokio::sync::watch;
 
+use super::calls::{CallTable, release_parked};
 use crate::node::lock;
+use crate::node::writer::OrderedWriter;
 
 /// How long a watched route waits for its backend to say why the connection broke.
 const VERDICT_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
@@ -24,6 +26,8 @@ pub(crate) struct RouteState {
     finished: watch::Sender<Option<DeathCause>>,
     /// The calls sent on this route's stream and not answered yet, by call id.
     pending: Mutex<HashMap<u64, EncodedReply>>,
+    /// The route's stream, where calls kept back wait for the room a reply frees.
+    stream: OnceLock<Weak<OrderedWriter<CallTable>>>,
     /// True once the route's reply stream has ended (every reply sent was read).
     replies_done: watch::Sender<bool>,
     /// True once the actor's worker reported why it stopped (it then exits cleanly,
@@ -40,6 +44,7 @@ impl RouteState {
             watched,
             finished: watch::channel(None).0,
             pending: Mutex::new(HashMap::new()),
+            stream: OnceLock::new(),
             replies_done: watch::channel(false).0,
             reported: AtomicBool::new(false),
         }
@@ -63,11 +68,30 @@ impl RouteState {
         }
     }
 
-    /// Answers a pending call.
+    /// How many calls wait for their replies.
+    pub(super) fn pending_count(&self) -> usize {
+        lock(&self.pending).len()
+    }
+
+    /// Which actor the route reaches.
+    pub(super) fn label(&self) -> &ActorLabel {
+        &self.label
+    }
+
+    /// Ties the state to the route's stream (once, when the route is made).
+    pub(super) fn attach_stream(&self, stream: &Arc<OrderedWriter<CallTable>>) {
+        let _ = self.stream.set(Arc::downgrade(stream));
+    }
+
+    /// Answers a pending call; the room it frees lets calls kept back go on the wire
+    /// (whichever stream the reply came on).
     pub(crate) fn resolve(&self, call_id: u64, payload: Bytes) {
         let reply = lock(&self.pending).remove(&call_id);
         if let Some(reply) = reply {
             reply.deliver(payload);
+        }
+        if let Some(stream) = self.stream.get().and_then(Weak::upgrade) {
+            release_parked(&stream, self);
         }
     }
 

@@ -8,6 +8,7 @@
 //! argument types are answered per call by the actor's own decoding.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
@@ -251,6 +252,8 @@ struct Replies {
     /// The call stream's id, which a large reply names.
     stream_id: u64,
     runtime: tokio::runtime::Handle,
+    /// Calls read from the stream and not answered yet.
+    unanswered: AtomicUsize,
 }
 
 impl Replies {
@@ -268,6 +271,11 @@ impl Replies {
         let (buf, ()) = appender.parts(REPLY_HEADER + payload.len());
         if let Err(error) = write_reply(buf, call_id, &payload) {
             let _ = write_reply(buf, call_id, &kt_core::encode_error(&error));
+        }
+        // More calls of this stream still to answer (this one counts until its slot is
+        // dropped): this reply joins a batch.
+        if self.unanswered.load(Ordering::Acquire) > 1 {
+            appender.batch();
         }
     }
 
@@ -289,6 +297,13 @@ impl Drop for Replies {
 struct StreamReply {
     call_id: u64,
     replies: Arc<Replies>,
+}
+
+impl Drop for StreamReply {
+    fn drop(&mut self) {
+        // Answered, or dropped unanswered (the actor died): either way no longer awaited.
+        self.replies.unanswered.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl ReplySink for StreamReply {
@@ -342,6 +357,7 @@ async fn serve_calls(
         conn,
         stream_id: u64::from(frames.get_ref().id()),
         runtime: node.runtime.clone(),
+        unanswered: AtomicUsize::new(0),
     });
     // Finish the stream and wait until the caller has read it to the end, so that a
     // worker about to exit loses no reply it has sent.
@@ -368,6 +384,7 @@ async fn serve_calls(
                     args,
                 } => {
                     let name = methods.name(method)?;
+                    replies.unanswered.fetch_add(1, Ordering::AcqRel);
                     let sink = EncodedReply::new(StreamReply {
                         call_id,
                         replies: replies.clone(),

@@ -54,9 +54,18 @@ pub(crate) struct Inner<E> {
 pub(crate) struct Appender<'a, E> {
     writer: &'a OrderedWriter<E>,
     guard: MutexGuard<'a, Inner<E>>,
+    /// Leave the bytes to the writer task even if the stream is idle.
+    batch: bool,
 }
 
 impl<E> Appender<'_, E> {
+    /// Leaves the bytes to the writer task instead of writing them inline: under load
+    /// (frames already in flight), one write of many frames costs less than a write per
+    /// frame, and the task's wake-up is paid once for the batch.
+    pub(crate) fn batch(&mut self) {
+        self.batch = true;
+    }
+
     /// Where frames go, with room reserved for `bytes` more, and the stream's own state.
     pub(crate) fn parts(&mut self, bytes: usize) -> (&mut BytesMut, &mut E) {
         let inner = &mut *self.guard;
@@ -69,7 +78,18 @@ impl<E> Appender<'_, E> {
 
 impl<E> Drop for Appender<'_, E> {
     fn drop(&mut self) {
-        if write_inline(&mut self.guard) {
+        let inner = &mut *self.guard;
+        let wake = match self.batch {
+            true => {
+                let hand_over = !inner.task_writes && inner.send.is_some() && !inner.buf.is_empty();
+                if hand_over {
+                    inner.task_writes = true;
+                }
+                hand_over
+            }
+            false => write_inline(inner),
+        };
+        if wake {
             self.writer.wake.notify_one();
         }
     }
@@ -149,6 +169,7 @@ impl<E> OrderedWriter<E> {
         Some(Appender {
             writer: self,
             guard,
+            batch: false,
         })
     }
 

@@ -125,11 +125,17 @@ pub(super) fn send_call(
         reply.fail(state.gone());
         return Accepted::Now;
     }
-    let park = !table.parked.is_empty() || on_the_wire(state, table) > table.credit;
+    let on_wire = on_the_wire(state, table);
+    let park = !table.parked.is_empty() || on_wire > table.credit;
     if !park {
         if let Err(error) = write_call(buf, call_id, index, args) {
             drop(appender);
             state.fail_call(call_id, error);
+            return Accepted::Now;
+        }
+        // Calls already in flight: this one joins a batch rather than a write of its own.
+        if on_wire > 1 {
+            appender.batch();
         }
         return Accepted::Now;
     }

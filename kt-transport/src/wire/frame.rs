@@ -104,7 +104,7 @@ pub fn codec(limit: usize) -> FrameCodec {
 ///
 /// Unlike tokio-util's `LengthDelimitedCodec`, which reserves a frame's whole announced
 /// length as soon as it reads the prefix, it lets the buffer grow only as the frame's
-/// bytes arrive (at most [`GROWTH`] ahead of them): an authenticated peer that sends
+/// bytes arrive (at most 64 KiB ahead of them): an authenticated peer that sends
 /// 4-byte prefixes announcing 128 MiB on hundreds of streams reserves nothing, where it
 /// used to make a worker reserve tens of gigabytes of address space and abort.
 #[derive(Debug, Clone, Copy)]

@@ -1,6 +1,6 @@
 //! The local-process backend reserves CPUs and GPUs: GPU actors get disjoint devices, a
 //! spawn that does not fit fails (or waits, by option), and a dead worker's resources
-//! are free again.
+//! are free again. Settings only a pod can honour are refused, not ignored.
 
 mod support;
 
@@ -124,4 +124,36 @@ async fn dropping_the_last_handle_ends_the_worker_process_and_frees_its_cpus() {
     // SAFETY: kill(2) with signal 0 only checks whether the process exists.
     let alive = unsafe { libc::kill(pid as i32, 0) } == 0;
     assert!(!alive, "worker {pid} is still running after its release");
+}
+
+#[kt::test]
+async fn a_local_process_refuses_pod_only_settings_and_names_each_one() {
+    let local: Arc<dyn kt::Placement> = Arc::new(kt::LocalProcess::new());
+    let spawned = EnvReader::spawn()
+        .compute(
+            Compute::new()
+                .cpus(1.0)
+                .image("ghcr.io/team/rl:1")
+                .node_selector("pool", "gpu"),
+        )
+        .on(local.clone())
+        .await;
+    match spawned {
+        Err(Error::InvalidOptions { problems }) => {
+            assert_eq!(problems.len(), 2, "{problems:?}");
+            assert!(problems[0].contains("`Compute::image`"), "{problems:?}");
+            assert!(problems[1].contains("`Compute::node_selector`"), "{problems:?}");
+        }
+        other => panic!("expected InvalidOptions, got {:?}", other.map(|_| ())),
+    }
+    // What a local process honours is fine.
+    let fine = EnvReader::spawn()
+        .compute(Compute::new().cpus(1.0).env("KT_TEST_ROLE", "local"))
+        .on(local)
+        .await
+        .unwrap();
+    assert_eq!(
+        fine.var("KT_TEST_ROLE".into()).await.unwrap().as_deref(),
+        Some("local")
+    );
 }

@@ -187,6 +187,28 @@ impl Compute {
         self
     }
 
+    /// The knobs set here that only a pod can honour (the image, scheduling, volumes, the
+    /// container's command, pod patches, extended resources), by their setters' names: a
+    /// placement without pods rejects a spawn that sets any of them rather than ignore it.
+    pub fn pod_only_settings(&self) -> Vec<&'static str> {
+        let set = [
+            ("image", self.image.is_some()),
+            ("resource", !self.resources.is_empty()),
+            ("node_selector", !self.node_selector.is_empty()),
+            ("toleration", !self.tolerations.is_empty()),
+            ("priority_class", self.priority_class.is_some()),
+            ("service_account", self.service_account.is_some()),
+            ("volume", !self.volumes.is_empty()),
+            ("queue", self.queue.is_some()),
+            ("command", self.command.is_some()),
+            ("args", self.args.is_some()),
+            ("pod_patch", !self.pod_patches.is_empty()),
+        ];
+        set.into_iter()
+            .filter_map(|(name, is_set)| is_set.then_some(name))
+            .collect()
+    }
+
     /// Fails with every problem the builder met or the fields have, or returns `Ok`.
     pub fn validate(&self) -> Result<()> {
         let mut problems = self.problems.clone();
@@ -339,6 +361,27 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("cpus must be a positive number"), "{text}");
         assert!(text.contains("'64 gigs' is not valid"), "{text}");
+    }
+
+    #[test]
+    fn pod_only_settings_name_what_only_a_pod_honours() {
+        assert!(
+            Compute::new()
+                .cpus(2.0)
+                .gpus(1)
+                .memory("1Gi")
+                .env("A", "1")
+                .pod_only_settings()
+                .is_empty()
+        );
+        let podded = Compute::new()
+            .image("x:1")
+            .toleration(Toleration::exists("gpu"))
+            .shared_memory("1Gi");
+        assert_eq!(
+            podded.pod_only_settings(),
+            ["image", "toleration", "volume"]
+        );
     }
 
     fn problems_of(compute: Compute) -> String {

@@ -78,6 +78,25 @@ impl Placement for LocalProcess {
     }
 }
 
+/// A local process cannot honour what only a pod can (an image, node selection, volumes,
+/// ...): a spawn that asks for it fails, naming each knob, instead of running without it.
+fn reject_pod_only(compute: &Compute) -> kt_core::Result<()> {
+    let pod_only = compute.pod_only_settings();
+    if pod_only.is_empty() {
+        return Ok(());
+    }
+    Err(Error::InvalidOptions {
+        problems: pod_only
+            .into_iter()
+            .map(|knob| {
+                format!(
+                    "`Compute::{knob}` applies to pods only, and this actor would run in a                      local process: build the Compute for the placement you spawn on (or                      leave `{knob}` out when running locally)"
+                )
+            })
+            .collect(),
+    })
+}
+
 fn start_failed(type_name: &str, message: impl std::fmt::Display) -> Error {
     Error::WorkerStartFailed {
         type_name: type_name.to_string(),
@@ -87,6 +106,7 @@ fn start_failed(type_name: &str, message: impl std::fmt::Display) -> Error {
 
 async fn spawn_worker(ledger: Arc<Ledger>, request: SpawnRequest) -> kt_core::Result<Placed> {
     request.options.validate()?;
+    reject_pod_only(&request.options.compute)?;
     let recipe = Arc::new(Recipe {
         ledger,
         actor_type: request.actor_type,

@@ -142,7 +142,10 @@ async fn a_local_process_refuses_pod_only_settings_and_names_each_one() {
         Err(Error::InvalidOptions { problems }) => {
             assert_eq!(problems.len(), 2, "{problems:?}");
             assert!(problems[0].contains("`Compute::image`"), "{problems:?}");
-            assert!(problems[1].contains("`Compute::node_selector`"), "{problems:?}");
+            assert!(
+                problems[1].contains("`Compute::node_selector`"),
+                "{problems:?}"
+            );
         }
         other => panic!("expected InvalidOptions, got {:?}", other.map(|_| ())),
     }

@@ -11,11 +11,12 @@ use std::sync::{Arc, OnceLock, Weak};
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, mpsc};
 use tokio::task::AbortHandle;
 
 use crate::actor::{Actor, Message};
 use crate::error::{ActorLabel, DeathCause, Error};
+use crate::fate::Fate;
 use crate::ordered::{Accepted, OrderedSender, Undeliverable};
 use crate::reply::EncodedReply;
 use crate::route::EncodedRoute;
@@ -55,12 +56,11 @@ pub(crate) struct LocalCell<A: Actor> {
     pub(crate) label: ActorLabel,
     mailbox: Arc<OrderedSender<A::Message>>,
     /// Set once, before the actor stops taking calls; read by every failing call.
-    death: OnceLock<DeathCause>,
+    /// Why the actor died (recorded first), and when its task ended (finished).
+    fate: Fate,
     /// Wakes the run loop when the last owning handle drops.
     pub(crate) release: Notify,
     abort: OnceLock<AbortHandle>,
-    /// Holds the cause of death once the actor's task has ended, for whatever reason.
-    finished: watch::Sender<Option<DeathCause>>,
 }
 
 impl<A: Actor> LocalCell<A> {
@@ -92,10 +92,9 @@ impl<A: Actor> LocalCell<A> {
             LocalCell {
                 label,
                 mailbox,
-                death: OnceLock::new(),
+                fate: Fate::new(),
                 release: Notify::new(),
                 abort: OnceLock::new(),
-                finished: watch::channel(None).0,
             }
         });
         let rx = receiver.unwrap_or_else(|| unreachable!("new_cyclic ran the closure"));
@@ -105,7 +104,7 @@ impl<A: Actor> LocalCell<A> {
     /// Puts a message in the mailbox now, or parks it in order if the mailbox is full.
     /// A message for an actor that is gone is answered with the reason at once.
     pub(crate) fn enqueue(&self, msg: A::Message) -> Accepted {
-        if self.death.get().is_some() {
+        if self.fate.is_dead() {
             msg.reject(self.gone());
             return Accepted::Now;
         }
@@ -114,13 +113,12 @@ impl<A: Actor> LocalCell<A> {
 
     /// Records why the actor is gone; the first cause recorded wins.
     pub(crate) fn set_death(&self, cause: DeathCause) {
-        let _ = self.death.set(cause);
+        self.fate.record(cause);
     }
 
     /// Marks the actor's task as ended (its cause of death is recorded by then).
     pub(crate) fn set_finished(&self) {
-        self.set_death(DeathCause::RuntimeShutdown);
-        self.finished.send_replace(self.death.get().cloned());
+        self.fate.finish(DeathCause::RuntimeShutdown);
     }
 
     /// The error every call to this actor gets once it is gone.
@@ -128,8 +126,8 @@ impl<A: Actor> LocalCell<A> {
         Error::ActorDied {
             actor: self.label.clone(),
             cause: self
-                .death
-                .get()
+                .fate
+                .cause()
                 .cloned()
                 .unwrap_or(DeathCause::RuntimeShutdown),
         }
@@ -142,17 +140,16 @@ impl<A: Actor> LocalCell<A> {
     /// Stops the actor now: the method running is cancelled at its next await point,
     /// queued calls fail with `ActorDied { cause: Killed }`, `on_stop` does not run.
     pub(crate) fn kill(&self) {
-        if self.death.get().is_some() {
+        if !self.fate.record(DeathCause::Killed) {
             return;
         }
-        self.set_death(DeathCause::Killed);
         if let Some(abort) = self.abort.get() {
             abort.abort();
         }
     }
 
     pub(crate) fn is_alive(&self) -> bool {
-        self.death.get().is_none()
+        !self.fate.is_dead()
     }
 }
 
@@ -200,12 +197,6 @@ impl<A: Actor> EncodedRoute for LocalCell<A> {
     }
 
     fn stopped(&self) -> BoxFuture<'static, DeathCause> {
-        let mut finished = self.finished.subscribe();
-        Box::pin(async move {
-            match finished.wait_for(Option::is_some).await {
-                Ok(cause) => cause.clone().unwrap_or(DeathCause::RuntimeShutdown),
-                Err(_) => DeathCause::RuntimeShutdown,
-            }
-        })
+        self.fate.stopped()
     }
 }

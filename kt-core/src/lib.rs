@@ -47,6 +47,7 @@ mod cell;
 pub mod codec;
 mod compute;
 mod error;
+mod fate;
 mod group;
 pub mod handle_wire;
 mod names;
@@ -73,6 +74,7 @@ pub use call::{Call, GroupCall};
 pub use cell::{OwnerGuard, Release};
 pub use compute::Compute;
 pub use error::{ActorLabel, DeathCause, Error, Result};
+pub use fate::Fate;
 pub use group::{ActorGroup, GroupMember, GroupMembers, SpawnGroup};
 pub use names::get_actor;
 pub use options::{

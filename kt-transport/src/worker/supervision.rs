@@ -24,10 +24,10 @@ use futures_util::future::BoxFuture;
 use kt_core::handle_wire::HandleAddress;
 use kt_core::registry::ActorType;
 use kt_core::{
-    Accepted, ActorLabel, DeathCause, EncodedReply, EncodedRoute, ErasedActor, Error, OwnerGuard,
-    Release, ReplySink,
+    Accepted, ActorLabel, DeathCause, EncodedReply, EncodedRoute, ErasedActor, Error, Fate,
+    OwnerGuard, Release, ReplySink,
 };
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 
 use crate::node::RemoteRoute;
 
@@ -71,7 +71,7 @@ pub(crate) struct RestartingRoute {
     runtime: tokio::runtime::Handle,
     inner: Mutex<Inner>,
     /// Set once the actor is dead for good.
-    finished: watch::Sender<Option<DeathCause>>,
+    fate: Fate,
     /// Idempotent calls lost with an incarnation, with the order they were made in: the
     /// next incarnation gets them before anything else. Its own lock, never taken with
     /// `inner` held by a reply path (a lost call is reported under other locks).
@@ -133,7 +133,7 @@ impl RestartingRoute {
                 released: false,
                 phase: Phase::Running,
             }),
-            finished: watch::channel(None).0,
+            fate: Fate::new(),
             lost: Mutex::new(Vec::new()),
             next_seq: AtomicU64::new(0),
             this: this.clone(),
@@ -168,7 +168,7 @@ impl RestartingRoute {
         }
         if inner.released || inner.restarts_left == 0 || !process_death(&cause) {
             inner.phase = Phase::Dead(cause.clone());
-            self.finished.send_replace(Some(cause));
+            self.fate.die(cause);
             return;
         }
         inner.restarts_left -= 1;
@@ -232,7 +232,7 @@ impl RestartingRoute {
                 for call in waiting {
                     call.reply.fail(error.clone());
                 }
-                self.finished.send_replace(Some(cause));
+                self.fate.die(cause);
             }
         }
     }
@@ -406,7 +406,7 @@ impl EncodedRoute for RestartingRoute {
             }
             Phase::Running => current.kill(),
         }
-        self.finished.send_replace(Some(DeathCause::Killed));
+        self.fate.die(DeathCause::Killed);
     }
 
     fn is_alive(&self) -> bool {
@@ -414,13 +414,7 @@ impl EncodedRoute for RestartingRoute {
     }
 
     fn stopped(&self) -> BoxFuture<'static, DeathCause> {
-        let mut finished = self.finished.subscribe();
-        Box::pin(async move {
-            match finished.wait_for(Option::is_some).await {
-                Ok(cause) => cause.clone().unwrap_or(DeathCause::RuntimeShutdown),
-                Err(_) => DeathCause::RuntimeShutdown,
-            }
-        })
+        self.fate.stopped()
     }
 
     fn address(&self) -> Option<HandleAddress> {

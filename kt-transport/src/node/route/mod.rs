@@ -173,7 +173,7 @@ impl EncodedRoute for RemoteRoute {
     }
 
     fn stopped(&self) -> BoxFuture<'static, DeathCause> {
-        Box::pin(self.state.stopped())
+        self.state.stopped()
     }
 
     fn address(&self) -> Option<HandleAddress> {

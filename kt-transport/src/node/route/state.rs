@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use bytes::Bytes;
-use kt_core::{ActorLabel, DeathCause, EncodedReply, Error};
+use kt_core::{ActorLabel, DeathCause, EncodedReply, Error, Fate};
 use tokio::sync::watch;
 
 use super::calls::{CallTable, release_parked};
@@ -18,12 +18,12 @@ const VERDICT_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 /// A route's fate and pending calls, shared by its handles, its writer and its reader.
 pub(crate) struct RouteState {
     label: ActorLabel,
-    death: OnceLock<DeathCause>,
+    /// Why the actor died, and when callers waiting in `stopped()` learn it.
+    fate: Fate,
     refused: OnceLock<Error>,
     /// True when a backend watches the actor's process and reports its death; the
     /// route then leaves pending calls to it instead of guessing from the connection.
     watched: bool,
-    finished: watch::Sender<Option<DeathCause>>,
     /// The calls sent on this route's stream and not answered yet, by call id.
     pending: Mutex<HashMap<u64, EncodedReply>>,
     /// The route's stream, where calls kept back wait for the room a reply frees.
@@ -39,10 +39,9 @@ impl RouteState {
     pub(super) fn new(label: ActorLabel, watched: bool) -> Self {
         RouteState {
             label,
-            death: OnceLock::new(),
+            fate: Fate::new(),
             refused: OnceLock::new(),
             watched,
-            finished: watch::channel(None).0,
             pending: Mutex::new(HashMap::new()),
             stream: OnceLock::new(),
             replies_done: watch::channel(false).0,
@@ -129,19 +128,12 @@ impl RouteState {
 
     /// Resolves once the actor is known to be dead (or its node refused the route).
     pub(super) async fn died(&self) {
-        let mut finished = self.finished.subscribe();
-        let _ = finished.wait_for(Option::is_some).await;
+        self.fate.finished().await;
     }
 
     /// Resolves when the actor has stopped for good, with the reason.
-    pub(super) fn stopped(&self) -> impl Future<Output = DeathCause> + Send + 'static {
-        let mut finished = self.finished.subscribe();
-        async move {
-            match finished.wait_for(Option::is_some).await {
-                Ok(cause) => cause.clone().unwrap_or(DeathCause::RuntimeShutdown),
-                Err(_) => DeathCause::RuntimeShutdown,
-            }
-        }
+    pub(super) fn stopped(&self) -> futures_util::future::BoxFuture<'static, DeathCause> {
+        self.fate.stopped()
     }
 
     /// Waits (bounded) until every reply the actor's process sent has been read.
@@ -160,7 +152,7 @@ impl RouteState {
         if let Some(error) = self.refused.get() {
             return error.clone();
         }
-        match self.death.get() {
+        match self.fate.cause() {
             Some(cause) => Error::ActorDied {
                 actor: self.label.clone(),
                 cause: cause.clone(),
@@ -174,7 +166,7 @@ impl RouteState {
 
     /// Why the actor died, once it has.
     pub(crate) fn death_cause(&self) -> Option<DeathCause> {
-        self.death.get().cloned()
+        self.fate.cause().cloned()
     }
 
     /// Records the actor's death (the first cause wins), wakes `stopped()` waiters, and
@@ -186,20 +178,19 @@ impl RouteState {
 
     /// Records the actor's death (the first cause wins) and wakes `stopped()` waiters.
     pub(crate) fn die(&self, cause: DeathCause) {
-        let _ = self.death.set(cause);
-        self.finished.send_replace(self.death.get().cloned());
+        self.fate.die(cause);
     }
 
     /// The connection is gone: decides the actor's fate. A watched route waits (briefly)
     /// for the backend's verdict — the exit code, the signal, or the worker's own report —
     /// so that callers learn why, not just that the connection broke.
     pub(super) async fn settle_lost_connection(&self, message: String) {
-        if self.watched {
-            let mut finished = self.finished.subscribe();
-            let verdict = tokio::time::timeout(VERDICT_GRACE, finished.wait_for(Option::is_some));
-            if verdict.await.is_ok() {
-                return;
-            }
+        if self.watched
+            && tokio::time::timeout(VERDICT_GRACE, self.fate.finished())
+                .await
+                .is_ok()
+        {
+            return;
         }
         self.die(DeathCause::ConnectionLost { message });
     }
@@ -207,13 +198,13 @@ impl RouteState {
     /// The node refused the route's stream: every call fails with its error.
     pub(super) fn refuse(&self, error: Error) {
         let _ = self.refused.set(error);
-        self.finished.send_replace(Some(DeathCause::ConnectionLost {
+        self.fate.finish_unrecorded(DeathCause::ConnectionLost {
             message: "the node refused the stream".into(),
-        }));
+        });
     }
 
     pub(crate) fn is_dead(&self) -> bool {
-        self.death.get().is_some() || self.refused.get().is_some()
+        self.fate.is_dead() || self.refused.get().is_some()
     }
 }
 
@@ -221,7 +212,7 @@ impl std::fmt::Debug for RouteState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RouteState")
             .field("actor", &self.label)
-            .field("death", &self.death.get())
+            .field("death", &self.fate.cause())
             .finish()
     }
 }

@@ -94,7 +94,7 @@ async fn a_dialed_worker_serves_its_driver_and_exits_when_released() {
     assert!(wrong.contains("wrong token"), "{wrong}");
 
     let attached = attach_when_up(address, prepared.token).await.unwrap();
-    let actor = kt::Placed::elsewhere(attached.handle(true))
+    let actor = kt::backend::Placed::elsewhere(attached.handle(true))
         .into_ref::<Accumulator>()
         .unwrap();
     assert_eq!(actor.add(2).await.unwrap(), 42);
@@ -111,7 +111,7 @@ async fn the_backend_reports_a_dialed_workers_death_to_waiting_calls() {
     let (prepared, address, mut worker, _dir) = dialed_accumulator(ip, 0);
     let attached = attach_when_up(address, prepared.token).await.unwrap();
     let death = attached.death.clone();
-    let actor = kt::Placed::elsewhere(attached.handle(true))
+    let actor = kt::backend::Placed::elsewhere(attached.handle(true))
         .into_ref::<Accumulator>()
         .unwrap();
     assert_eq!(actor.add(1).await.unwrap(), 1);

@@ -68,23 +68,34 @@ mod volume;
 #[doc(hidden)]
 pub mod __private;
 
+/// What only backend authors need: the encoded route a transport implements, the
+/// ordered queue behind mailboxes and routes, reply slots, ownership guards and the
+/// death state. An application never names these; a new placement or transport does.
+pub mod backend {
+    pub use crate::actor_ref::RawRef;
+    pub use crate::cell::{OwnerGuard, Release};
+    pub use crate::fate::Fate;
+    pub use crate::ordered::{Accepted, OrderedSender, Undeliverable};
+    pub use crate::placement::Placed;
+    pub use crate::reply::{EncodedReply, ReplySink, encode_error};
+    pub use crate::route::EncodedRoute;
+}
+
 pub use actor::{Actor, Context, GroupHandle, Handle, Message, MethodInfo, Outcome, PanicAnswer};
-pub use actor_ref::{ActorRef, RawRef};
+pub use actor_ref::ActorRef;
 pub use call::{Call, GroupCall};
-pub use cell::{OwnerGuard, Release};
 pub use compute::Compute;
 pub use error::{ActorLabel, DeathCause, Error, Result};
-pub use fate::Fate;
 pub use group::{ActorGroup, GroupMember, GroupMembers, SpawnGroup};
 pub use names::get_actor;
 pub use options::{
     DEFAULT_MAILBOX_CAPACITY, Lifetime, PlacementGroup, PlacementStrategy, SpawnOptions,
 };
-pub use ordered::{Accepted, OrderedSender, Undeliverable, parking_limit};
-pub use placement::{InProcess, Loopback, Placed, Placement, SpawnArgs, SpawnRequest};
+pub use ordered::parking_limit;
+pub use placement::{InProcess, Loopback, Placement, SpawnArgs, SpawnRequest};
 pub use pod_patch::PodPatch;
-pub use reply::{EncodedReply, Reply, ReplySink, encode_error};
-pub use route::{EncodedRoute, ErasedActor};
+pub use reply::Reply;
+pub use route::ErasedActor;
 pub use spawn::Spawn;
 pub use toleration::{TaintEffect, Toleration, TolerationOperator};
 pub use volume::{Volume, VolumeSource};

@@ -18,7 +18,7 @@
 //!
 //! `tests/layers.rs` fails when a module reaches up a layer.
 //!
-//! It plugs into kt-core through `kt_core::EncodedRoute` (calls) and
+//! It plugs into kt-core through `kt_core::backend::EncodedRoute` (calls) and
 //! `kt_core::handle_wire::HandleTransport` (handles in messages), which it registers at
 //! link time.
 //!

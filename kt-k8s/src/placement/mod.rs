@@ -33,12 +33,11 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
-use kt_core::EncodedRoute;
+use kt_core::backend::EncodedRoute;
+use kt_core::backend::Placed;
 use kt_core::handle_wire::HandleAddress;
 use kt_core::registry::ActorType;
-use kt_core::{
-    ActorLabel, DeathCause, ErasedActor, Error, Lifetime, Placed, Placement, SpawnRequest,
-};
+use kt_core::{ActorLabel, DeathCause, ErasedActor, Error, Lifetime, Placement, SpawnRequest};
 use kt_transport::RemoteRoute;
 use kt_transport::worker::dialed;
 use kt_transport::worker::supervision::{StartIncarnation, supervised};

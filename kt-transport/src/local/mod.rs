@@ -13,11 +13,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
+use kt_core::backend::{EncodedRoute, OwnerGuard, Placed};
 use kt_core::handle_wire::HandleAddress;
 use kt_core::registry::ActorType;
 use kt_core::{
-    Compute, DeathCause, EncodedRoute, ErasedActor, Error, Lifetime, OwnerGuard, Placed, Placement,
-    SpawnOptions, SpawnRequest,
+    Compute, DeathCause, ErasedActor, Error, Lifetime, Placement, SpawnOptions, SpawnRequest,
 };
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, Command};

@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
-use kt_core::{Accepted, EncodedReply, ErasedActor, Error, ReplySink};
+use kt_core::backend::{Accepted, EncodedReply, ReplySink};
+use kt_core::{ErasedActor, Error};
 use tokio::sync::watch;
 use tokio_util::codec::FramedRead;
 
@@ -270,7 +271,7 @@ impl Replies {
         };
         let (buf, ()) = appender.parts(REPLY_HEADER + payload.len());
         if let Err(error) = write_reply(buf, call_id, &payload) {
-            let _ = write_reply(buf, call_id, &kt_core::encode_error(&error));
+            let _ = write_reply(buf, call_id, &kt_core::backend::encode_error(&error));
         }
         // More calls of this stream still to answer (this one counts until its slot is
         // dropped): this reply joins a batch.
@@ -425,7 +426,7 @@ async fn serve_calls(
 async fn write_out_of_band(conn: quinn::Connection, stream: u64, call_id: u64, payload: Bytes) {
     let limit = max_message_bytes();
     let payload = match payload.len() > limit {
-        true => kt_core::encode_error(&Error::MessageTooLarge {
+        true => kt_core::backend::encode_error(&Error::MessageTooLarge {
             size: payload.len(),
             limit,
         }),

@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use kt_core::{DeathCause, ErasedActor, Error, OwnerGuard, SpawnOptions};
+use kt_core::backend::OwnerGuard;
+use kt_core::{DeathCause, ErasedActor, Error, SpawnOptions};
 use tokio_util::codec::FramedRead;
 
 use super::mode::{WorkerConfig, encode_config_body};

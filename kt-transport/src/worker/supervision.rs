@@ -21,12 +21,12 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
+use kt_core::backend::{
+    Accepted, EncodedReply, EncodedRoute, Fate, OwnerGuard, Release, ReplySink,
+};
 use kt_core::handle_wire::HandleAddress;
 use kt_core::registry::ActorType;
-use kt_core::{
-    Accepted, ActorLabel, DeathCause, EncodedReply, EncodedRoute, ErasedActor, Error, Fate,
-    OwnerGuard, Release, ReplySink,
-};
+use kt_core::{ActorLabel, DeathCause, ErasedActor, Error};
 use tokio::sync::oneshot;
 
 use crate::node::RemoteRoute;

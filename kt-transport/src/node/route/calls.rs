@@ -12,7 +12,8 @@
 use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
-use kt_core::{Accepted, EncodedReply, Error, parking_limit};
+use kt_core::backend::{Accepted, EncodedReply};
+use kt_core::{Error, parking_limit};
 use tokio::sync::oneshot;
 
 use super::state::RouteState;

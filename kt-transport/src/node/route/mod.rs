@@ -17,8 +17,9 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
+use kt_core::backend::{Accepted, EncodedReply, EncodedRoute};
 use kt_core::handle_wire::HandleAddress;
-use kt_core::{Accepted, ActorLabel, DeathCause, EncodedReply, EncodedRoute, Error};
+use kt_core::{ActorLabel, DeathCause, Error};
 use tokio_util::codec::FramedRead;
 
 use super::writer::OrderedWriter;
@@ -110,7 +111,7 @@ impl RemoteRoute {
 
     /// What releases the actor when the driver's last owning handle drops: a `Release`
     /// frame queued behind the calls already sent on this route.
-    pub(crate) fn releaser(&self) -> Arc<dyn kt_core::Release> {
+    pub(crate) fn releaser(&self) -> Arc<dyn kt_core::backend::Release> {
         Arc::new(ReleaseOnRoute {
             stream: self.stream.clone(),
         })
@@ -122,7 +123,7 @@ struct ReleaseOnRoute {
     stream: Arc<StreamUse>,
 }
 
-impl kt_core::Release for ReleaseOnRoute {
+impl kt_core::backend::Release for ReleaseOnRoute {
     fn release(&self) {
         send_release(&self.stream.0);
     }

@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use bytes::Bytes;
-use kt_core::{ActorLabel, DeathCause, EncodedReply, Error, Fate};
+use kt_core::backend::{EncodedReply, Fate};
+use kt_core::{ActorLabel, DeathCause, Error};
 use tokio::sync::watch;
 
 use super::calls::{CallTable, release_parked};

@@ -219,3 +219,42 @@ async fn workers_exit_when_their_driver_is_killed() {
         .await
         .expect("the worker outlived its SIGKILLed driver");
 }
+
+/// Rules B1 and L1 together: calls kept back on the caller's side (past the actor's
+/// mailbox bound) are still sent, and run, when the last handle drops before they left;
+/// the release goes behind them.
+#[kt::test]
+async fn calls_kept_back_past_the_mailbox_bound_still_run_after_the_last_handle_drops() {
+    use futures_util::FutureExt;
+    let tag = "remote/held-back".to_string();
+    let counted = "remote/held-back-count".to_string();
+    open_gate(&counted);
+    let c = Counter::spawn(0, tag.clone(), probe().await)
+        .mailbox_capacity(2)
+        .on(local())
+        .await
+        .unwrap();
+    let blocked = c.wait_for_gate(tag.clone());
+    support::gauge_reaches(&tag, 1).await;
+    let mut calls: Vec<_> = (0..10).map(|_| c.wait_for_gate(counted.clone())).collect();
+    let last = calls.last_mut().expect("ten calls");
+    assert!(
+        last.sent().now_or_never().is_none(),
+        "kept back past the bound"
+    );
+    drop(calls);
+    blocked.forget();
+    drop(c);
+    open_gate(&tag);
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        support::gauge_reaches(&counted, 10),
+    )
+    .await
+    .expect("every call made before the last handle dropped ran");
+    assert_eq!(
+        support::stopped_with(&tag).await,
+        DeathCause::HandlesDropped,
+        "released after them"
+    );
+}

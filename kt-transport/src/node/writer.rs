@@ -21,6 +21,19 @@ use super::lock;
 /// How much buffer a writer reserves at a time for the frames it appends.
 const BUFFER_STEP: usize = 16 * 1024;
 
+/// State kept with a stream's bytes that may hold frames back (a route's calls past its
+/// credit): the stream is not finished while it does, so that they are still written.
+pub(crate) trait HoldsBack {
+    /// True while frames wait to be appended later.
+    fn holds_back(&self) -> bool;
+}
+
+impl HoldsBack for () {
+    fn holds_back(&self) -> bool {
+        false
+    }
+}
+
 /// The ordered outgoing bytes of one stream, with `E`, state the stream's frames need
 /// (a route's method table, say), kept under the same lock.
 pub(crate) struct OrderedWriter<E> {
@@ -51,14 +64,14 @@ pub(crate) struct Inner<E> {
 
 /// The writer, locked for appending: frames go into [`Appender::parts`]; dropping it
 /// writes them (inline when the stream is idle).
-pub(crate) struct Appender<'a, E> {
+pub(crate) struct Appender<'a, E: HoldsBack> {
     writer: &'a OrderedWriter<E>,
     guard: MutexGuard<'a, Inner<E>>,
     /// Leave the bytes to the writer task even if the stream is idle.
     batch: bool,
 }
 
-impl<E> Appender<'_, E> {
+impl<E: HoldsBack> Appender<'_, E> {
     /// Leaves the bytes to the writer task instead of writing them inline: under load
     /// (frames already in flight), one write of many frames costs less than a write per
     /// frame, and the task's wake-up is paid once for the batch.
@@ -76,10 +89,10 @@ impl<E> Appender<'_, E> {
     }
 }
 
-impl<E> Drop for Appender<'_, E> {
+impl<E: HoldsBack> Drop for Appender<'_, E> {
     fn drop(&mut self) {
         let inner = &mut *self.guard;
-        let wake = match self.batch {
+        let mut wake = match self.batch {
             true => {
                 let hand_over = !inner.task_writes && inner.send.is_some() && !inner.buf.is_empty();
                 if hand_over {
@@ -89,6 +102,12 @@ impl<E> Drop for Appender<'_, E> {
             }
             false => write_inline(inner),
         };
+        // The last frames held back went out after the stream was to be finished: the
+        // writer task finishes it now.
+        if inner.finishing && !inner.task_writes && !inner.extra.holds_back() {
+            inner.task_writes = true;
+            wake = true;
+        }
         if wake {
             self.writer.wake.notify_one();
         }
@@ -142,7 +161,7 @@ fn poll_once<F: Future>(future: F) -> Option<F::Output> {
     }
 }
 
-impl<E> OrderedWriter<E> {
+impl<E: HoldsBack> OrderedWriter<E> {
     /// A writer whose first bytes are `first` (the frame that opens the stream, say); the
     /// stream comes later, with [`OrderedWriter::write_until_finished`].
     pub(crate) fn new(first: BytesMut, extra: E) -> Self {
@@ -160,10 +179,11 @@ impl<E> OrderedWriter<E> {
         }
     }
 
-    /// Locks the writer for appending frames; `None` once nothing more is written.
+    /// Locks the writer for appending frames; `None` once nothing more is written. (A
+    /// stream to be finished still takes the frames its state held back.)
     pub(crate) fn append(&self) -> Option<Appender<'_, E>> {
         let guard = lock(&self.inner);
-        if guard.closed || guard.finishing {
+        if guard.closed {
             return None;
         }
         Some(Appender {
@@ -173,7 +193,8 @@ impl<E> OrderedWriter<E> {
         })
     }
 
-    /// Finishes the stream once the bytes appended so far are written.
+    /// Finishes the stream once the bytes appended so far, and those its state holds
+    /// back, are written.
     pub(crate) fn finish(&self) {
         let mut inner = lock(&self.inner);
         inner.finishing = true;
@@ -227,7 +248,7 @@ impl<E> OrderedWriter<E> {
             chunks.push(inner.buf.split().freeze());
             return Step::Write(send, chunks);
         }
-        if inner.finishing {
+        if inner.finishing && !inner.extra.holds_back() {
             inner.closed = true;
             let _ = send.finish();
             return Step::Finished(send);

@@ -17,7 +17,7 @@ use kt_core::{Error, parking_limit};
 use tokio::sync::oneshot;
 
 use super::state::RouteState;
-use crate::node::writer::{Appender, OrderedWriter};
+use crate::node::writer::{Appender, HoldsBack, OrderedWriter};
 use crate::wire::call::{
     CALL_HEADER, MAX_METHODS_PER_STREAM, write_call, write_method, write_release,
 };
@@ -42,6 +42,12 @@ enum Parked {
     Call(Bytes, oneshot::Sender<()>),
     /// A `Release` made after parked calls: it must not overtake them (rule L1).
     Release,
+}
+
+impl HoldsBack for CallTable {
+    fn holds_back(&self) -> bool {
+        !self.parked.is_empty()
+    }
 }
 
 impl CallTable {

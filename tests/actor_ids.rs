@@ -2,25 +2,15 @@
 //! with the same process id — as every pod's worker is process 1 — still give their
 //! actors different ids (handles and name entries carry ids between processes).
 
+mod support;
+
 use std::process::Command;
 use std::sync::Arc;
 
+use support::EnvReader;
+
 /// Set in the child: print one actor's id and exit.
 const CHILD: &str = "KT_TEST_PRINT_ACTOR_ID";
-
-#[kt::actor]
-pub struct Probe;
-
-#[kt::actor]
-impl Probe {
-    pub fn new() -> Self {
-        Probe
-    }
-
-    pub fn pid(&self) -> u32 {
-        std::process::id()
-    }
-}
 
 #[kt::test]
 #[ignore = "the child of actor_ids_differ_between_processes_that_share_a_process_id"]
@@ -28,9 +18,12 @@ async fn child_prints_the_id_of_its_first_actor() {
     if std::env::var_os(CHILD).is_none() {
         return;
     }
-    let probe = Probe::spawn().on(Arc::new(kt::InProcess)).await.unwrap();
-    assert_eq!(probe.pid().await.unwrap(), 1, "the child is process 1");
-    println!("ACTOR_ID={}", probe.id());
+    let actor = EnvReader::spawn()
+        .on(Arc::new(kt::InProcess))
+        .await
+        .unwrap();
+    assert_eq!(actor.pid().await.unwrap(), 1, "the child is process 1");
+    println!("ACTOR_ID={}", actor.id());
 }
 
 /// Runs this binary's child test as process 1 of a new PID namespace; `None` where

@@ -452,11 +452,6 @@ pub async fn cluster() -> &'static Cluster {
         .await
 }
 
-/// True for backends that run the actor in this process.
-pub fn in_this_process(backend: &str) -> bool {
-    matches!(backend, "in_process" | "loopback")
-}
-
 /// Where a `Counter` runs: its worker process, and its pod on Kubernetes.
 pub struct WorkerHost {
     pub pid: u32,

@@ -71,8 +71,8 @@ pub use names::{
 pub use plan::{
     ActorPod, GroupRank, Owner, PlacementGroup, PlacementStrategy, SessionRoot, WorkerFiles,
 };
-pub use pod::actor_pod;
+pub use pod::{actor_pod, actor_pod_named};
 pub use resources::GPU_RESOURCE;
-pub use secret::worker_secret;
+pub use secret::{worker_secret, worker_secret_named};
 pub use session::{session_owner, session_root};
 pub use yaml::{Manifest, to_yaml};

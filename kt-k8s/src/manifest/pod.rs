@@ -12,7 +12,7 @@ use kt_core::{Error, Result};
 use super::contract::*;
 use super::group::{check_rank, group_env};
 use super::meta::actor_meta;
-use super::names::{group_service_name, member_hostname, pod_name, worker_secret_name};
+use super::names::{group_service_name, member_hostname, pod_name, worker_secret_of_pod};
 use super::patch::apply_pod_patches;
 use super::plan::ActorPod;
 use super::resources::requirements;
@@ -108,6 +108,13 @@ fn check_plan(plan: &ActorPod) -> Result<()> {
 /// Fails with [`Error::InvalidOptions`] when the compute or the plan is invalid, or when
 /// the compute's pod patches fail or leave an invalid pod.
 pub fn actor_pod(plan: &ActorPod) -> Result<Pod> {
+    actor_pod_named(plan, &pod_name(&plan.session, &plan.actor_name))
+}
+
+/// [`actor_pod`] under the name `name`, mounting the Secret [`worker_secret_of_pod`]
+/// names for it: the pod of a later incarnation of the actor (rule S3), whose dead
+/// predecessor may still stand under the first name.
+pub fn actor_pod_named(plan: &ActorPod, name: &str) -> Result<Pod> {
     check_plan(plan)?;
     let compute = &plan.compute;
     let image = compute.image.clone().unwrap_or_else(|| plan.image.clone());
@@ -130,9 +137,8 @@ pub fn actor_pod(plan: &ActorPod) -> Result<Pod> {
         ));
     }
 
-    let name = pod_name(&plan.session, &plan.actor_name);
-    let (worker, worker_mount) =
-        worker_volume(&worker_secret_name(&plan.session, &plan.actor_name));
+    let name = name.to_string();
+    let (worker, worker_mount) = worker_volume(&worker_secret_of_pod(&name));
     let mut volumes = vec![worker];
     let mut mounts = vec![worker_mount];
     for volume in &compute.volumes {

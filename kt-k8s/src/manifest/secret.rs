@@ -16,6 +16,15 @@ use super::plan::{ActorPod, WorkerFiles};
 /// `worker.msgpack`. Immutable: a worker's identity never changes; a restarted actor
 /// gets a new Secret with its pod.
 pub fn worker_secret(plan: &ActorPod, files: &WorkerFiles) -> Secret {
+    worker_secret_named(
+        plan,
+        files,
+        &worker_secret_name(&plan.session, &plan.actor_name),
+    )
+}
+
+/// [`worker_secret`] under the name `name` (the Secret of a later incarnation's pod).
+pub fn worker_secret_named(plan: &ActorPod, files: &WorkerFiles, name: &str) -> Secret {
     let data = BTreeMap::from([
         (FILE_CA.to_string(), ByteString(files.ca_pem.clone())),
         (FILE_CERT.to_string(), ByteString(files.cert_pem.clone())),
@@ -23,7 +32,7 @@ pub fn worker_secret(plan: &ActorPod, files: &WorkerFiles) -> Secret {
         (FILE_CONFIG.to_string(), ByteString(files.config.clone())),
     ]);
     Secret {
-        metadata: actor_meta(plan, worker_secret_name(&plan.session, &plan.actor_name)),
+        metadata: actor_meta(plan, name.to_string()),
         type_: Some("Opaque".into()),
         immutable: Some(true),
         data: Some(data),

@@ -49,9 +49,9 @@ pub use pod_state::{PodState, pod_state};
 
 use crate::manifest::{
     ANNOTATION_ACTOR_NAME, ANNOTATION_TYPE_NAME, ActorPod, GroupRank, LABEL_ACTOR,
-    LABEL_MANAGED_BY, MANAGED_BY, Owner, SessionId, SessionRoot, WorkerFiles, actor_pod, dns_label,
-    group_service, incarnation_pod_name, label_value, session_owner, session_root, short_type_name,
-    worker_secret, worker_secret_of_pod,
+    LABEL_MANAGED_BY, MANAGED_BY, Owner, SessionId, SessionRoot, WorkerFiles, actor_pod_named,
+    dns_label, group_service, incarnation_pod_name, label_value, session_owner, session_root,
+    short_type_name, worker_secret_named, worker_secret_of_pod,
 };
 use progress::Progress;
 
@@ -427,22 +427,6 @@ struct PodRecipe {
     label: ActorLabel,
 }
 
-/// Renames the pod and Secret of a later incarnation: its pod and Secret have names of
-/// their own (the dead pod may stay for inspection), and its pod mounts its own Secret.
-fn name_incarnation(pod: &mut Pod, secret: &mut Secret, pod_name: &str, secret_name: &str) {
-    let first_secret = secret.metadata.name.replace(secret_name.to_string());
-    pod.metadata.name = Some(pod_name.to_string());
-    let volumes = pod.spec.as_mut().and_then(|spec| spec.volumes.as_mut());
-    for volume in volumes.into_iter().flatten() {
-        if let Some(source) = volume.secret.as_mut()
-            && source.secret_name.is_some()
-            && source.secret_name == first_secret
-        {
-            source.secret_name = Some(secret_name.to_string());
-        }
-    }
-}
-
 /// What a spawn is building, for its error messages and progress.
 struct Member {
     actor_name: String,
@@ -576,8 +560,10 @@ impl Inner {
         }
         let mut options = recipe.options.clone();
         options.max_restarts = left;
+        let pod_name = incarnation_pod_name(&plan.session, &member.actor_name, incarnation);
+        let secret_name = worker_secret_of_pod(&pod_name);
         // Built (and checked) before anything is created.
-        let mut pod = actor_pod(plan)?;
+        let pod = actor_pod_named(plan, &pod_name)?;
         // A pod the kubelet restarts keeps running after a failure: it is not kept.
         let restarts = pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref()) != Some("Never");
         let prepared = dialed::prepare(type_name, recipe.args.clone(), options, self.port)?;
@@ -587,12 +573,7 @@ impl Inner {
             key_pem: prepared.files.key_pem.into_bytes(),
             config: prepared.files.config,
         };
-        let pod_name = incarnation_pod_name(&plan.session, &member.actor_name, incarnation);
-        let secret_name = worker_secret_of_pod(&pod_name);
-        let mut secret = worker_secret(plan, &files);
-        if incarnation > 0 {
-            name_incarnation(&mut pod, &mut secret, &pod_name, &secret_name);
-        }
+        let secret = worker_secret_named(plan, &files, &secret_name);
 
         self.replace_kept(&pod_name, &secret_name).await?;
         if plan.group.is_some() {

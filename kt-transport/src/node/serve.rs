@@ -228,17 +228,21 @@ async fn next_body(frames: &mut Frames) -> Option<Result<BytesMut, Error>> {
 async fn refuse(send: &mut quinn::SendStream, error: Error) {
     tracing::debug!("refusing a stream: {error}");
     let mut buf = BytesMut::new();
-    if encode_frame(&Frame::Refused { error }, &mut buf).is_ok() {
-        let _ = send.write_all(&buf).await;
-    }
-    let _ = send.finish();
+    let encoded = encode_frame(&Frame::Refused { error }, &mut buf);
+    finish_with(send, encoded.map(|()| buf)).await;
 }
 
 /// Refuses a call stream before serving it (its caller reads binary call-stream frames).
 async fn refuse_calls(send: &mut quinn::SendStream, error: Error) {
     tracing::debug!("refusing a call stream: {error}");
     let mut buf = BytesMut::new();
-    if write_refused(&mut buf, &error).is_ok() {
+    let encoded = write_refused(&mut buf, &error);
+    finish_with(send, encoded.map(|()| buf)).await;
+}
+
+/// Writes a refusal (if it could be encoded) and finishes the stream.
+async fn finish_with(send: &mut quinn::SendStream, refusal: Result<BytesMut, Error>) {
+    if let Ok(buf) = refusal {
         let _ = send.write_all(&buf).await;
     }
     let _ = send.finish();

@@ -14,6 +14,8 @@ use std::collections::VecDeque;
 use bytes::{Bytes, BytesMut};
 use kt_core::backend::{Accepted, EncodedReply};
 use kt_core::{Error, parking_limit};
+use std::sync::atomic::Ordering;
+
 use tokio::sync::oneshot;
 
 use super::state::RouteState;
@@ -107,55 +109,70 @@ pub(super) fn send_call(
         reply.fail(state.gone());
         return Accepted::Now;
     };
+    match append_call(&mut appender, state, method, args, reply) {
+        Ok(accepted) => accepted,
+        Err(refused) => {
+            // Answered once no lock is held: a reply slot may run a caller's code.
+            drop(appender);
+            match refused {
+                Refused::Unsent(reply, error) => reply.fail(error),
+                Refused::Registered(call_id, error) => state.fail_call(call_id, error),
+            }
+            Accepted::Now
+        }
+    }
+}
+
+/// A call that could not be put on the stream.
+enum Refused {
+    /// Before it was registered: its reply slot, to answer with the error.
+    Unsent(EncodedReply, Error),
+    /// After: its id among the route's pending calls.
+    Registered(u64, Error),
+}
+
+fn append_call(
+    appender: &mut Appender<'_, CallTable>,
+    state: &RouteState,
+    method: &str,
+    args: &[u8],
+    reply: EncodedReply,
+) -> Result<Accepted, Refused> {
     let (buf, table) = appender.parts(CALL_HEADER + args.len());
     let index = match table.method_index(method, buf) {
         Ok(index) => index,
-        Err(error) => {
-            drop(appender);
-            reply.fail(error);
-            return Accepted::Now;
-        }
+        Err(error) => return Err(Refused::Unsent(reply, error)),
     };
     let limit = parking_limit(table.credit);
     if table.parked_calls >= limit {
-        drop(appender);
-        reply.fail(Error::Overloaded {
-            actor: state.label().clone(),
-            limit,
-        });
-        return Accepted::Now;
+        let actor = state.label().clone();
+        return Err(Refused::Unsent(reply, Error::Overloaded { actor, limit }));
     }
     table.last_call += 1;
     let call_id = table.last_call;
-    if let Err(reply) = state.register(call_id, reply) {
-        drop(appender);
-        reply.fail(state.gone());
-        return Accepted::Now;
-    }
-    let on_wire = on_the_wire(state, table);
-    let park = !table.parked.is_empty() || on_wire > table.credit;
-    if !park {
-        if let Err(error) = write_call(buf, call_id, index, args) {
-            drop(appender);
-            state.fail_call(call_id, error);
-            return Accepted::Now;
-        }
+    let pending = match state.register(call_id, reply) {
+        Ok(pending) => pending,
+        Err(reply) => return Err(Refused::Unsent(reply, state.gone())),
+    };
+    let on_wire = pending.saturating_sub(table.parked_calls);
+    if table.parked.is_empty() && on_wire <= table.credit {
+        write_call(buf, call_id, index, args).map_err(|e| Refused::Registered(call_id, e))?;
         // Calls already in flight: this one joins a batch rather than a write of its own.
         if on_wire > 1 {
             appender.batch();
         }
-        return Accepted::Now;
+        return Ok(Accepted::Now);
     }
     let mut frame = BytesMut::with_capacity(CALL_HEADER + args.len());
-    if let Err(error) = write_call(&mut frame, call_id, index, args) {
-        drop(appender);
-        state.fail_call(call_id, error);
-        return Accepted::Now;
-    }
+    write_call(&mut frame, call_id, index, args).map_err(|e| Refused::Registered(call_id, e))?;
     let (sent, accepted) = oneshot::channel();
     table.parked.push_back(Parked::Call(frame.freeze(), sent));
     table.parked_calls += 1;
-    Accepted::Later(accepted)
+    state.holding_back.store(true, Ordering::SeqCst);
+    // A reply removed since the count above may have missed the flag: look again, now
+    // that it is set, so that no room goes unused.
+    release_into(appender, state);
+    Ok(Accepted::Later(accepted))
 }
 
 /// Appends a `Release` behind every call made so far, parked ones included.
@@ -172,11 +189,12 @@ pub(super) fn send_release(writer: &OrderedWriter<CallTable>) {
 
 /// The route is gone: parked calls will never be written (their replies fail with the
 /// route's other pending calls), and their `sent()` learns it now.
-pub(super) fn drop_parked(writer: &OrderedWriter<CallTable>) {
+pub(super) fn drop_parked(writer: &OrderedWriter<CallTable>, state: &RouteState) {
     if let Some(mut appender) = writer.append() {
         let (_, table) = appender.parts(0);
         table.parked.clear();
         table.parked_calls = 0;
+        state.holding_back.store(false, Ordering::SeqCst);
     }
 }
 
@@ -203,6 +221,9 @@ fn release_into(appender: &mut Appender<'_, CallTable>, state: &RouteState) {
             }
             Some(Parked::Release) => write_release(buf),
             None => return,
+        }
+        if table.parked.is_empty() {
+            state.holding_back.store(false, Ordering::SeqCst);
         }
     }
 }

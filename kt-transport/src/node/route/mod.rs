@@ -191,7 +191,7 @@ async fn run_route(
     outbox: Arc<Route>,
 ) {
     let lost = |outbox: &Route, state: &RouteState| {
-        drop_parked(outbox);
+        drop_parked(outbox, state);
         outbox.close();
         state.fail_pending();
     };
@@ -270,7 +270,7 @@ async fn read_replies(
         .settle_lost_connection("the call stream ended".into())
         .await;
     if state.is_dead() {
-        drop_parked(&outbox);
+        drop_parked(&outbox, &state);
         state.fail_pending();
     }
 }

@@ -29,6 +29,8 @@ pub(crate) struct RouteState {
     pending: Mutex<HashMap<u64, EncodedReply>>,
     /// The route's stream, where calls kept back wait for the room a reply frees.
     stream: OnceLock<Weak<OrderedWriter<CallTable>>>,
+    /// True while the stream holds calls back (kept by the stream's call table).
+    pub(super) holding_back: AtomicBool,
     /// True once the route's reply stream has ended (every reply sent was read).
     replies_done: watch::Sender<bool>,
     /// True once the actor's worker reported why it stopped (it then exits cleanly,
@@ -45,27 +47,28 @@ impl RouteState {
             watched,
             pending: Mutex::new(HashMap::new()),
             stream: OnceLock::new(),
+            holding_back: AtomicBool::new(false),
             replies_done: watch::channel(false).0,
             reported: AtomicBool::new(false),
         }
     }
 
-    /// Records a call as waiting for its reply. Registered first, checked second: a
-    /// death recorded before this point fails the call here, one recorded after it
-    /// fails the call with the other pending ones.
-    /// On failure the reply comes back, to be failed (with [`Self::gone`]) by the caller
-    /// once it holds no lock.
-    pub(super) fn register(&self, call_id: u64, reply: EncodedReply) -> Result<(), EncodedReply> {
+    /// Records a call as waiting for its reply. The death is checked under the table's
+    /// lock: one recorded before fails the call here (the reply comes back, to be failed
+    /// with [`Self::gone`] once the caller holds no lock), one recorded after fails it
+    /// with the other pending calls (`fail_pending` takes the same lock). Returns how
+    /// many calls wait for replies now, this one included.
+    pub(super) fn register(
+        &self,
+        call_id: u64,
+        reply: EncodedReply,
+    ) -> Result<usize, EncodedReply> {
         let mut pending = lock(&self.pending);
+        if self.is_dead() {
+            return Err(reply);
+        }
         pending.insert(call_id, reply);
-        if !self.is_dead() {
-            return Ok(());
-        }
-        match pending.remove(&call_id) {
-            Some(reply) => Err(reply),
-            // Already failed by whoever recorded the death.
-            None => Ok(()),
-        }
+        Ok(pending.len())
     }
 
     /// How many calls wait for their replies.
@@ -90,7 +93,11 @@ impl RouteState {
         if let Some(reply) = reply {
             reply.deliver(payload);
         }
-        if let Some(stream) = self.stream.get().and_then(Weak::upgrade) {
+        // Most replies free room nobody waits for: only a route holding calls back
+        // takes its stream's lock here.
+        if self.holding_back.load(Ordering::SeqCst)
+            && let Some(stream) = self.stream.get().and_then(Weak::upgrade)
+        {
             release_parked(&stream, self);
         }
     }

@@ -109,18 +109,25 @@ pub(super) fn send_call(
         reply.fail(state.gone());
         return Accepted::Now;
     };
-    match append_call(&mut appender, state, method, args, reply) {
-        Ok(accepted) => accepted,
-        Err(refused) => {
-            // Answered once no lock is held: a reply slot may run a caller's code.
-            drop(appender);
-            match refused {
-                Refused::Unsent(reply, error) => reply.fail(error),
-                Refused::Registered(call_id, error) => state.fail_call(call_id, error),
-            }
-            Accepted::Now
-        }
+    let refused = match append_call(&mut appender, state, method, args, reply) {
+        Appended::Sent(accepted) => return accepted,
+        Appended::Refused(refused) => refused,
+    };
+    // Answered once no lock is held: a reply slot may run a caller's code.
+    drop(appender);
+    match refused {
+        Refused::Unsent(reply, error) => reply.fail(error),
+        Refused::Registered(call_id, error) => state.fail_call(call_id, error),
     }
+    Accepted::Now
+}
+
+/// What became of a call put on the stream.
+enum Appended {
+    /// On the stream, or kept back (then `Later`).
+    Sent(Accepted),
+    /// Refused: to be answered once the stream's lock is released.
+    Refused(Refused),
 }
 
 /// A call that could not be put on the stream.
@@ -137,34 +144,39 @@ fn append_call(
     method: &str,
     args: &[u8],
     reply: EncodedReply,
-) -> Result<Accepted, Refused> {
+) -> Appended {
     let (buf, table) = appender.parts(CALL_HEADER + args.len());
     let index = match table.method_index(method, buf) {
         Ok(index) => index,
-        Err(error) => return Err(Refused::Unsent(reply, error)),
+        Err(error) => return Appended::Refused(Refused::Unsent(reply, error)),
     };
     let limit = parking_limit(table.credit);
     if table.parked_calls >= limit {
         let actor = state.label().clone();
-        return Err(Refused::Unsent(reply, Error::Overloaded { actor, limit }));
+        let error = Error::Overloaded { actor, limit };
+        return Appended::Refused(Refused::Unsent(reply, error));
     }
     table.last_call += 1;
     let call_id = table.last_call;
     let pending = match state.register(call_id, reply) {
         Ok(pending) => pending,
-        Err(reply) => return Err(Refused::Unsent(reply, state.gone())),
+        Err(reply) => return Appended::Refused(Refused::Unsent(reply, state.gone())),
     };
     let on_wire = pending.saturating_sub(table.parked_calls);
     if table.parked.is_empty() && on_wire <= table.credit {
-        write_call(buf, call_id, index, args).map_err(|e| Refused::Registered(call_id, e))?;
+        if let Err(error) = write_call(buf, call_id, index, args) {
+            return Appended::Refused(Refused::Registered(call_id, error));
+        }
         // Calls already in flight: this one joins a batch rather than a write of its own.
         if on_wire > 1 {
             appender.batch();
         }
-        return Ok(Accepted::Now);
+        return Appended::Sent(Accepted::Now);
     }
     let mut frame = BytesMut::with_capacity(CALL_HEADER + args.len());
-    write_call(&mut frame, call_id, index, args).map_err(|e| Refused::Registered(call_id, e))?;
+    if let Err(error) = write_call(&mut frame, call_id, index, args) {
+        return Appended::Refused(Refused::Registered(call_id, error));
+    }
     let (sent, accepted) = oneshot::channel();
     table.parked.push_back(Parked::Call(frame.freeze(), sent));
     table.parked_calls += 1;
@@ -172,7 +184,7 @@ fn append_call(
     // A reply removed since the count above may have missed the flag: look again, now
     // that it is set, so that no room goes unused.
     release_into(appender, state);
-    Ok(Accepted::Later(accepted))
+    Appended::Sent(Accepted::Later(accepted))
 }
 
 /// Appends a `Release` behind every call made so far, parked ones included.

@@ -292,20 +292,6 @@ impl Compute {
 
 /// Parses a Kubernetes quantity (memory, storage) into bytes.
 pub(crate) fn parse_quantity(quantity: &str) -> std::result::Result<u64, String> {
-    const UNITS: [(&str, u64); 12] = [
-        ("Ki", 1 << 10),
-        ("Mi", 1 << 20),
-        ("Gi", 1 << 30),
-        ("Ti", 1 << 40),
-        ("Pi", 1 << 50),
-        ("Ei", 1 << 60),
-        ("k", 1_000),
-        ("M", 1_000_000),
-        ("G", 1_000_000_000),
-        ("T", 1_000_000_000_000),
-        ("P", 1_000_000_000_000_000),
-        ("E", 1_000_000_000_000_000_000),
-    ];
     let bad = || {
         format!(
             "memory quantity '{quantity}' is not valid; write a number with an optional unit, \
@@ -313,16 +299,17 @@ pub(crate) fn parse_quantity(quantity: &str) -> std::result::Result<u64, String>
         )
     };
     let trimmed = quantity.trim();
-    let (digits, multiplier) = UNITS
-        .iter()
-        .find_map(|(unit, mult)| trimmed.strip_suffix(unit).map(|d| (d, *mult)))
-        .unwrap_or((trimmed, 1));
-    let value: f64 = digits.parse().map_err(|_| bad())?;
-    if !value.is_finite() || value < 0.0 {
+    // kube_quantity reads a bare unit ("Gi") as zero; Kubernetes wants a number first.
+    // (It also reads "E"/"Ei" as the start of an exponent, so exabyte quantities are
+    // refused; no actor asks for one.)
+    if !trimmed.contains(|c: char| c.is_ascii_digit()) {
         return Err(bad());
     }
-    let bytes = value * multiplier as f64;
-    if bytes > u64::MAX as f64 {
+    let parsed = kube_quantity::ParsedQuantity::try_from(trimmed).map_err(|_| bad())?;
+    // Through f64 rather than `to_bytes_u64`, which truncates the number before scaling
+    // ("1.5Gi" would come out as 1Gi) and refuses sub-unit scales ("500m").
+    let bytes = parsed.to_bytes_f64().ok_or_else(bad)?;
+    if !bytes.is_finite() || bytes < 0.0 || bytes >= u64::MAX as f64 {
         return Err(bad());
     }
     Ok(bytes.round() as u64)
@@ -341,7 +328,15 @@ mod tests {
         assert_eq!(parse_quantity("1G"), Ok(1_000_000_000));
         assert_eq!(parse_quantity("1.5Gi"), Ok(3 << 29));
         assert_eq!(parse_quantity("1000"), Ok(1000));
+        assert_eq!(parse_quantity("1e3"), Ok(1000));
+        assert_eq!(parse_quantity(" 2Ki "), Ok(2048));
+        assert_eq!(parse_quantity("2Pi"), Ok(2 << 50));
+        assert_eq!(parse_quantity("1Ti"), Ok(1 << 40));
         assert!(parse_quantity("lots").is_err());
+        assert!(parse_quantity("Gi").is_err());
+        assert!(parse_quantity("1Qi").is_err());
+        assert!(parse_quantity("64 gigs").is_err());
+        assert!(parse_quantity("20000000000000000000").is_err());
         assert!(parse_quantity("-1Gi").is_err());
         assert!(parse_quantity("").is_err());
     }

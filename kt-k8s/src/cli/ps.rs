@@ -159,28 +159,53 @@ pub async fn ps(
 /// Left-aligned columns three spaces apart, as kubectl prints them. Actor names may hold
 /// spaces, so scripts should read `-o json` rather than split lines.
 fn write_table(out: &mut (dyn Write + Send), table: &[Vec<String>]) -> std::io::Result<()> {
-    let columns = table.first().map_or(0, Vec::len);
-    let widths: Vec<usize> = (0..columns)
-        .map(|c| {
-            table
-                .iter()
-                .map(|row| row[c].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    for row in table {
-        let mut line = String::new();
-        for (c, cell) in row.iter().enumerate() {
-            if c + 1 == columns {
-                line.push_str(cell);
-            } else {
-                line.push_str(cell);
-                let pad = widths[c] - cell.chars().count() + 3;
-                line.extend(std::iter::repeat_n(' ', pad));
-            }
-        }
-        writeln!(out, "{line}")?;
+    let Some((header, rows)) = table.split_first() else {
+        return Ok(());
+    };
+    let mut printed = comfy_table::Table::new();
+    // No borders and no wrapping: plain columns, however wide, like kubectl's.
+    printed
+        .load_style(comfy_table::presets::NOTHING)
+        .set_content_arrangement(comfy_table::ContentArrangement::Disabled)
+        .set_header(header)
+        .add_rows(rows);
+    let last = header.len().saturating_sub(1);
+    for column in printed.column_iter_mut() {
+        // Three spaces after each column but the last; none before any.
+        let right = if column.index == last { 0 } else { 3 };
+        column.set_padding((0, right));
+    }
+    // The last column is padded to its width too; kubectl's lines end at their text.
+    for line in printed.lines() {
+        writeln!(out, "{}", line.trim_end())?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::write_table;
+
+    #[test]
+    fn table_is_kubectl_plain_columns() {
+        let table: Vec<Vec<String>> = [
+            ["NAME", "STATUS", "AGE"],
+            ["counter", "Running", "5s"],
+            ["a b", "ErrImagePull", "12m"],
+        ]
+        .iter()
+        .map(|row| row.iter().map(|c| c.to_string()).collect())
+        .collect();
+        let mut out = Vec::new();
+        write_table(&mut out, &table).expect("writes");
+        assert_eq!(
+            String::from_utf8(out).expect("UTF-8"),
+            "NAME      STATUS         AGE\n\
+             counter   Running        5s\n\
+             a b       ErrImagePull   12m\n"
+        );
+        let mut empty = Vec::new();
+        write_table(&mut empty, &[]).expect("writes");
+        assert!(empty.is_empty());
+    }
 }

@@ -13,8 +13,8 @@ use tokio::sync::Notify;
 
 use crate::config::EmulatorConfig;
 use crate::faults::Faults;
-use crate::ipblock::IpBlock;
 use crate::kubelet::Kubelet;
+use crate::network::Network;
 use crate::patch::{self, PatchKind};
 use crate::resources::{self, ResourceType};
 use crate::selector::{FieldSelector, LabelSelector};
@@ -106,8 +106,8 @@ pub(crate) struct Cluster {
     pub scheduler_wake: Notify,
     /// `host:port` of the API server, for discovery documents.
     pub server_address: String,
-    /// This emulator's pod addresses.
-    pub ip_block: IpBlock,
+    /// This emulator's pod addresses and where pod processes run.
+    pub network: Network,
     next_service_ip: AtomicU32,
 }
 
@@ -143,14 +143,14 @@ fn random_suffix() -> String {
 }
 
 impl Cluster {
-    pub fn new(config: EmulatorConfig, server_address: String, ip_block: IpBlock) -> Arc<Self> {
+    pub fn new(config: EmulatorConfig, server_address: String, network: Network) -> Arc<Self> {
         let cluster = Arc::new(Cluster {
             store: Store::new(config.history_capacity),
             faults: Faults::new(&config.missing_images),
-            kubelet: Kubelet::new(),
+            kubelet: Kubelet::new(network.isolation()),
             scheduler_wake: Notify::new(),
             server_address,
-            ip_block,
+            network,
             next_service_ip: AtomicU32::new(1),
             config,
         });

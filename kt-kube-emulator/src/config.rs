@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
+use crate::network::PodNetwork;
+
 /// How to start an [`Emulator`](crate::Emulator). Start from [`EmulatorConfig::default`] and
 /// change what the test needs.
 #[derive(Debug, Clone)]
@@ -47,9 +49,13 @@ pub struct EmulatorConfig {
     /// Variables of the emulator's own environment that container processes inherit
     /// (a real container starts from its image's environment; `PATH` is the useful part).
     pub inherited_env: Vec<String>,
-    /// First pod IP block to try: pods get `127.B.C.1` .. `127.B.C.253` from the first block
-    /// `[B, C]` at or after this one that no other emulator on the machine holds.
+    /// First pod IP block to try: pods get `127.B.C.1` .. `127.B.C.253` (or, in a node
+    /// namespace, the block's `198.18.X.1` .. `198.18.X.253`) from the first block `[B, C]`
+    /// at or after this one that no other emulator on the machine holds.
     pub pod_ip_block: [u8; 2],
+    /// Where pods live on the network: on this machine's loopback (the default), or in a
+    /// network namespace of the node's own.
+    pub network: PodNetwork,
 }
 
 impl Default for EmulatorConfig {
@@ -92,6 +98,7 @@ impl Default for EmulatorConfig {
             history_capacity: 10_000,
             inherited_env: vec!["PATH".to_string(), "HOME".to_string()],
             pod_ip_block: [0, 1],
+            network: PodNetwork::SharedLoopback,
         }
     }
 }
@@ -101,6 +108,12 @@ impl EmulatorConfig {
     pub fn allocatable(mut self, resource: &str, quantity: &str) -> Self {
         self.allocatable
             .insert(resource.to_string(), quantity.to_string());
+        self
+    }
+
+    /// Sets where pods live on the network (see [`PodNetwork`]).
+    pub fn network(mut self, network: PodNetwork) -> Self {
+        self.network = network;
         self
     }
 

@@ -1,6 +1,7 @@
-//! Pod IP blocks: each emulator gives its pods addresses `127.B.C.1` to `127.B.C.253` from a
-//! block `127.B.C.0/24` that no other emulator on the machine uses at the same time (tests
-//! in parallel processes each start their own).
+//! Pod IP blocks: each emulator gives its pods addresses from a block that no other
+//! emulator on the machine uses at the same time (tests in parallel processes each start
+//! their own): `127.B.C.1` to `127.B.C.253` on loopback, or the block's `/24` of
+//! `198.18.0.0/15` in a node namespace (see [`crate::network`]).
 //!
 //! A block is claimed by listening on `127.B.C.254:CLAIM_PORT` for the emulator's lifetime:
 //! the kernel makes that exclusive across processes and releases it when the process dies,
@@ -19,11 +20,12 @@ pub(crate) struct IpBlock {
 }
 
 impl IpBlock {
-    /// Claims the first free block, trying `127.0.1`, `127.0.2`, ... in order.
-    pub fn claim(first: [u8; 2]) -> std::io::Result<Self> {
+    /// Claims the first free block from `first` up to `last`, trying `127.0.1`,
+    /// `127.0.2`, ... in order.
+    pub fn claim(first: [u8; 2], last: u16) -> std::io::Result<Self> {
         let start = u16::from_be_bytes(first).max(1);
         let mut last_error = None;
-        for n in start..=u16::MAX {
+        for n in start..=last {
             let prefix = n.to_be_bytes();
             let claim_address = Ipv4Addr::new(127, prefix[0], prefix[1], 254);
             match TcpListener::bind((claim_address, CLAIM_PORT)) {
@@ -39,16 +41,14 @@ impl IpBlock {
         Err(last_error.unwrap_or_else(|| std::io::Error::other("no free pod IP block")))
     }
 
-    /// Pod address `n` (1..=253) of the block.
-    pub fn address(&self, n: u8) -> Ipv4Addr {
-        Ipv4Addr::new(127, self.prefix[0], self.prefix[1], n)
+    /// The block's number (`B × 256 + C`).
+    pub fn index(&self) -> u16 {
+        u16::from_be_bytes(self.prefix)
     }
 
-    /// The first address of the block not in `taken`, if any is left.
-    pub fn free(&self, taken: &[String]) -> Option<Ipv4Addr> {
-        (1..=253)
-            .map(|n| self.address(n))
-            .find(|ip| !taken.iter().any(|t| *t == ip.to_string()))
+    /// Loopback pod address `n` (1..=253) of the block.
+    pub fn loopback_address(&self, n: u8) -> Ipv4Addr {
+        Ipv4Addr::new(127, self.prefix[0], self.prefix[1], n)
     }
 }
 
@@ -58,10 +58,9 @@ mod tests {
 
     #[test]
     fn blocks_are_exclusive() {
-        let a = IpBlock::claim([0, 200]).expect("a block");
-        let b = IpBlock::claim([0, 200]).expect("another block");
-        assert_ne!(a.address(1), b.address(1));
-        let first = a.free(&[a.address(1).to_string()]).expect("free");
-        assert_eq!(first, a.address(2));
+        let a = IpBlock::claim([0, 200], u16::MAX).expect("a block");
+        let b = IpBlock::claim([0, 200], u16::MAX).expect("another block");
+        assert_ne!(a.index(), b.index());
+        assert_ne!(a.loopback_address(1), b.loopback_address(1));
     }
 }

@@ -8,14 +8,14 @@
 //! |---|---|
 //! | API | discovery, create / get / list / watch / replace / patch / delete / deletecollection, `/status`, label and field selectors, `resourceVersion` conflicts, 410 `Expired`, `BOOKMARK`s, owner-reference garbage collection; objects stored as JSON (pods, services, secrets, configmaps, events, namespaces, nodes, leases, …) |
 //! | scheduler | one node with configurable allocatable resources and labels; pods that do not fit stay `Pending` with `PodScheduled=False, reason=Unschedulable` and the real message |
-//! | kubelet | each container's `command` + `args` runs as a local process (an absolute path on this machine; the image is ignored) in its own process group; each pod gets its own loopback IP (`127.0.1.N`, from a `/24` block no other emulator on the machine uses); secret / configMap volumes become files; `pods/log`; readiness probes (exec, tcpSocket, httpGet); restarts with `CrashLoopBackOff`; graceful deletion (SIGTERM, then SIGKILL) |
+//! | kubelet | each container's `command` + `args` runs as a local process (an absolute path on this machine; the image is ignored) in its own process group; each pod gets an IP of its own from a `/24` block no other emulator on the machine uses (see [Pod networks](#pod-networks)); secret / configMap volumes become files; `pods/log`; readiness probes (exec, tcpSocket, httpGet); restarts with `CrashLoopBackOff`; graceful deletion (SIGTERM, then SIGKILL) |
 //! | port-forward | `pods/{name}/portforward` over WebSocket, bridged to `podIP:port` |
 //! | failure injection | [`Emulator::fail_image_pull`], [`Emulator::oom_kill`], [`Emulator::evict`], [`Emulator::preempt`], [`Emulator::make_unschedulable`], [`Emulator::fail_deletes`] |
 //!
 //! ## How a pod runs
 //!
 //! Scheduling binds the pod to the node (`spec.nodeName`, `PodScheduled=True`, `podIP`
-//! `127.B.C.N`, `hostIP` 127.0.0.1). Volumes are materialized in a per-pod temporary
+//! from the node's block, `hostIP` = [`Emulator::host_address`]). Volumes are materialized in a per-pod temporary
 //! directory; init containers run one after another; then every container's `command` +
 //! `args` (after `$(VAR)` expansion; `$$` is a literal `$`, as in Kubernetes) is started
 //! with a clean environment: the container's `env`/`envFrom` (values, `fieldRef`,
@@ -28,14 +28,45 @@
 //! to each container's process group, SIGKILL after the grace period (capped by
 //! [`EmulatorConfig::max_grace_period`]), reaps, then removes the object.
 //!
+//! ## Pod networks
+//!
+//! [`EmulatorConfig::network`] picks where the node's pods live:
+//!
+//! | [`PodNetwork`] | pod IPs | this machine, seen from a pod | needs |
+//! |---|---|---|---|
+//! | `SharedLoopback` (default) | `127.B.C.N` on this machine's loopback | `127.0.0.1`, and every other loopback address | nothing |
+//! | `NodeNamespace` | `198.18.X.N` in a network namespace of the node's, joined to this machine by a veth pair (`kte<X>` on this side) | `198.18.X.254` only; this machine's loopback and `/dev/shm` are out of reach, and the node's `/dev/shm` is its own | root (`CAP_NET_ADMIN`, `CAP_SYS_ADMIN`) and iproute2's `ip` |
+//!
+//! `SharedLoopback` is the fast mode for tests that need nothing else. `NodeNamespace`
+//! makes the node a host of its own, so a path that would only work because pods and the
+//! test share a machine — a server bound to `127.0.0.1`, a file in `/dev/shm` — fails here
+//! as it would on a cluster. Every process of every pod runs in the node's namespace, with
+//! a mount namespace of its own whose `/dev/shm` is the node's directory. The namespace,
+//! its link and its addresses go when the emulator stops or is dropped, and with its
+//! process and pods when it is killed: the namespace has no name under `/run/netns`, so
+//! `ip netns` does not list it; `nsenter --net=/proc/<pod pid>/ns/net` enters it.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use kt_kube_emulator::{Emulator, EmulatorConfig, PodNetwork};
+//! let emulator = Emulator::start(EmulatorConfig::default().network(PodNetwork::NodeNamespace)).await?;
+//! // A server in the test that pods must reach binds here, not on 127.0.0.1.
+//! let listener = std::net::TcpListener::bind((emulator.host_address(), 0))?;
+//! # drop(listener); Ok(())
+//! # }
+//! ```
+//!
 //! ## What differs from a real cluster (what kt's code must allow for)
 //!
 //! - **Mount paths.** The one concession to having no container filesystem: environment
 //!   values (and the working directory) that start with a volume's `mountPath` are
 //!   rewritten to where that volume was materialized. Find mounted files through an
 //!   environment variable, not a hard-coded path.
-//! - **Binding.** All pods share the host's network namespace: a server must bind its pod
-//!   IP (`status.podIP` through a `fieldRef`), not `0.0.0.0`, or two pods collide.
+//! - **One node, one namespace for its pods.** There is a single emulated node, and its
+//!   pods share one network namespace (this machine's, or the node's): a server must bind
+//!   its pod IP (`status.podIP` through a `fieldRef`), not `0.0.0.0`, or two pods collide;
+//!   and a pod's outgoing connections leave from the node's first address unless it binds
+//!   its own. Pods on different nodes are not emulated.
 //! - **No DNS, no service proxying.** Services are stored (with a `clusterIP`) but nothing
 //!   routes to them; reach pods by their IPs from the API.
 //! - **No in-cluster config.** No service-account token is mounted; a process that needs
@@ -95,6 +126,7 @@ mod ipblock;
 mod kubeconfig;
 mod kubelet;
 mod logs_api;
+mod network;
 mod patch;
 mod portforward;
 mod quantity;
@@ -116,6 +148,7 @@ use tokio::task::JoinHandle;
 
 pub use config::EmulatorConfig;
 pub use kubelet::InjectError;
+pub use network::{NetworkError, PodNetwork};
 
 use cluster::Cluster;
 use kubelet::PodCommand;
@@ -133,9 +166,12 @@ pub enum EmulatorError {
         #[source]
         source: std::io::Error,
     },
-    /// No pod IP block (`127.B.C.0/24`) is free on this machine.
+    /// No pod IP block (a `/24` of loopback or of `198.18.0.0/15`) is free on this machine.
     #[error("no free pod IP block: {0}")]
     PodIpBlock(#[source] std::io::Error),
+    /// The node's network namespace could not be made ([`PodNetwork::NodeNamespace`]).
+    #[error(transparent)]
+    Network(#[from] NetworkError),
     /// A label selector given to an injection rule does not parse.
     #[error("invalid label selector {selector:?}: {message}")]
     Selector {
@@ -172,9 +208,8 @@ impl Emulator {
                 address: format!("{ip}:{port}"),
                 source,
             })?;
-        let block =
-            ipblock::IpBlock::claim(config.pod_ip_block).map_err(EmulatorError::PodIpBlock)?;
-        let cluster = Cluster::new(config, address.to_string(), block);
+        let network = network::Network::create(config.network, config.pod_ip_block)?;
+        let cluster = Cluster::new(config, address.to_string(), network);
         let server = tokio::spawn(server::serve(listener, cluster.clone()));
         let scheduler = tokio::spawn(scheduler::run(cluster.clone()));
         Ok(Emulator {
@@ -193,6 +228,14 @@ impl Emulator {
     /// The API server's URL (`http://127.0.0.1:PORT`).
     pub fn url(&self) -> String {
         format!("http://{}", self.address)
+    }
+
+    /// The address pods reach this machine at (where the emulator and the test's driver
+    /// run): `127.0.0.1` with [`PodNetwork::SharedLoopback`], the host end of the node's
+    /// veth pair (`198.18.X.254`) with [`PodNetwork::NodeNamespace`]. A driver whose
+    /// actors pods must call binds its node here. It is also the pods' `status.hostIP`.
+    pub fn host_address(&self) -> std::net::Ipv4Addr {
+        self.cluster.network.host_address()
     }
 
     /// The emulated node's name (what scheduled pods get as `spec.nodeName`).
@@ -330,6 +373,7 @@ impl Emulator {
         }
         self.scheduler.abort();
         self.cluster.kubelet.shutdown();
+        self.cluster.network.tear_down();
     }
 }
 

@@ -1,11 +1,13 @@
-//! `kt-kube-emulator serve [--kubeconfig PATH] [--port PORT]`: runs an emulated cluster until
-//! Ctrl-C, for manual use with `kubectl` or the `kt` command.
+//! `kt-kube-emulator serve [--kubeconfig PATH] [--port PORT] [--network loopback|namespace]`:
+//! runs an emulated cluster until Ctrl-C, for manual use with `kubectl` or the `kt` command.
+//! `--network namespace` runs the node's pods in a network namespace of their own
+//! (`PodNetwork::NodeNamespace`, needs root) and prints the address pods reach this machine at.
 
 use std::process::ExitCode;
 
-use kt_kube_emulator::{Emulator, EmulatorConfig};
+use kt_kube_emulator::{Emulator, EmulatorConfig, PodNetwork};
 
-const USAGE: &str = "usage: kt-kube-emulator serve [--kubeconfig PATH] [--port PORT]";
+const USAGE: &str = "usage: kt-kube-emulator serve [--kubeconfig PATH] [--port PORT] [--network loopback|namespace]";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -24,6 +26,14 @@ async fn main() -> ExitCode {
                 Ok(port) => config.listen.1 = port,
                 Err(_) => {
                     eprintln!("invalid port {port:?}\n{USAGE}");
+                    return ExitCode::from(2);
+                }
+            },
+            ("--network", Some(network)) => match network.as_str() {
+                "loopback" => config.network = PodNetwork::SharedLoopback,
+                "namespace" => config.network = PodNetwork::NodeNamespace,
+                _ => {
+                    eprintln!("invalid network {network:?}\n{USAGE}");
                     return ExitCode::from(2);
                 }
             },
@@ -47,8 +57,9 @@ async fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
             eprintln!(
-                "serving on {}; kubeconfig written to {path}",
-                emulator.url()
+                "serving on {}; kubeconfig written to {path}; pods reach this machine at {}",
+                emulator.url(),
+                emulator.host_address()
             );
         }
         None => print!("{}", emulator.kubeconfig_yaml()),

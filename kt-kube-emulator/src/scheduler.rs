@@ -161,7 +161,7 @@ pub(crate) fn schedule(cluster: &Arc<Cluster>) {
                     .pointer("/status/podIP")
                     .and_then(Value::as_str)
                     .map(str::to_string);
-                let Some(ip) = ip.or_else(|| Some(cluster.ip_block.free(&taken_ips)?.to_string()))
+                let Some(ip) = ip.or_else(|| Some(cluster.network.free(&taken_ips)?.to_string()))
                 else {
                     continue;
                 };
@@ -174,7 +174,7 @@ pub(crate) fn schedule(cluster: &Arc<Cluster>) {
         }
         match misfit(cluster, pod, &free) {
             None => {
-                let Some(ip) = cluster.ip_block.free(&taken_ips) else {
+                let Some(ip) = cluster.network.free(&taken_ips) else {
                     let message = "0/1 nodes are available: 1 Too many pods.".to_string();
                     cluster.write_status(&key, Some(uid), |status| {
                         set_scheduled(status, false, Some("Unschedulable"), Some(&message));
@@ -252,8 +252,9 @@ fn bind(cluster: &Cluster, key: &Key, uid: &str, ip: &str) -> Option<Arc<Value>>
         }
         status["podIP"] = json!(ip);
         status["podIPs"] = json!([{"ip": ip}]);
-        status["hostIP"] = json!("127.0.0.1");
-        status["hostIPs"] = json!([{"ip": "127.0.0.1"}]);
+        let host = cluster.network.host_address().to_string();
+        status["hostIP"] = json!(host);
+        status["hostIPs"] = json!([{"ip": host}]);
         set_scheduled(status, true, None, None);
     });
     if let Some(pod) = &bound {

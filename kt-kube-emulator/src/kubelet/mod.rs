@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::cluster::Cluster;
+use crate::network::Isolation;
 use crate::resources;
 use crate::store::Key;
 use logs::ContainerLog;
@@ -83,15 +84,18 @@ pub enum InjectError {
 }
 
 /// All pods the kubelet runs.
-#[derive(Default)]
 pub(crate) struct Kubelet {
     pods: Mutex<HashMap<String, Arc<PodRuntime>>>,
     pub processes: Arc<Processes>,
 }
 
 impl Kubelet {
-    pub fn new() -> Self {
-        Kubelet::default()
+    /// A kubelet whose pod processes first enter `isolation`, if any.
+    pub fn new(isolation: Option<Isolation>) -> Self {
+        Kubelet {
+            pods: Mutex::default(),
+            processes: Arc::new(Processes::new(isolation)),
+        }
     }
 
     fn pods(&self) -> MutexGuard<'_, HashMap<String, Arc<PodRuntime>>> {

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use tokio::process::{Child, Command};
 
+use crate::network::Isolation;
+
 #[derive(Default)]
 struct Registry {
     stopped: bool,
@@ -17,9 +19,10 @@ struct Registry {
 }
 
 /// Every process group the emulator has started and not yet reaped.
-#[derive(Default)]
 pub(crate) struct Processes {
     inner: Mutex<Registry>,
+    /// The node's namespaces, which every process enters before it runs.
+    isolation: Option<Isolation>,
 }
 
 fn signal_group(pgid: i32, signal: i32) {
@@ -30,6 +33,14 @@ fn signal_group(pgid: i32, signal: i32) {
 }
 
 impl Processes {
+    /// No processes yet; each one started will enter `isolation` first, if any.
+    pub fn new(isolation: Option<Isolation>) -> Self {
+        Processes {
+            inner: Mutex::default(),
+            isolation,
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Registry> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -51,6 +62,12 @@ impl Processes {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
                 Ok(())
             });
+        }
+        if let Some(isolation) = self.isolation.clone() {
+            // SAFETY: `enter` makes only async-signal-safe system calls (see there).
+            unsafe {
+                command.pre_exec(move || isolation.enter());
+            }
         }
         let mut registry = self.lock();
         if registry.stopped {

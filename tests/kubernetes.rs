@@ -1,13 +1,14 @@
 //! The Kubernetes placement end to end, through the real `kube` client and a kubeconfig,
 //! against the API-server emulator (which runs each pod's command — this test binary, in
-//! worker mode — as a local process with its own loopback IP).
+//! worker mode — as a local process with an IP of its own, in the emulated node's network
+//! namespace unless `KT_EMULATOR_NETWORK=loopback`).
 
 mod support;
 
 use std::sync::Arc;
 
 use kt::prelude::*;
-use support::{Accumulator, Cluster, Counter, cluster, probe};
+use support::{Accumulator, Cluster, Counter, Relay, cluster, probe};
 
 fn on_k8s(cluster: &Cluster) -> Arc<dyn kt::Placement> {
     Arc::new(cluster.k8s.clone())
@@ -35,6 +36,24 @@ async fn an_actor_in_a_pod_answers_calls_and_is_killed_with_its_pod() {
             ..
         })
     ));
+}
+
+/// The driver's node listens where pods can reach it, so a handle to an actor living in
+/// the driver works from a pod: in the node-namespace emulator the pod's loopback is not
+/// the driver's, so a driver bound to 127.0.0.1 would fail this.
+#[kt::test]
+async fn an_actor_in_a_pod_calls_an_actor_living_in_the_driver() {
+    let c = cluster().await;
+    let in_driver = Accumulator::spawn(10)
+        .on(Arc::new(kt::InProcess))
+        .await
+        .unwrap();
+    let relay = Relay::spawn().on(on_k8s(c)).await.unwrap();
+    let (total, reached_at) = relay.add_through(in_driver.clone(), 5).await.unwrap();
+    assert_eq!(total, 15);
+    assert_eq!(in_driver.total().await.unwrap(), 15);
+    let reached: std::net::SocketAddr = reached_at.parse().expect("a node address");
+    assert_eq!(reached.ip(), c.emulator.host_address(), "{reached_at}");
 }
 
 /// A kube client of the emulator, as any other user of the cluster has one.
@@ -117,7 +136,12 @@ async fn kt_kill_and_kt_down_reach_the_driver_as_pod_deleted() {
         .await
         .unwrap();
     // A session of its own: `kt down` ends it without touching the other tests' actors.
-    let session = support::kubernetes_from(&c.kubeconfig, kt::Reach::detect()).await;
+    let session = support::kubernetes_from(
+        &c.kubeconfig,
+        kt::Reach::detect(),
+        c.emulator.host_address().into(),
+    )
+    .await;
     let downed = Accumulator::spawn(0)
         .name("k8s-kt-downed")
         .on(Arc::new(session.clone()))
@@ -221,7 +245,12 @@ async fn ps_of(cluster: &Cluster, session: &str) -> std::collections::BTreeMap<S
 async fn a_crashed_actors_pod_stays_for_inspection_until_the_session_ends() {
     let c = cluster().await;
     // A session of its own, which the test ends.
-    let session = support::kubernetes_from(&c.kubeconfig, kt::Reach::detect()).await;
+    let session = support::kubernetes_from(
+        &c.kubeconfig,
+        kt::Reach::detect(),
+        c.emulator.host_address().into(),
+    )
+    .await;
     let id = session.session().as_str().to_string();
     let owned = Accumulator::spawn(0)
         .name("k8s-kept")
@@ -333,7 +362,12 @@ async fn outside_the_cluster_calls_go_through_a_port_forward() {
 #[kt::test]
 async fn on_the_pod_network_calls_go_straight_to_the_pod() {
     let c = cluster().await;
-    let direct = support::kubernetes_from(&c.kubeconfig, kt_k8s::Reach::Direct).await;
+    let direct = support::kubernetes_from(
+        &c.kubeconfig,
+        kt_k8s::Reach::Direct,
+        c.emulator.host_address().into(),
+    )
+    .await;
     let acc = Accumulator::spawn(1)
         .name("k8s-direct")
         .on(Arc::new(direct))
@@ -580,7 +614,13 @@ async fn detached_role_spawns_a_detached_actor_on_kubernetes() {
         return;
     };
     let k8s =
-        support::kubernetes_from(std::path::Path::new(&kubeconfig), kt::Reach::detect()).await;
+        // Nothing in a pod calls back into this driver: loopback will do.
+        support::kubernetes_from(
+            std::path::Path::new(&kubeconfig),
+            kt::Reach::detect(),
+            std::net::Ipv4Addr::LOCALHOST.into(),
+        )
+        .await;
     let acc = Accumulator::spawn(40)
         .name("k8s-detached")
         .detached()

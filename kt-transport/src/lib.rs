@@ -39,6 +39,6 @@ pub mod wire;
 pub mod worker;
 
 pub use local::LocalProcess;
-pub use node::{Node, RemoteRoute, use_ca, use_runtime};
+pub use node::{NODE_IP_ENV, Node, RemoteRoute, use_address, use_ca, use_runtime};
 pub use wire::TransportError;
 pub use worker::{is_worker, serve_if_worker, set_worker_args, worker_command};

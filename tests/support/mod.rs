@@ -412,18 +412,35 @@ pub struct Cluster {
     _dir: tempfile::TempDir,
 }
 
-/// A Kubernetes placement on the emulator, pods running this test binary.
-pub async fn kubernetes_from(kubeconfig: &std::path::Path, reach: kt::Reach) -> kt::Kubernetes {
+/// A Kubernetes placement on the emulator, pods running this test binary; this driver's
+/// node listens on `driver_address` (the address pods reach this machine at).
+pub async fn kubernetes_from(
+    kubeconfig: &std::path::Path,
+    reach: kt::Reach,
+    driver_address: std::net::IpAddr,
+) -> kt::Kubernetes {
     kt::Kubernetes::builder()
         .kubeconfig(kubeconfig)
         .image("kt-tests:local")
         .this_binary()
         .expect("this binary")
         .reach(reach)
+        .driver_address(driver_address)
         .quiet()
         .connect()
         .await
         .expect("connects to the emulator")
+}
+
+/// Where the emulator's pods live: in a network namespace of the node's own, so that
+/// pods and this driver are different hosts as on a cluster; `KT_EMULATOR_NETWORK=loopback`
+/// shares this machine's loopback instead (no root needed).
+fn emulator_network() -> kt_kube_emulator::PodNetwork {
+    match std::env::var("KT_EMULATOR_NETWORK").as_deref() {
+        Ok("loopback") => kt_kube_emulator::PodNetwork::SharedLoopback,
+        Ok("namespace") | Err(_) => kt_kube_emulator::PodNetwork::NodeNamespace,
+        Ok(other) => panic!("KT_EMULATOR_NETWORK={other:?}: use loopback or namespace"),
+    }
 }
 
 /// Starts the emulator and this driver's session once per binary, before any actor (the
@@ -432,14 +449,15 @@ pub async fn cluster() -> &'static Cluster {
     static CLUSTER: tokio::sync::OnceCell<Cluster> = tokio::sync::OnceCell::const_new();
     CLUSTER
         .get_or_init(|| async {
-            let emulator =
-                kt_kube_emulator::Emulator::start(kt_kube_emulator::EmulatorConfig::default())
-                    .await
-                    .expect("the emulator starts");
+            let config = kt_kube_emulator::EmulatorConfig::default().network(emulator_network());
+            let emulator = kt_kube_emulator::Emulator::start(config)
+                .await
+                .expect("the emulator starts");
             let dir = tempfile::tempdir().expect("a temp dir");
             let kubeconfig = dir.path().join("kubeconfig");
             emulator.write_kubeconfig(&kubeconfig).expect("kubeconfig");
-            let k8s = kubernetes_from(&kubeconfig, kt::Reach::detect()).await;
+            let driver = emulator.host_address().into();
+            let k8s = kubernetes_from(&kubeconfig, kt::Reach::detect(), driver).await;
             kt::placement::set_default_placement(Arc::new(k8s.clone()));
             let _ = KUBERNETES.set(k8s.clone());
             Cluster {

@@ -96,6 +96,7 @@ pub struct KubernetesBuilder {
     command: Option<Vec<String>>,
     port: Option<u16>,
     reach: Option<Reach>,
+    driver_address: Option<std::net::IpAddr>,
     quiet: bool,
 }
 
@@ -170,6 +171,15 @@ impl KubernetesBuilder {
         self
     }
 
+    /// The address this driver's node listens on, one that pods can route to: then actors
+    /// in pods can call actors that live in the driver (handles passed to them). Without it
+    /// the node binds `KT_NODE_IP`, else `POD_IP`, else, inside a pod, the pod's address,
+    /// else `127.0.0.1` (fine when nothing in a pod calls back into the driver).
+    pub fn driver_address(mut self, ip: std::net::IpAddr) -> Self {
+        self.driver_address = Some(ip);
+        self
+    }
+
     /// No progress output.
     pub fn quiet(mut self) -> Self {
         self.quiet = true;
@@ -205,6 +215,9 @@ impl KubernetesBuilder {
         let client = client_without_nagle(config).map_err(|e| unavailable(e.to_string()))?;
         let ca = ca::namespace_ca(&client, &namespace).await?;
         kt_transport::use_ca(ca)?;
+        if let Some(ip) = self.driver_address {
+            kt_transport::use_address(ip)?;
+        }
         let image = self
             .image
             .or_else(|| std::env::var("KT_IMAGE").ok())
@@ -818,14 +831,9 @@ impl Inner {
         pod_name: &str,
     ) -> kt_core::Result<dialed::Attached> {
         let deadline = tokio::time::Instant::now() + ATTACH_TIMEOUT;
-        // A handshake with a listening worker takes a few milliseconds directly, more
-        // through a port-forward (the API server's WebSocket, then TCP); one that is not
-        // listening yet hears nothing back. Start short, back off.
-        let mut attempt = match self.reach {
-            Reach::Direct => Duration::from_millis(20),
-            Reach::PortForward => Duration::from_millis(500),
-        };
+        let mut timeouts = attach_timeouts(self.reach);
         loop {
+            let attempt = timeouts.next().unwrap_or(MAX_ATTACH_ATTEMPT);
             // A new forward each attempt: one made before the worker listened is dead.
             let refused: ForwardError = match self.reach {
                 Reach::PortForward => self.forward(pod_name, address).await?,
@@ -843,7 +851,6 @@ impl Inner {
             match result {
                 Ok(attached) => return Ok(attached),
                 Err(Error::Unavailable { .. }) if tokio::time::Instant::now() < deadline => {
-                    attempt = (attempt * 2).min(Duration::from_secs(2));
                     // Nothing listens yet: QUIC hears nothing back, so each attempt
                     // waits out its own timeout; an immediate refusal waits a moment.
                     tokio::time::sleep(Duration::from_millis(5)).await;
@@ -1249,6 +1256,27 @@ impl Drop for Deleting {
     }
 }
 
+/// The longest one attach attempt waits for the worker's handshake.
+const MAX_ATTACH_ATTEMPT: Duration = Duration::from_secs(2);
+
+/// How long successive attach attempts wait for the worker's handshake. One with a
+/// listening worker takes a few milliseconds directly, more through a port-forward (the API
+/// server's WebSocket, then TCP); one that is not listening yet hears nothing back, so the
+/// attempt waits out its timeout. Start short and double, up to [`MAX_ATTACH_ATTEMPT`].
+fn attach_timeouts(reach: Reach) -> impl Iterator<Item = Duration> {
+    use backon::BackoffBuilder;
+    let first = match reach {
+        Reach::Direct => Duration::from_millis(20),
+        Reach::PortForward => Duration::from_millis(500),
+    };
+    backon::ExponentialBuilder::default()
+        .with_min_delay(first)
+        .with_max_delay(MAX_ATTACH_ATTEMPT)
+        .with_factor(2.0)
+        .without_max_times()
+        .build()
+}
+
 /// How failed deletes are retried: an API server that fails one (overloaded, restarting,
 /// a webhook timing out) usually takes it a moment later. Eight tries over 5 to 10 s
 /// (with jitter).
@@ -1291,4 +1319,25 @@ where
             tracing::debug!("deleting {name} failed ({error}); retrying in {after:?}");
         })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attach_attempts_wait_longer_each_time_up_to_the_cap() {
+        let ms = |reach| -> Vec<u128> {
+            attach_timeouts(reach)
+                .take(9)
+                // backon scales in f32: 40 ms comes out as 39.99…
+                .map(|d| (d.as_secs_f64() * 1000.0).round() as u128)
+                .collect()
+        };
+        assert_eq!(
+            ms(Reach::Direct),
+            [20, 40, 80, 160, 320, 640, 1280, 2000, 2000]
+        );
+        assert_eq!(ms(Reach::PortForward)[..4], [500, 1000, 2000, 2000]);
+    }
 }

@@ -41,7 +41,7 @@ mod tests;
 mod writer;
 
 pub(crate) use control::{HelloStream, Rendezvous};
-pub use global::{use_ca, use_runtime};
+pub use global::{NODE_IP_ENV, use_address, use_ca, use_runtime};
 pub(crate) use peer::Peer;
 pub use route::RemoteRoute;
 pub(crate) use route::{RouteState, watch_events};

@@ -14,10 +14,12 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::actor_ref::{ActorRef, RawRef};
-use crate::cell::{LocalCell, OwnerGuard};
+use crate::cell::LocalCell;
 use crate::error::{ActorLabel, DeathCause, Error};
-use crate::group::{GroupMember, GroupMembers};
+use crate::group::GroupMembers;
+use crate::options::GroupMember;
 use crate::reply::EncodedReply;
+use crate::route::OwnerGuard;
 
 /// An actor type: its state is the struct, its messages are its public methods.
 ///

@@ -16,10 +16,11 @@ use serde::de::DeserializeOwned;
 
 use crate::actor::{Actor, Handle};
 use crate::call::Call;
-use crate::cell::{LocalCell, OwnerGuard};
+use crate::cell::LocalCell;
 use crate::codec;
 use crate::error::{ActorLabel, Error, Result};
 use crate::reply::{EncodedReply, Reply};
+use crate::route::OwnerGuard;
 use crate::route::{EncodedRoute, ErasedActor};
 
 /// How a handle reaches its actor.

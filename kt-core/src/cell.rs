@@ -19,37 +19,7 @@ use crate::error::{ActorLabel, DeathCause, Error};
 use crate::fate::Fate;
 use crate::ordered::{Accepted, OrderedSender, Undeliverable};
 use crate::reply::EncodedReply;
-use crate::route::EncodedRoute;
-
-/// Something that must hear when its last owning handle is dropped.
-pub trait Release: Send + Sync + 'static {
-    /// Called once, when the last owning handle is dropped.
-    fn release(&self);
-}
-
-/// Shared by all owning handles of one actor; dropping the last one releases the actor.
-pub struct OwnerGuard {
-    target: Arc<dyn Release>,
-}
-
-impl OwnerGuard {
-    /// A guard that calls `target.release()` when it is dropped.
-    pub fn new(target: Arc<dyn Release>) -> Self {
-        OwnerGuard { target }
-    }
-}
-
-impl Drop for OwnerGuard {
-    fn drop(&mut self) {
-        self.target.release();
-    }
-}
-
-impl std::fmt::Debug for OwnerGuard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("OwnerGuard")
-    }
-}
+use crate::route::{EncodedRoute, Release};
 
 /// One actor's mailbox and status, shared by its handles and its run loop.
 pub(crate) struct LocalCell<A: Actor> {

@@ -10,26 +10,17 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 
 use crate::actor::{Actor, GroupHandle};
 use crate::actor_ref::ActorRef;
 use crate::call::{Call, GroupCall};
 use crate::codec;
 use crate::error::{Error, Result};
-use crate::options::{Lifetime, SpawnOptions, spawn_option_setters};
+use crate::options::{GroupMember, Lifetime, SpawnOptions, spawn_option_setters};
 use crate::placement::{Placement, SpawnArgs, SpawnRequest, default_placement};
 use crate::registry::ActorType;
-
-/// A member's place in its group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GroupMember {
-    /// This member's rank, `0..size`.
-    pub rank: usize,
-    /// How many members the group has.
-    pub size: usize,
-}
 
 /// The members of a group, in rank order; what generated broadcast methods send through.
 pub struct GroupMembers<A: Actor> {

@@ -15,17 +15,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::actor::Actor;
 use crate::actor_ref::ActorRef;
-use crate::error::{ActorLabel, Error, Result};
+use crate::error::{Error, Result};
 use crate::route::ErasedActor;
-
-/// Where an actor can be reached from another process.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HandleAddress {
-    /// The serving node's socket address, `ip:port`.
-    pub node: String,
-    /// The actor's id, type and name.
-    pub label: ActorLabel,
-}
+pub use crate::route::HandleAddress;
 
 /// Turns handles into addresses and back; implemented by the transport.
 pub trait HandleTransport: Send + Sync + 'static {

@@ -51,19 +51,17 @@ mod fate;
 mod group;
 pub mod handle_wire;
 mod names;
-mod names_k8s;
 mod options;
 mod ordered;
 pub mod placement;
-mod pod_patch;
+mod pod;
+mod quantity;
 pub mod registry;
 mod reply;
 mod route;
 mod runtime;
 pub mod semantics;
 mod spawn;
-mod toleration;
-mod volume;
 
 #[doc(hidden)]
 pub mod __private;
@@ -73,12 +71,11 @@ pub mod __private;
 /// death state. An application never names these; a new placement or transport does.
 pub mod backend {
     pub use crate::actor_ref::RawRef;
-    pub use crate::cell::{OwnerGuard, Release};
     pub use crate::fate::Fate;
     pub use crate::ordered::{Accepted, OrderedSender, Undeliverable};
     pub use crate::placement::Placed;
     pub use crate::reply::{EncodedReply, ReplySink, encode_error};
-    pub use crate::route::EncodedRoute;
+    pub use crate::route::{EncodedRoute, OwnerGuard, Release};
 }
 
 pub use actor::{Actor, Context, GroupHandle, Handle, Message, MethodInfo, Outcome, PanicAnswer};
@@ -86,16 +83,16 @@ pub use actor_ref::ActorRef;
 pub use call::{Call, GroupCall};
 pub use compute::Compute;
 pub use error::{ActorLabel, DeathCause, Error, Result};
-pub use group::{ActorGroup, GroupMember, GroupMembers, SpawnGroup};
-pub use names::get_actor;
+pub use group::{ActorGroup, GroupMembers, SpawnGroup};
 pub use options::{
-    DEFAULT_MAILBOX_CAPACITY, Lifetime, PlacementGroup, PlacementStrategy, SpawnOptions,
+    DEFAULT_MAILBOX_CAPACITY, GroupMember, Lifetime, PlacementGroup, PlacementStrategy,
+    SpawnOptions,
 };
 pub use ordered::parking_limit;
 pub use placement::{InProcess, Loopback, Placement, SpawnArgs, SpawnRequest};
-pub use pod_patch::PodPatch;
+pub use pod::{
+    PodOptions, PodPatch, TaintEffect, Toleration, TolerationOperator, Volume, VolumeSource,
+};
 pub use reply::Reply;
 pub use route::ErasedActor;
-pub use spawn::Spawn;
-pub use toleration::{TaintEffect, Toleration, TolerationOperator};
-pub use volume::{Volume, VolumeSource};
+pub use spawn::{Spawn, get_actor};

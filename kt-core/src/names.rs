@@ -13,8 +13,9 @@ use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
 
 use crate::actor::Actor;
 use crate::actor_ref::{ActorRef, RawRef};
-use crate::cell::{LocalCell, OwnerGuard};
+use crate::cell::LocalCell;
 use crate::error::{Error, Result};
+use crate::route::OwnerGuard;
 
 struct Entry {
     id: u64,
@@ -83,7 +84,7 @@ pub(crate) fn register<A: Actor>(
 }
 
 /// Finds the live actor named `name` in this process.
-fn lookup_local<A: Actor>(name: &str) -> Option<Result<ActorRef<A>>> {
+pub(crate) fn lookup_local<A: Actor>(name: &str) -> Option<Result<ActorRef<A>>> {
     let dir = directory();
     let entry = dir.get(name)?;
     let wrong_type = || Error::WrongActorType {
@@ -109,30 +110,4 @@ fn lookup_local<A: Actor>(name: &str) -> Option<Result<ActorRef<A>>> {
         named.cell.clone(),
         owner,
     ))))
-}
-
-/// Finds the live actor named `name`, as a handle of type `A`.
-///
-/// Fails with [`Error::ActorNotFound`] when no live actor has that name, and with
-/// [`Error::WrongActorType`] when the actor of that name is not an `A`. The handle is an
-/// owning one for owned actors (it keeps the actor alive like any other handle).
-pub async fn get_actor<A: Actor>(name: &str) -> Result<ActorRef<A>> {
-    if let Some(found) = lookup_local::<A>(name) {
-        return found;
-    }
-    match crate::placement::default_placement().lookup(name).await? {
-        Some(placed) => placed.into_ref::<A>().map_err(|error| match error {
-            Error::WrongActorType {
-                expected, found, ..
-            } => Error::WrongActorType {
-                name: name.to_string(),
-                expected,
-                found,
-            },
-            other => other,
-        }),
-        None => Err(Error::ActorNotFound {
-            name: name.to_string(),
-        }),
-    }
 }

@@ -6,7 +6,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::compute::Compute;
 use crate::error::{Error, Result};
-use crate::group::GroupMember;
 
 /// The mailbox capacity used when the spawn does not set one.
 pub const DEFAULT_MAILBOX_CAPACITY: usize = 1024;
@@ -19,6 +18,15 @@ pub enum Lifetime {
     Owned,
     /// The actor lives until it is killed, even after its spawner is gone (rule L2).
     Detached,
+}
+
+/// A member's place in its group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupMember {
+    /// This member's rank, `0..size`.
+    pub rank: usize,
+    /// How many members the group has.
+    pub size: usize,
 }
 
 /// How to run one actor.

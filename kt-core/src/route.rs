@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
+use serde::{Deserialize, Serialize};
 
-use crate::cell::OwnerGuard;
 use crate::codec;
 use crate::error::DeathCause;
 use crate::error::{ActorLabel, Error, Result};
@@ -42,8 +42,47 @@ pub trait EncodedRoute: Send + Sync + 'static {
 
     /// Where other processes reach this actor, for a route that already crosses
     /// processes; `None` for an actor in this process (the transport exports it).
-    fn address(&self) -> Option<crate::handle_wire::HandleAddress> {
+    fn address(&self) -> Option<HandleAddress> {
         None
+    }
+}
+
+/// Where an actor can be reached from another process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandleAddress {
+    /// The serving node's socket address, `ip:port`.
+    pub node: String,
+    /// The actor's id, type and name.
+    pub label: ActorLabel,
+}
+
+/// Something that must hear when its last owning handle is dropped.
+pub trait Release: Send + Sync + 'static {
+    /// Called once, when the last owning handle is dropped.
+    fn release(&self);
+}
+
+/// Shared by all owning handles of one actor; dropping the last one releases the actor.
+pub struct OwnerGuard {
+    target: Arc<dyn Release>,
+}
+
+impl OwnerGuard {
+    /// A guard that calls `target.release()` when it is dropped.
+    pub fn new(target: Arc<dyn Release>) -> Self {
+        OwnerGuard { target }
+    }
+}
+
+impl Drop for OwnerGuard {
+    fn drop(&mut self) {
+        self.target.release();
+    }
+}
+
+impl std::fmt::Debug for OwnerGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OwnerGuard")
     }
 }
 

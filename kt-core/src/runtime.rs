@@ -18,13 +18,14 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::actor::{Actor, Context, Message, Outcome, PanicAnswer};
 use crate::actor_ref::RawRef;
-use crate::cell::{LocalCell, OwnerGuard};
+use crate::cell::LocalCell;
 use crate::codec;
 use crate::error::{ActorLabel, DeathCause, Error, Result};
 use crate::names::{self, NameGuard};
 use crate::options::{Lifetime, SpawnOptions};
 use crate::placement::{Placed, SpawnArgs};
 use crate::route::ErasedActor;
+use crate::route::OwnerGuard;
 
 /// Constructor arguments in their MessagePack form, shared by restarts.
 type EncodedArgs = Arc<[u8]>;

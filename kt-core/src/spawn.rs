@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::actor::Actor;
 use crate::actor_ref::ActorRef;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::options::{SpawnOptions, spawn_option_setters};
 use crate::placement::{Placement, SpawnArgs, SpawnRequest, default_placement};
 use crate::registry::ActorType;
@@ -48,5 +48,31 @@ impl<A: Actor> IntoFuture for Spawn<A> {
             };
             placement.spawn(request).await?.into_ref::<A>()
         })
+    }
+}
+
+/// Finds the live actor named `name`, as a handle of type `A`.
+///
+/// Fails with [`Error::ActorNotFound`] when no live actor has that name, and with
+/// [`Error::WrongActorType`] when the actor of that name is not an `A`. The handle is an
+/// owning one for owned actors (it keeps the actor alive like any other handle).
+pub async fn get_actor<A: Actor>(name: &str) -> Result<ActorRef<A>> {
+    if let Some(found) = crate::names::lookup_local::<A>(name) {
+        return found;
+    }
+    match default_placement().lookup(name).await? {
+        Some(placed) => placed.into_ref::<A>().map_err(|error| match error {
+            Error::WrongActorType {
+                expected, found, ..
+            } => Error::WrongActorType {
+                name: name.to_string(),
+                expected,
+                found,
+            },
+            other => other,
+        }),
+        None => Err(Error::ActorNotFound {
+            name: name.to_string(),
+        }),
     }
 }

@@ -20,9 +20,9 @@ pub struct ActorPod {
     pub actor_name: String,
     /// The actor's registered type name (`my_crate::Trainer`).
     pub type_name: String,
-    /// The image with the user's binary, used unless `compute.image` names another.
+    /// The image with the user's binary, used unless `compute.pod.image` names another.
     pub image: String,
-    /// The command that starts the user's binary, used unless `compute.command` replaces it.
+    /// The command that starts the user's binary, used unless `compute.pod.command` replaces it.
     pub command: Vec<String>,
     /// What the actor asked for.
     pub compute: Compute,

@@ -117,7 +117,11 @@ pub fn actor_pod(plan: &ActorPod) -> Result<Pod> {
 pub fn actor_pod_named(plan: &ActorPod, name: &str) -> Result<Pod> {
     check_plan(plan)?;
     let compute = &plan.compute;
-    let image = compute.image.clone().unwrap_or_else(|| plan.image.clone());
+    let image = compute
+        .pod
+        .image
+        .clone()
+        .unwrap_or_else(|| plan.image.clone());
     if image.trim().is_empty() {
         return Err(invalid(
             "no container image: set one with `Compute::image(\"registry/app:tag\")` or in \
@@ -126,6 +130,7 @@ pub fn actor_pod_named(plan: &ActorPod, name: &str) -> Result<Pod> {
         ));
     }
     let command = compute
+        .pod
         .command
         .clone()
         .unwrap_or_else(|| plan.command.clone());
@@ -141,7 +146,7 @@ pub fn actor_pod_named(plan: &ActorPod, name: &str) -> Result<Pod> {
     let (worker, worker_mount) = worker_volume(&worker_secret_of_pod(&name));
     let mut volumes = vec![worker];
     let mut mounts = vec![worker_mount];
-    for volume in &compute.volumes {
+    for volume in &compute.pod.volumes {
         let (volume, mount) = user_volume(volume)?;
         volumes.push(volume);
         mounts.push(mount);
@@ -151,7 +156,7 @@ pub fn actor_pod_named(plan: &ActorPod, name: &str) -> Result<Pod> {
         name: CONTAINER_NAME.into(),
         image: Some(image),
         command: Some(command),
-        args: compute.args.clone(),
+        args: compute.pod.args.clone(),
         env: Some(container_env(plan)?),
         ports: Some(vec![ContainerPort {
             name: Some(PORT_NAME.into()),
@@ -165,7 +170,7 @@ pub fn actor_pod_named(plan: &ActorPod, name: &str) -> Result<Pod> {
     };
 
     let mut meta = actor_meta(plan, name);
-    if let Some(queue) = &compute.queue {
+    if let Some(queue) = &compute.pod.queue {
         let labels = meta.labels.get_or_insert_with(BTreeMap::new);
         labels.insert(LABEL_KUEUE_QUEUE.into(), queue.clone());
         if let Some(group) = &plan.group {
@@ -202,14 +207,15 @@ pub fn actor_pod_named(plan: &ActorPod, name: &str) -> Result<Pod> {
             .group
             .as_ref()
             .map(|g| group_service_name(&plan.session, &g.group)),
-        node_selector: (!compute.node_selector.is_empty()).then(|| compute.node_selector.clone()),
-        tolerations: (!compute.tolerations.is_empty())
-            .then(|| compute.tolerations.iter().map(toleration).collect()),
-        priority_class_name: compute.priority_class.clone(),
-        service_account_name: compute.service_account.clone(),
+        node_selector: (!compute.pod.node_selector.is_empty())
+            .then(|| compute.pod.node_selector.clone()),
+        tolerations: (!compute.pod.tolerations.is_empty())
+            .then(|| compute.pod.tolerations.iter().map(toleration).collect()),
+        priority_class_name: compute.pod.priority_class.clone(),
+        service_account_name: compute.pod.service_account.clone(),
         // Without a service account of its own the actor has no business with the API
         // server: mount no token rather than the namespace default's.
-        automount_service_account_token: compute.service_account.is_none().then_some(false),
+        automount_service_account_token: compute.pod.service_account.is_none().then_some(false),
         affinity: plan
             .placement
             .as_ref()
@@ -222,5 +228,5 @@ pub fn actor_pod_named(plan: &ActorPod, name: &str) -> Result<Pod> {
         spec: Some(spec),
         status: None,
     };
-    apply_pod_patches(pod, &compute.pod_patches)
+    apply_pod_patches(pod, &compute.pod.pod_patches)
 }

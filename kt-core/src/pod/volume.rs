@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::names_k8s::{is_dns_label, is_dns_subdomain};
+use super::names::{is_dns_label, is_dns_subdomain};
 
 /// Where the mounted data comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -201,7 +201,7 @@ impl Volume {
             VolumeSource::HostPath { path } => (!path.starts_with('/'))
                 .then(|| format!("volume '{name}': the host path must be absolute, got '{path}'")),
             VolumeSource::EmptyDir { size_limit, .. } => size_limit.as_deref().and_then(|q| {
-                crate::compute::parse_quantity(q)
+                crate::quantity::parse_quantity(q)
                     .err()
                     .map(|problem| format!("volume '{name}': size limit: {problem}"))
             }),

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::names_k8s::is_qualified_name;
+use super::names::is_qualified_name;
 
 /// How a toleration's key and value match a taint's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -22,11 +22,11 @@ use kt_core::{
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, Command};
 
-use crate::node::{HelloStream, Node, RemoteRoute, RouteState, watch_events};
+use crate::node::{HelloStream, Node, RemoteRoute};
 use crate::wire::directory::{NameEntry, Names};
 use crate::wire::frame::PROTOCOL_VERSION;
 use crate::worker::supervision::{StartIncarnation, supervised};
-use crate::worker::{WORKER_ENV, WorkerConfig, encode_config, worker_args};
+use crate::worker::{DeathReporter, WORKER_ENV, WorkerConfig, encode_config, link, worker_args};
 use resources::{Grant, Ledger};
 
 pub mod resources;
@@ -343,7 +343,7 @@ async fn start_incarnation(
         }
     };
     let address = result?;
-    let worker_node = address.node.clone();
+    let worker_node = address.node.parse().ok();
     let pid = child.id();
     let killer = Box::new(move || {
         if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
@@ -364,26 +364,16 @@ async fn start_incarnation(
         }
         _ => None,
     };
-    let route = RemoteRoute::new(node.clone(), address, true, Some(killer));
+    let (route, death) = link(&node, worker_node, address, control, events, Some(killer));
     route.pace_to(
         recipe.options.mailbox_capacity,
         recipe.options.max_concurrency,
     );
-    let state = route.state().clone();
-    let watched_node = node.clone();
     runtime.spawn(async move {
-        watch_child(child, stdin, grant, state, watched_node, worker_node).await;
+        watch_child(child, stdin, grant, death).await;
         if let Some((names, name, pid)) = published {
             names.release(&name, pid);
         }
-    });
-    let state = route.state().clone();
-    runtime.spawn(watch_events(events, state));
-    // The control stream stays open (unused) for the worker's life: its end tells the
-    // worker that the driver is gone.
-    runtime.spawn(async move {
-        let control = control;
-        let _ = control.stopped().await;
     });
     Ok(route)
 }
@@ -448,14 +438,7 @@ fn forward_output(runtime: &tokio::runtime::Handle, child: &mut Child, name: &st
 
 /// Waits for the worker process to end and fails its waiting calls with the reason.
 /// Holding `stdin` open until then is what lets the worker notice a vanished driver.
-async fn watch_child(
-    mut child: Child,
-    stdin: ChildStdin,
-    grant: Grant,
-    state: Arc<RouteState>,
-    node: Arc<Node>,
-    worker_node: String,
-) {
+async fn watch_child(mut child: Child, stdin: ChildStdin, grant: Grant, death: DeathReporter) {
     let cause = match child.wait().await {
         Ok(status) => exit_cause(status),
         Err(error) => DeathCause::ConnectionLost {
@@ -465,16 +448,7 @@ async fn watch_child(
     drop(stdin);
     // The process is gone: its CPUs and GPUs are free for the next spawn.
     drop(grant);
-    if state.was_reported() {
-        // The worker reported why it stopped and finished its streams before exiting:
-        // replies still being read are answers, not losses.
-        state.replies_read(Duration::from_secs(2)).await;
-    }
-    state.die_and_fail(cause);
-    // Its port may be handed to a new process: never reuse a connection to the dead one.
-    if let Ok(addr) = worker_node.parse() {
-        node.forget_peer(addr);
-    }
+    death.died(cause).await;
 }
 
 fn exit_cause(status: std::process::ExitStatus) -> DeathCause {

@@ -74,6 +74,23 @@ fn driver_address(
     named: Option<IpAddr>,
     var: impl Fn(&str) -> Option<String>,
 ) -> Result<IpAddr, TransportError> {
+    let ip = chosen_address(named, var)?;
+    if ip.is_unspecified() {
+        // The node's address travels in every handle it exports: peers must be able to
+        // dial it, and nobody can dial 0.0.0.0.
+        return Err(TransportError::Io(format!(
+            "the driver's node cannot listen on {ip}: its address goes into the handles it \
+             hands out, so name one address of this machine that peers can reach \
+             ({NODE_IP_ENV} or driver_address)"
+        )));
+    }
+    Ok(ip)
+}
+
+fn chosen_address(
+    named: Option<IpAddr>,
+    var: impl Fn(&str) -> Option<String>,
+) -> Result<IpAddr, TransportError> {
     if let Some(ip) = named {
         return Ok(ip);
     }
@@ -251,6 +268,14 @@ mod tests {
                 .to_string(),
             "127.0.0.1"
         );
+    }
+
+    #[test]
+    fn an_unspecified_address_is_refused() {
+        for vars in [[("KT_NODE_IP", "0.0.0.0")], [("POD_IP", "::")]] {
+            let error = driver_address(None, env(&vars)).expect_err("nobody can dial it");
+            assert!(error.to_string().contains("name one address"), "{error}");
+        }
     }
 
     #[test]

@@ -45,7 +45,7 @@ pub use global::{NODE_IP_ENV, use_address, use_ca, use_runtime};
 pub(crate) use peer::Peer;
 pub use route::RemoteRoute;
 pub(crate) use route::{RouteState, watch_events};
-pub(crate) use serve::{Frames, next_frame};
+pub(crate) use serve::{Frames, next_frame, own_frames};
 
 /// Locks a mutex, carrying on with the data of a holder that panicked (plain tables).
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

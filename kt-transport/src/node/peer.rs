@@ -12,11 +12,11 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use futures_util::StreamExt;
 use kt_core::Error;
 use tokio::sync::OnceCell;
-use tokio_util::codec::FramedRead;
 
 use super::route::RouteState;
 use super::{Node, lock};
-use crate::wire::frame::{Frame, codec, decode_frame, max_message_bytes};
+use crate::wire::budget::{ConnectionBudget, connection_bytes};
+use crate::wire::frame::{Frame, decode_frame, max_message_bytes};
 use crate::wire::tls::SERVER_NAME;
 
 /// The connections this node opened, by peer address.
@@ -98,6 +98,8 @@ impl Node {
 /// One connection, and the routes whose calls wait on it.
 pub(crate) struct Peer {
     pub(crate) conn: quinn::Connection,
+    /// What the streams the other side opens may hold in unfinished frames.
+    budget: ConnectionBudget,
     /// The routes with calls on this connection, by their stream's id: a large reply
     /// comes on a stream of its own and names the call stream it answers.
     routes: Mutex<HashMap<u64, Weak<RouteState>>>,
@@ -109,18 +111,21 @@ impl Peer {
     fn new(node: Arc<Node>, conn: quinn::Connection) -> Arc<Peer> {
         let peer = Arc::new(Peer {
             conn: conn.clone(),
+            budget: ConnectionBudget::new(connection_bytes()),
             routes: Mutex::new(HashMap::new()),
         });
         let reader = peer.clone();
         let runtime = node.runtime.clone();
         runtime.spawn(async move { reader.read_out_of_band_replies().await });
+        let budget = peer.budget.clone();
         runtime.spawn(async move {
             while let Ok((send, recv)) = conn.accept_bi().await {
                 let node = node.clone();
                 let conn = conn.clone();
-                tokio::spawn(
-                    async move { super::serve::serve_stream(node, conn, send, recv).await },
-                );
+                let budget = budget.clone();
+                tokio::spawn(async move {
+                    super::serve::serve_stream(node, conn, budget, send, recv).await
+                });
             }
         });
         peer
@@ -151,7 +156,7 @@ impl Peer {
     /// Reads one reply stream: a `ReplyStream` header and the raw payload it announces,
     /// read straight into one buffer of the right size.
     async fn read_reply_stream(&self, recv: quinn::RecvStream) {
-        let mut frames = FramedRead::new(recv, codec(max_message_bytes()));
+        let mut frames = super::serve::peer_frames(recv, &self.budget);
         let Some(Ok(body)) = frames.next().await else {
             return;
         };
@@ -176,11 +181,15 @@ impl Peer {
                 return route.fail_call(call_id, Error::MessageTooLarge { size, limit });
             }
         };
+        // The payload's share of the connection's budget, held until it is handed over.
+        let Some(_share) = self.budget.admit(len).await else {
+            return;
+        };
         let parts = frames.into_parts();
         let mut payload = bytes::BytesMut::with_capacity(len);
         let buffered = parts.read_buf.len().min(len);
         payload.extend_from_slice(&parts.read_buf[..buffered]);
-        let mut recv = parts.io;
+        let mut recv = parts.io.into_inner();
         while payload.len() < len {
             match recv.read_chunk(len - payload.len(), true).await {
                 Ok(Some(chunk)) => payload.extend_from_slice(&chunk.bytes),

@@ -20,6 +20,7 @@ use tokio_util::codec::FramedRead;
 use super::Node;
 use super::control::{AttachStream, HelloStream};
 use super::writer::OrderedWriter;
+use crate::wire::budget::{Budgeted, ConnectionBudget};
 use crate::wire::call::{
     CallerFrame, MAX_METHODS_PER_STREAM, REPLY_HEADER, decode_caller_frame, write_refused,
     write_reply,
@@ -33,7 +34,19 @@ use crate::wire::frame::{
 const OUT_OF_BAND_REPLY_BYTES: usize = 256 * 1024;
 
 /// The frames of one incoming stream.
-pub(crate) type Frames = FramedRead<quinn::RecvStream, crate::wire::frame::FrameCodec>;
+pub(crate) type Frames = FramedRead<Budgeted<quinn::RecvStream>, crate::wire::frame::FrameCodec>;
+
+/// The frames of a stream this process opened: it asked for what comes on it.
+pub(crate) fn own_frames(recv: quinn::RecvStream) -> Frames {
+    FramedRead::new(Budgeted::unbounded(recv), codec(max_message_bytes()))
+}
+
+/// The frames of a stream a peer opened, each frame that waits for more bytes admitted
+/// against the connection's budget first.
+pub(crate) fn peer_frames(recv: quinn::RecvStream, budget: &ConnectionBudget) -> Frames {
+    let (reader, admission) = budget.reader(recv);
+    FramedRead::new(reader, codec(max_message_bytes()).admitted_by(admission))
+}
 
 /// Draining before exit: call streams stop taking calls, and the node waits until each
 /// caller has read its replies.
@@ -106,10 +119,11 @@ impl Node {
 pub(crate) async fn serve_stream(
     node: Arc<Node>,
     conn: quinn::Connection,
+    budget: ConnectionBudget,
     mut send: quinn::SendStream,
     recv: quinn::RecvStream,
 ) {
-    let mut frames = FramedRead::new(recv, codec(max_message_bytes()));
+    let mut frames = peer_frames(recv, &budget);
     let first = match next_frame(&mut frames).await {
         Some(Ok(frame)) => frame,
         Some(Err(error)) => return refuse(&mut send, error).await,
@@ -360,7 +374,7 @@ async fn serve_calls(
     let replies = Arc::new(Replies {
         writer: writer.clone(),
         conn,
-        stream_id: u64::from(frames.get_ref().id()),
+        stream_id: u64::from(frames.get_ref().get_ref().id()),
         runtime: node.runtime.clone(),
         unanswered: AtomicUsize::new(0),
     });

@@ -7,13 +7,18 @@
 //! [`Error::MessageTooLarge`] before they are sent, and a receiver never buffers more than
 //! the limit for one frame — and never reserves memory for bytes that have not arrived:
 //! a frame's announced length reserves nothing ([`FrameCodec`]), so a peer announcing
-//! huge frames on many streams costs only what it actually sends.
+//! huge frames on many streams costs only what it actually sends, and what it sends is
+//! read only as far as its connection's budget admits ([`super::budget`]).
+
+use std::sync::Arc;
 
 use bytes::BytesMut;
 use kt_core::handle_wire::HandleAddress;
 use kt_core::{Error, codec};
 use serde::{Deserialize, Serialize};
 use tokio_util::codec::Decoder;
+
+use super::budget::Admission;
 
 /// The version of this wire protocol; peers of another version are refused.
 pub const PROTOCOL_VERSION: u16 = 2;
@@ -97,6 +102,7 @@ const GROWTH: usize = 64 * 1024;
 pub fn codec(limit: usize) -> FrameCodec {
     FrameCodec {
         max_frame: limit.saturating_add(FRAME_OVERHEAD),
+        admission: None,
     }
 }
 
@@ -107,9 +113,20 @@ pub fn codec(limit: usize) -> FrameCodec {
 /// bytes arrive (at most 64 KiB ahead of them): an authenticated peer that sends
 /// 4-byte prefixes announcing 128 MiB on hundreds of streams reserves nothing, where it
 /// used to make a worker reserve tens of gigabytes of address space and abort.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct FrameCodec {
     max_frame: usize,
+    /// Where a frame that must wait for more bytes asks for its share of the
+    /// connection's budget ([`super::budget`]); none for streams this process opened.
+    admission: Option<Arc<Admission>>,
+}
+
+impl FrameCodec {
+    /// Frames that must wait for more bytes are admitted through `admission` first.
+    pub fn admitted_by(mut self, admission: Arc<Admission>) -> FrameCodec {
+        self.admission = Some(admission);
+        self
+    }
 }
 
 /// A frame announced a length over the limit; the stream cannot be read further.
@@ -140,10 +157,16 @@ impl Decoder for FrameCodec {
         }
         let whole = 4 + announced;
         if src.len() < whole {
+            if let Some(admission) = &self.admission {
+                admission.want(whole);
+            }
             // Room for what is likely to come next, never for the whole announcement.
             let missing = whole - src.len();
             src.reserve(missing.min(GROWTH));
             return Ok(None);
+        }
+        if let Some(admission) = &self.admission {
+            admission.done();
         }
         let mut frame = src.split_to(whole);
         let _ = frame.split_to(4);

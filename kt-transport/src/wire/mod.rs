@@ -5,6 +5,7 @@
 //!
 //! | module | job |
 //! |---|---|
+//! | [`budget`] | what one connection's unfinished frames may hold |
 //! | [`frame`] | the frames that open streams and run control streams, length-delimited |
 //! | [`call`] | the binary frames of a call stream: calls in, replies out |
 //! | [`tls`] | certificates (a CA per cluster, a leaf per process) and rustls/quinn configs |
@@ -12,6 +13,7 @@
 //! | [`stream_socket`] | QUIC datagrams carried over byte streams (port-forwards) |
 //! | [`directory`] | this user's machine-wide state directory: names, the machine CA, logs |
 
+pub mod budget;
 pub mod call;
 pub mod directory;
 mod error;

@@ -16,12 +16,12 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use kt_core::backend::OwnerGuard;
-use kt_core::{DeathCause, ErasedActor, Error, SpawnOptions};
-use tokio_util::codec::FramedRead;
+use kt_core::{ErasedActor, Error, SpawnOptions};
 
+pub use super::link::DeathReporter;
 use super::mode::{WorkerConfig, encode_config_body};
-use crate::node::{Node, Peer, RemoteRoute, RouteState, next_frame, watch_events};
-use crate::wire::frame::{Frame, PROTOCOL_VERSION, codec, encode_frame, max_message_bytes};
+use crate::node::{Node, Peer, RemoteRoute, next_frame, own_frames};
+use crate::wire::frame::{Frame, PROTOCOL_VERSION, encode_frame};
 
 /// The files of one dialed worker (see [`crate::worker::WORKER_DIR_ENV`]).
 #[derive(Debug, Clone)]
@@ -103,32 +103,6 @@ impl Attached {
     pub fn handle(&self, owned: bool) -> ErasedActor {
         let owner = owned.then(|| Arc::new(OwnerGuard::new(self.route.releaser())));
         ErasedActor::new(self.route.clone(), owner)
-    }
-}
-
-/// Reports the death of a dialed worker's actor, with the cause the backend saw (the
-/// pod's status), to every call waiting on it.
-#[derive(Clone)]
-pub struct DeathReporter {
-    state: Arc<RouteState>,
-    node: Arc<Node>,
-    worker: SocketAddr,
-}
-
-impl DeathReporter {
-    /// The worker's process is gone for `cause`. Replies it flushed before a clean exit
-    /// are still delivered; every call left fails with `ActorDied { cause }`.
-    pub async fn died(&self, cause: DeathCause) {
-        if self.state.was_reported() {
-            self.state.replies_read(Duration::from_secs(2)).await;
-        }
-        self.state.die_and_fail(cause);
-        self.node.forget_peer(self.worker);
-    }
-
-    /// True once the actor is known to be dead (reported by its worker or the backend).
-    pub fn is_dead(&self) -> bool {
-        self.state.is_dead()
     }
 }
 
@@ -214,7 +188,7 @@ async fn exchange(
         .write_all(&buf)
         .await
         .map_err(|e| unavailable(e.to_string()))?;
-    let mut events = FramedRead::new(events, codec(max_message_bytes()));
+    let mut events = own_frames(events);
     let address = match next_frame(&mut events).await {
         Some(Ok(Frame::Hello { result, .. })) => result?,
         Some(Ok(Frame::Refused { error })) => return Err(error),
@@ -227,22 +201,6 @@ async fn exchange(
         Some(Err(error)) => return Err(unavailable(error.to_string())),
         None => return Err(unavailable("the worker closed the control stream".into())),
     };
-    let route = RemoteRoute::new(node.clone(), address, true, killer);
-    let state = route.state().clone();
-    let runtime = node.runtime.clone();
-    runtime.spawn(watch_events(events, state.clone()));
-    // The control stream stays open for the worker's life: its end tells an owned
-    // actor's worker that the driver is gone.
-    runtime.spawn(async move {
-        let control = control;
-        let _ = control.stopped().await;
-    });
-    Ok(Attached {
-        route,
-        death: DeathReporter {
-            state,
-            node: node.clone(),
-            worker,
-        },
-    })
+    let (route, death) = super::link::link(node, Some(worker), address, control, events, killer);
+    Ok(Attached { route, death })
 }

@@ -18,10 +18,9 @@ use bytes::{Bytes, BytesMut};
 use kt_core::{DeathCause, ErasedActor, Error, Lifetime, SpawnOptions, registry};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio_util::codec::FramedRead;
 
-use crate::node::{Frames, Node, next_frame};
-use crate::wire::frame::{Frame, PROTOCOL_VERSION, codec, encode_frame, max_message_bytes};
+use crate::node::{Frames, Node, next_frame, own_frames};
+use crate::wire::frame::{Frame, PROTOCOL_VERSION, encode_frame, max_message_bytes};
 use crate::wire::tls::Identity;
 
 /// How long a dialed worker of an owned actor waits for its driver to attach.
@@ -236,7 +235,7 @@ async fn run_worker(source: ConfigSource) -> Result<(), Error> {
                 .open_bi()
                 .await
                 .map_err(|e| unavailable(driver, e))?;
-            (control, FramedRead::new(events, codec(max_message_bytes())))
+            (control, own_frames(events))
         }
         // Dialed: the driver opens the control stream with `Attach` and this token.
         None => {

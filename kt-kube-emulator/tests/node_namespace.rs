@@ -8,12 +8,13 @@ use std::io::Read;
 use std::net::TcpListener;
 
 use common::{phase, shell_pod, wait_pod};
-use kt_kube_emulator::{EmulatorConfig, PodNetwork};
 use serde_json::json;
 
 #[tokio::test]
 async fn pods_of_a_node_namespace_reach_the_host_only_at_its_address() {
-    let h = common::start_with(EmulatorConfig::default().network(PodNetwork::NodeNamespace)).await;
+    let Some(h) = common::start_in_node_namespace().await else {
+        return;
+    };
     let host = h.emulator.host_address();
     let on_host = TcpListener::bind((host, 0)).expect("listen on the host address");
     let on_loopback = TcpListener::bind(("127.0.0.1", 0)).expect("listen on loopback");
@@ -93,7 +94,9 @@ async fn pods_of_a_node_namespace_reach_the_host_only_at_its_address() {
 
 #[tokio::test]
 async fn the_node_namespace_goes_with_the_emulator() {
-    let h = common::start_with(EmulatorConfig::default().network(PodNetwork::NodeNamespace)).await;
+    let Some(h) = common::start_in_node_namespace().await else {
+        return;
+    };
     let host = h.emulator.host_address();
     let links = || {
         let out = std::process::Command::new("ip")

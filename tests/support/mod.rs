@@ -432,15 +432,30 @@ pub async fn kubernetes_from(
         .expect("connects to the emulator")
 }
 
-/// Where the emulator's pods live: in a network namespace of the node's own, so that
-/// pods and this driver are different hosts as on a cluster; `KT_EMULATOR_NETWORK=loopback`
-/// shares this machine's loopback instead (no root needed).
-fn emulator_network() -> kt_kube_emulator::PodNetwork {
+/// Starts the emulator with its pods in a network namespace of the node's own, so that
+/// pods and this driver are different hosts as on a cluster. Where that cannot be made
+/// (not root), it says so and shares this machine's loopback instead, unless
+/// `KT_EMULATOR_NETWORK=namespace` (CI) makes that an error; `KT_EMULATOR_NETWORK=loopback`
+/// asks for loopback outright.
+async fn start_emulator() -> kt_kube_emulator::Emulator {
+    use kt_kube_emulator::{Emulator, EmulatorConfig, EmulatorError, PodNetwork};
+    let start = |network| Emulator::start(EmulatorConfig::default().network(network));
     match std::env::var("KT_EMULATOR_NETWORK").as_deref() {
-        Ok("loopback") => kt_kube_emulator::PodNetwork::SharedLoopback,
-        Ok("namespace") | Err(_) => kt_kube_emulator::PodNetwork::NodeNamespace,
+        Ok("loopback") => start(PodNetwork::SharedLoopback).await,
+        Ok("namespace") => start(PodNetwork::NodeNamespace).await,
+        Err(_) => match start(PodNetwork::NodeNamespace).await {
+            Err(EmulatorError::Network(error)) => {
+                eprintln!(
+                    "kt tests: {error}\nkt tests: pods share this machine's loopback instead \
+                     (KT_EMULATOR_NETWORK=namespace makes this an error)"
+                );
+                start(PodNetwork::SharedLoopback).await
+            }
+            started => started,
+        },
         Ok(other) => panic!("KT_EMULATOR_NETWORK={other:?}: use loopback or namespace"),
     }
+    .expect("the emulator starts")
 }
 
 /// Starts the emulator and this driver's session once per binary, before any actor (the
@@ -449,10 +464,7 @@ pub async fn cluster() -> &'static Cluster {
     static CLUSTER: tokio::sync::OnceCell<Cluster> = tokio::sync::OnceCell::const_new();
     CLUSTER
         .get_or_init(|| async {
-            let config = kt_kube_emulator::EmulatorConfig::default().network(emulator_network());
-            let emulator = kt_kube_emulator::Emulator::start(config)
-                .await
-                .expect("the emulator starts");
+            let emulator = start_emulator().await;
             let dir = tempfile::tempdir().expect("a temp dir");
             let kubeconfig = dir.path().join("kubeconfig");
             emulator.write_kubeconfig(&kubeconfig).expect("kubeconfig");

@@ -25,7 +25,11 @@ pub async fn start() -> Harness {
 }
 
 pub async fn start_with(config: EmulatorConfig) -> Harness {
-    let emulator = Emulator::start(config).await.expect("the emulator starts");
+    harness_of(Emulator::start(config).await.expect("the emulator starts")).await
+}
+
+/// A kube client for a started emulator.
+async fn harness_of(emulator: Emulator) -> Harness {
     let kubeconfig =
         Kubeconfig::from_yaml(&emulator.kubeconfig_yaml()).expect("a valid kubeconfig");
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
@@ -33,6 +37,23 @@ pub async fn start_with(config: EmulatorConfig) -> Harness {
         .expect("kube accepts the kubeconfig");
     let client = kube::Client::try_from(config).expect("a client");
     Harness { emulator, client }
+}
+
+/// An emulator whose pods run in a network namespace of the node's own; `None`, after
+/// saying why, where this machine does not allow one (not root) — unless
+/// `KT_EMULATOR_NETWORK=namespace` (CI) asks for it, which makes that a failure.
+pub async fn start_in_node_namespace() -> Option<Harness> {
+    use kt_kube_emulator::{EmulatorError, PodNetwork};
+    let config = EmulatorConfig::default().network(PodNetwork::NodeNamespace);
+    match Emulator::start(config).await {
+        Err(EmulatorError::Network(error))
+            if std::env::var("KT_EMULATOR_NETWORK").as_deref() != Ok("namespace") =>
+        {
+            eprintln!("skipped: {error}");
+            None
+        }
+        started => Some(harness_of(started.expect("the emulator starts")).await),
+    }
 }
 
 impl Harness {

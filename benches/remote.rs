@@ -11,7 +11,8 @@
 //! Run with `cargo bench --bench remote`; `-- round_trips`, `-- pipelined` or
 //! `-- head_of_line` run one part. `-- callgrind N` makes N round trips and nothing
 //! else, for `valgrind --tool=callgrind` (instructions per round trip: run it with two
-//! values of N and divide the difference). The workers are this bench binary itself
+//! values of N and divide the difference); `-- callgrind_pipelined N` makes N calls kept
+//! 10,000 in flight, the same way per pipelined call. The workers are this bench binary itself
 //! (`kt::serve_if_worker()` first thing in `main`).
 
 use std::future::IntoFuture;
@@ -270,6 +271,22 @@ fn callgrind(rt: &tokio::runtime::Runtime, n: u64) {
 /// driver — to another actor (another handle: the transport's share) and to the same actor
 /// (which also spends its own time encoding the reply). The large reply travels on a
 /// stream of its own.
+/// `n` calls kept `IN_FLIGHT` at a time, for counting instructions per pipelined call.
+fn callgrind_pipelined(rt: &tokio::runtime::Runtime, n: usize) {
+    let echo = spawn_echo(rt);
+    run_as_task(rt, async move {
+        let mut left = n;
+        while left > 0 {
+            let batch = left.min(IN_FLIGHT);
+            let calls: Vec<_> = (0..batch).map(|_| echo.add(1)).collect();
+            for call in calls {
+                call.await.expect("call");
+            }
+            left -= batch;
+        }
+    });
+}
+
 fn head_of_line(rt: &tokio::runtime::Runtime) {
     const BIG: usize = 100 * 1024 * 1024;
     let spawn = || {
@@ -394,6 +411,13 @@ fn main() {
     let rt = runtime();
     let args: Vec<String> = std::env::args().collect();
     let asked = |part: &str| args.iter().any(|arg| arg == part);
+    if let Some(at) = args.iter().position(|arg| arg == "callgrind_pipelined") {
+        let n = args
+            .get(at + 1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(IN_FLIGHT);
+        return callgrind_pipelined(&rt, n);
+    }
     if let Some(at) = args.iter().position(|arg| arg == "callgrind") {
         let n = args
             .get(at + 1)

@@ -78,7 +78,7 @@ async fn malformed_calls_get_errors_and_the_actor_keeps_serving() {
             .await
             .unwrap();
 
-    let decode_reply = |bytes: Bytes| codec::decode::<kt::Result<u64>>(&bytes, "reply").unwrap();
+    let decode_reply = |bytes: Bytes| codec::decode_reply::<u64>(&bytes, "reply");
     let unknown = decode_reply(
         actor
             .call_encoded("no_such_method", Bytes::new())

@@ -98,10 +98,15 @@ impl<A: Actor> RawRef<A> {
                 let accepted = cell.enqueue(build(args, reply));
                 Call::local(rx, cell.clone(), accepted)
             }
-            Route::Encoded(_) => {
+            Route::Encoded(route) => {
                 let what = format_args!("arguments of `{}::{method}`", A::TYPE_NAME);
-                match codec::encode_bytes(&args, what) {
-                    Ok(payload) => self.call_encoded(method, payload),
+                // Encoded into this thread's scratch buffer and handed to the route as
+                // they are: a remote route copies them straight into its stream.
+                let (reply, rx) = EncodedReply::channel();
+                let sent =
+                    codec::with_encoded(&args, what, |args| route.send_args(method, args, reply));
+                match sent {
+                    Ok(accepted) => Call::encoded(rx, route.clone(), method, accepted),
                     Err(error) => Call::failed(error),
                 }
             }

@@ -26,7 +26,7 @@ use crate::route::EncodedRoute;
 #[must_use = "the call is already sent; await the Call for its reply, or call .forget() to say you do not need it"]
 pub struct Call<T> {
     state: State<T>,
-    accepted: Option<oneshot::Receiver<()>>,
+    accepted: Accepted,
 }
 
 enum State<T> {
@@ -48,7 +48,7 @@ impl<T> Call<T> {
     pub fn failed(error: Error) -> Self {
         Call {
             state: State::Failed(Some(error)),
-            accepted: None,
+            accepted: Accepted::Now,
         }
     }
 
@@ -59,7 +59,7 @@ impl<T> Call<T> {
     ) -> Self {
         Call {
             state: State::Local { rx, route },
-            accepted: accepted.into_receiver(),
+            accepted,
         }
     }
 
@@ -71,7 +71,7 @@ impl<T> Call<T> {
     ) -> Self {
         Call {
             state: State::Encoded { rx, route, method },
-            accepted: accepted.into_receiver(),
+            accepted,
         }
     }
 
@@ -79,10 +79,10 @@ impl<T> Call<T> {
     /// full when the call was made (rule B1). Await it in a fire-and-forget producer to be
     /// slowed to the actor's pace; the reply can still be awaited afterwards.
     pub async fn sent(&mut self) -> Result<()> {
-        let Some(accepted) = self.accepted.take() else {
-            return Ok(());
-        };
-        if accepted.await.is_ok() {
+        if std::mem::replace(&mut self.accepted, Accepted::Now)
+            .admitted()
+            .await
+        {
             return Ok(());
         }
         match &self.state {
@@ -120,7 +120,7 @@ impl<T: DeserializeOwned> Future for Call<T> {
 }
 
 fn decode_reply<T: DeserializeOwned>(bytes: &[u8], method: &str) -> Result<T> {
-    codec::decode::<Result<T>>(bytes, format_args!("the reply of `{method}`"))?
+    codec::decode_reply::<T>(bytes, format_args!("the reply of `{method}`"))
 }
 
 /// The pending replies of a call broadcast to every member of a group; resolves to the

@@ -145,7 +145,11 @@ impl<A: Actor> EncodedRoute for LocalCell<A> {
     }
 
     fn send_encoded(&self, method: &str, payload: Bytes, reply: EncodedReply) -> Accepted {
-        match A::decode_message(method, &payload, reply) {
+        self.send_args(method, &payload, reply)
+    }
+
+    fn send_args(&self, method: &str, args: &[u8], reply: EncodedReply) -> Accepted {
+        match A::decode_message(method, args, reply) {
             Ok(msg) => self.enqueue(msg),
             Err((error, reply)) => {
                 reply.fail(error);

@@ -1,8 +1,10 @@
 //! The byte form of arguments and replies: MessagePack through rmp-serde.
 //!
 //! Every value that crosses an actor boundary in encoded form (a remote call, a
-//! loopback call, a group broadcast, a spawn by type name) goes through these two
-//! functions, so that the wire format and its error messages live in one place.
+//! loopback call, a group broadcast, a spawn by type name) goes through these
+//! functions, so that the wire format and its error messages live in one place. A
+//! reply is one byte (0: a value follows, 1: an [`Error`] follows) and then that value
+//! in MessagePack.
 //! Structs are encoded as maps (field names included) so that a reply decodes
 //! correctly even when field order changes between builds.
 
@@ -27,27 +29,129 @@ pub fn encode_bytes<T: Serialize + ?Sized>(
     value: &T,
     what: impl std::fmt::Display,
 ) -> Result<bytes::Bytes> {
+    with_encoded(value, what, bytes::Bytes::copy_from_slice)
+}
+
+/// Encodes `value` into a scratch buffer this thread keeps and hands the bytes to `use_`:
+/// a caller that copies them somewhere anyway (a transport's stream buffer) needs no
+/// allocation of their own.
+pub fn with_encoded<T: Serialize + ?Sized, R>(
+    value: &T,
+    what: impl std::fmt::Display,
+    use_: impl FnOnce(&[u8]) -> R,
+) -> Result<R> {
+    with_scratch(|buf| {
+        write_value(buf, value, what)?;
+        Ok(use_(buf))
+    })
+}
+
+/// Runs `f` with this thread's (cleared) scratch buffer.
+fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
     thread_local! {
         static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
     /// Scratch buffers that grew past this are given back rather than kept.
     const KEEP: usize = 64 * 1024;
     SCRATCH.with(|scratch| {
-        // A `Serialize` impl that itself encodes (re-entrantly) gets a buffer of its own.
+        // Code that encodes while the scratch is in use (a `Serialize` impl, or what
+        // `use_` runs) gets a buffer of its own.
         let Ok(mut buf) = scratch.try_borrow_mut() else {
-            return encode(value, what).map(bytes::Bytes::from);
+            return f(&mut Vec::new());
         };
         buf.clear();
-        let written = rmp_serde::encode::write_named(&mut *buf, value).map_err(|e| Error::Encode {
-            what: what.to_string(),
-            message: e.to_string(),
-        });
-        let out = written.map(|()| bytes::Bytes::copy_from_slice(&buf));
+        let out = f(&mut buf);
         if buf.capacity() > KEEP {
             *buf = Vec::new();
         }
         out
     })
+}
+
+/// Appends the MessagePack encoding of `value` to `buf`.
+fn write_value<T: Serialize + ?Sized>(
+    buf: &mut Vec<u8>,
+    value: &T,
+    what: impl std::fmt::Display,
+) -> Result<()> {
+    rmp_serde::encode::write_named(buf, value).map_err(|e| Error::Encode {
+        what: what.to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// The first byte of an encoded reply: the method's value follows.
+const REPLY_OK: u8 = 0;
+/// The first byte of an encoded reply: an [`Error`] follows.
+const REPLY_ERR: u8 = 1;
+
+/// Encodes a method's result as a reply: one byte saying which of value or error
+/// follows, then that one in MessagePack. (A MessagePack `Result` would name its variant
+/// as a string, which every reply would pay to write and to compare.) An error that
+/// cannot be encoded comes out as an encoding error reply; `use_` gets the bytes.
+pub fn with_encoded_reply<T: Serialize, R>(result: &Result<T>, use_: impl FnOnce(&[u8]) -> R) -> R {
+    with_scratch(|buf| {
+        let written = match result {
+            Ok(value) => {
+                buf.push(REPLY_OK);
+                write_value(buf, value, "a reply")
+            }
+            Err(error) => {
+                write_error(buf, error);
+                Ok(())
+            }
+        };
+        if let Err(error) = written {
+            buf.clear();
+            write_error(buf, &error);
+        }
+        use_(buf)
+    })
+}
+
+/// Encodes a method's result as a reply (see [`with_encoded_reply`]).
+pub fn encode_reply<T: Serialize>(result: &Result<T>) -> bytes::Bytes {
+    with_encoded_reply(result, bytes::Bytes::copy_from_slice)
+}
+
+/// Encodes the error reply `Err(error)` (the same bytes for a method of any type).
+pub fn encode_error_reply(error: &Error) -> bytes::Bytes {
+    with_scratch(|buf| {
+        write_error(buf, error);
+        bytes::Bytes::copy_from_slice(buf)
+    })
+}
+
+/// Appends an error reply to `buf`. [`Error`] holds only strings, numbers and lists of
+/// them, so its encoding cannot fail; if it ever did, the bare tag decodes as a clear
+/// [`Error::Decode`] at the caller.
+fn write_error(buf: &mut Vec<u8>, error: &Error) {
+    buf.push(REPLY_ERR);
+    let _ = rmp_serde::encode::write_named(buf, error);
+}
+
+/// Decodes a reply made by [`with_encoded_reply`]: the method's value, or the error it
+/// carries. `what` names the reply in a decoding error.
+pub fn decode_reply<T: DeserializeOwned>(bytes: &[u8], what: impl std::fmt::Display) -> Result<T> {
+    match bytes.split_first() {
+        Some((&REPLY_OK, value)) => decode(value, what),
+        Some((&REPLY_ERR, error)) => Err(decode::<Error>(error, what)?),
+        _ => Err(Error::Decode {
+            what: what.to_string(),
+            message: format!(
+                "a reply starts with 0 (a value) or 1 (an error), not {:?}",
+                bytes.first()
+            ),
+        }),
+    }
+}
+
+/// The error an encoded reply carries, if it is an error reply that decodes.
+pub fn reply_error(bytes: &[u8]) -> Option<Error> {
+    match bytes.split_first() {
+        Some((&REPLY_ERR, error)) => decode(error, "an error reply").ok(),
+        _ => None,
+    }
 }
 
 /// Decodes a MessagePack value; `what` names the value in the error (formatted only on
@@ -102,6 +206,68 @@ mod tests {
         let big = vec![1u8; 200_000];
         let exact = encode_bytes(&big, "bytes").expect("encode");
         assert_eq!(&exact[..], &encode(&big, "bytes").expect("encode")[..]);
+    }
+
+    #[test]
+    fn replies_carry_the_value_or_the_error() {
+        let ok = encode_reply(&Ok(Point {
+            x: 1,
+            y: "a".into(),
+        }));
+        assert_eq!(ok[0], REPLY_OK);
+        let back: Point = decode_reply(&ok, "a reply").expect("value");
+        assert_eq!(back.y, "a");
+        assert!(reply_error(&ok).is_none());
+
+        let refused = Error::Overloaded {
+            actor: crate::ActorLabel {
+                id: 7,
+                type_name: "T".into(),
+                name: None,
+            },
+            limit: 3,
+        };
+        let err = encode_reply::<Point>(&Err(refused));
+        assert_eq!(err[0], REPLY_ERR);
+        assert!(matches!(
+            decode_reply::<Point>(&err, "a reply"),
+            Err(Error::Overloaded { limit: 3, .. })
+        ));
+        assert!(matches!(reply_error(&err), Some(Error::Overloaded { .. })));
+    }
+
+    #[test]
+    fn a_value_that_fails_to_encode_replies_with_the_encoding_error() {
+        struct Refuses;
+        impl Serialize for Refuses {
+            fn serialize<S: serde::Serializer>(
+                &self,
+                _: S,
+            ) -> std::result::Result<S::Ok, S::Error> {
+                Err(serde::ser::Error::custom("not today"))
+            }
+        }
+        let reply = encode_reply(&Ok(Refuses));
+        match decode_reply::<u8>(&reply, "a reply") {
+            Err(Error::Encode { what, message }) => {
+                assert_eq!(what, "a reply");
+                assert!(message.contains("not today"), "{message}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn malformed_replies_are_decode_errors() {
+        for bytes in [&[][..], &[2, 0], &[REPLY_OK, 0xc1], &[REPLY_ERR]] {
+            assert!(
+                matches!(
+                    decode_reply::<u8>(bytes, "the reply"),
+                    Err(Error::Decode { .. })
+                ),
+                "{bytes:?}"
+            );
+        }
     }
 
     #[test]

@@ -62,6 +62,7 @@ mod route;
 mod runtime;
 pub mod semantics;
 mod spawn;
+mod waiting_line;
 
 #[doc(hidden)]
 pub mod __private;
@@ -74,8 +75,9 @@ pub mod backend {
     pub use crate::fate::Fate;
     pub use crate::ordered::{Accepted, OrderedSender, Undeliverable};
     pub use crate::placement::Placed;
-    pub use crate::reply::{EncodedReply, ReplySink, encode_error};
+    pub use crate::reply::{EncodedReply, ReplySink, SharedReply, SharedReplySink, encode_error};
     pub use crate::route::{EncodedRoute, OwnerGuard, Release};
+    pub use crate::waiting_line::{Ticket, WaitingLine};
 }
 
 pub use actor::{Actor, Context, GroupHandle, Handle, Message, MethodInfo, Outcome, PanicAnswer};

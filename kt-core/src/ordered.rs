@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::Error;
+use crate::waiting_line::Ticket;
 
 /// Whether a sent item is in the queue yet.
 #[derive(Debug)]
@@ -24,13 +25,19 @@ pub enum Accepted {
     /// The queue was full: the item is parked in order; the receiver fires when it gets
     /// into the queue, and fails if the receiving side closed first.
     Later(oneshot::Receiver<()>),
+    /// The item waits in a [`WaitingLine`](crate::backend::WaitingLine) that admits many
+    /// at a time; the ticket says when it got in.
+    InLine(Ticket),
 }
 
 impl Accepted {
-    pub(crate) fn into_receiver(self) -> Option<oneshot::Receiver<()>> {
+    /// Resolves once the item is in the queue (`true`), or once it never will be
+    /// (`false`: the receiving side closed first).
+    pub async fn admitted(self) -> bool {
         match self {
-            Accepted::Now => None,
-            Accepted::Later(rx) => Some(rx),
+            Accepted::Now => true,
+            Accepted::Later(rx) => rx.await.is_ok(),
+            Accepted::InLine(ticket) => ticket.admitted().await,
         }
     }
 }

@@ -2,9 +2,12 @@
 //!
 //! A [`Reply<T>`] travels inside each message. For a caller in the same process it
 //! is a typed one-shot channel (no encoding at all); for a caller that sent encoded
-//! bytes (a remote driver, a loopback handle, a group broadcast) it encodes
-//! `Result<T, Error>` with MessagePack and hands the bytes to a [`ReplySink`], which
-//! the transport implements. Either way the actor's code is the same.
+//! bytes (a remote driver, a loopback handle, a group broadcast) it encodes the
+//! `Result<T, Error>` as a reply ([`codec::with_encoded_reply`]) and hands the bytes to a
+//! [`ReplySink`], which the transport implements. Either way the actor's code is the
+//! same.
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -16,25 +19,83 @@ use crate::error::{Error, Result};
 /// Where an encoded reply goes when it is not a channel back to a caller in this
 /// process: a transport's stream, say.
 pub trait ReplySink: Send + 'static {
-    /// Delivers the MessagePack encoding of a `Result<T, Error>`.
+    /// Delivers an encoded reply ([`codec::with_encoded_reply`]).
     fn deliver(self: Box<Self>, encoded: Bytes);
+
+    /// Delivers an encoded reply that is only borrowed: a sink that copies it somewhere
+    /// anyway (a stream's buffer) overrides this to skip the copy into `Bytes`.
+    fn deliver_slice(self: Box<Self>, encoded: &[u8]) {
+        self.deliver(Bytes::copy_from_slice(encoded));
+    }
+}
+
+/// A sink that many calls share (a transport's stream, say), told which call each
+/// reply answers: a call answered through it needs no allocation of its own, where a
+/// [`ReplySink`] is one box per call.
+pub trait SharedReplySink: Send + Sync + 'static {
+    /// Delivers the encoded reply of call `call`.
+    fn deliver(&self, call: u64, encoded: Bytes);
+
+    /// Delivers a borrowed encoded reply (see [`ReplySink::deliver_slice`]).
+    fn deliver_slice(&self, call: u64, encoded: &[u8]) {
+        self.deliver(call, Bytes::copy_from_slice(encoded));
+    }
+
+    /// The reply slot of call `call` was dropped unanswered (its actor is gone).
+    fn abandoned(&self, call: u64) {
+        let _ = call;
+    }
+}
+
+/// The reply slot of one call answered through a [`SharedReplySink`].
+pub struct SharedReply {
+    /// `None` once answered.
+    sink: Option<Arc<dyn SharedReplySink>>,
+    call: u64,
+}
+
+impl SharedReply {
+    fn deliver_with(mut self, deliver: impl FnOnce(&dyn SharedReplySink, u64)) {
+        if let Some(sink) = self.sink.take() {
+            deliver(&*sink, self.call);
+        }
+    }
+}
+
+impl Drop for SharedReply {
+    fn drop(&mut self) {
+        if let Some(sink) = self.sink.take() {
+            sink.abandoned(self.call);
+        }
+    }
 }
 
 /// The reply slot of one encoded call: answer it once, with a value or an error.
 ///
 /// The common case, a caller waiting in this process, is a plain one-shot channel (no
-/// box); transports that write the answer somewhere else supply a [`ReplySink`].
+/// box); transports that write the answer somewhere else supply a [`ReplySink`] or a
+/// [`SharedReplySink`].
 pub enum EncodedReply {
     /// The bytes go to a caller waiting on the other end of the channel.
     Channel(oneshot::Sender<Bytes>),
     /// The bytes go to a sink (a transport's stream).
     Sink(Box<dyn ReplySink>),
+    /// The bytes go to a sink shared with other calls.
+    Shared(SharedReply),
 }
 
 impl EncodedReply {
     /// Wraps a sink.
     pub fn new(sink: impl ReplySink) -> Self {
         EncodedReply::Sink(Box::new(sink))
+    }
+
+    /// The reply slot of call `call`, answered through `sink`.
+    pub fn shared(sink: Arc<dyn SharedReplySink>, call: u64) -> Self {
+        EncodedReply::Shared(SharedReply {
+            sink: Some(sink),
+            call,
+        })
     }
 
     /// A reply slot whose bytes arrive on the returned receiver.
@@ -48,7 +109,7 @@ impl EncodedReply {
         self.deliver(encode_error(&error));
     }
 
-    /// Answers with an already encoded `Result<T, Error>`.
+    /// Answers with an already encoded reply.
     pub fn deliver(self, encoded: Bytes) {
         match self {
             // The caller may have dropped its `Call`; the call still ran, nobody waits.
@@ -56,6 +117,25 @@ impl EncodedReply {
                 let _ = tx.send(encoded);
             }
             EncodedReply::Sink(sink) => sink.deliver(encoded),
+            EncodedReply::Shared(reply) => {
+                reply.deliver_with(|sink, call| sink.deliver(call, encoded));
+            }
+        }
+    }
+}
+
+impl EncodedReply {
+    /// Answers with an encoded reply that is only borrowed (see
+    /// [`ReplySink::deliver_slice`]).
+    pub fn deliver_slice(self, encoded: &[u8]) {
+        match self {
+            EncodedReply::Channel(tx) => {
+                let _ = tx.send(Bytes::copy_from_slice(encoded));
+            }
+            EncodedReply::Sink(sink) => sink.deliver_slice(encoded),
+            EncodedReply::Shared(reply) => {
+                reply.deliver_with(|sink, call| sink.deliver_slice(call, encoded));
+            }
         }
     }
 }
@@ -65,17 +145,15 @@ impl std::fmt::Debug for EncodedReply {
         f.write_str(match self {
             EncodedReply::Channel(_) => "EncodedReply::Channel",
             EncodedReply::Sink(_) => "EncodedReply::Sink",
+            EncodedReply::Shared(_) => "EncodedReply::Shared",
         })
     }
 }
 
-/// Encodes `Err(error)` as any `Result<T, Error>` would encode it (the encoding of the
-/// `Err` variant does not depend on `T`).
+/// Encodes the reply `Err(error)`, as a reply of any method's type (an error reply does
+/// not depend on `T`).
 pub fn encode_error(error: &Error) -> Bytes {
-    let err: std::result::Result<(), &Error> = Err(error);
-    // Error contains only strings and integers; encoding it cannot fail. If it ever did,
-    // the empty payload decodes as a clear `Error::Decode` at the caller.
-    codec::encode_bytes(&err, "an error reply").unwrap_or_default()
+    codec::encode_error_reply(error)
 }
 
 /// The reply slot carried by one message: answer it once with the method's result.
@@ -122,10 +200,9 @@ impl<T: Serialize + Send + 'static> Reply<T> {
             ReplyInner::Local(tx) => {
                 let _ = tx.send(result);
             }
-            ReplyInner::Encoded(reply) => match codec::encode_bytes(&result, "a reply") {
-                Ok(bytes) => reply.deliver(bytes),
-                Err(error) => reply.fail(error),
-            },
+            ReplyInner::Encoded(reply) => {
+                codec::with_encoded_reply(&result, |bytes| reply.deliver_slice(bytes))
+            }
         }
     }
 }
@@ -139,8 +216,39 @@ mod tests {
         let (sink, rx) = EncodedReply::channel();
         Reply::<u64>::encoded(sink).send(Ok(42));
         let bytes = rx.await.expect("delivered");
-        let back: Result<u64> = codec::decode(&bytes, "reply").expect("decode");
-        assert_eq!(back, Ok(42));
+        assert_eq!(codec::decode_reply::<u64>(&bytes, "reply"), Ok(42));
+    }
+
+    #[derive(Default)]
+    struct Recorder {
+        delivered: std::sync::Mutex<Vec<(u64, Vec<u8>)>>,
+        abandoned: std::sync::Mutex<Vec<u64>>,
+    }
+
+    impl SharedReplySink for Recorder {
+        fn deliver(&self, call: u64, encoded: Bytes) {
+            self.delivered
+                .lock()
+                .unwrap()
+                .push((call, encoded.to_vec()));
+        }
+
+        fn abandoned(&self, call: u64) {
+            self.abandoned.lock().unwrap().push(call);
+        }
+    }
+
+    #[test]
+    fn a_shared_sink_hears_each_call_once_answered_or_abandoned() {
+        let sink = Arc::new(Recorder::default());
+        Reply::<u64>::encoded(EncodedReply::shared(sink.clone(), 1)).send(Ok(5));
+        EncodedReply::shared(sink.clone(), 2).fail(Error::NoRuntime);
+        drop(EncodedReply::shared(sink.clone(), 3));
+        let delivered = sink.delivered.lock().unwrap().clone();
+        assert_eq!(delivered.len(), 2);
+        assert_eq!(codec::decode_reply::<u64>(&delivered[0].1, "r"), Ok(5));
+        assert_eq!(delivered[1].0, 2);
+        assert_eq!(*sink.abandoned.lock().unwrap(), vec![3]);
     }
 
     #[tokio::test]
@@ -148,7 +256,7 @@ mod tests {
         let (sink, rx) = EncodedReply::channel();
         sink.fail(Error::NoRuntime);
         let bytes = rx.await.expect("delivered");
-        let back: Result<Vec<String>> = codec::decode(&bytes, "reply").expect("decode");
+        let back = codec::decode_reply::<Vec<String>>(&bytes, "reply");
         assert_eq!(back, Err(Error::NoRuntime));
     }
 }

@@ -1,5 +1,5 @@
 //! The encoded path to an actor: method name plus MessagePack arguments in, encoded
-//! `Result<T, Error>` out.
+//! reply out: the `Result<T, Error>` as [`codec::with_encoded_reply`] encodes it.
 //!
 //! It is the one interface every non-typed caller uses: a remote worker serving a
 //! driver, a handle spawned through the loopback placement, a group broadcast, and a
@@ -27,6 +27,13 @@ pub trait EncodedRoute: Send + Sync + 'static {
     /// A call that cannot be delivered is answered through `reply` with the reason.
     /// Returns whether the call is in the actor's mailbox yet (rule B1).
     fn send_encoded(&self, method: &str, payload: Bytes, reply: EncodedReply) -> Accepted;
+
+    /// [`EncodedRoute::send_encoded`] with arguments that are only borrowed: a route that
+    /// copies them anyway (into a stream's buffer) or only reads them (to decode them)
+    /// overrides this, and a typed call's arguments then need no allocation of their own.
+    fn send_args(&self, method: &str, args: &[u8], reply: EncodedReply) -> Accepted {
+        self.send_encoded(method, Bytes::copy_from_slice(args), reply)
+    }
 
     /// The error for calls whose answer was lost because the actor is gone.
     fn gone(&self) -> Error;
@@ -119,7 +126,8 @@ impl ErasedActor {
         &self.route
     }
 
-    /// Sends an encoded call and waits for its encoded reply (an encoded `Result<T, Error>`).
+    /// Sends an encoded call and waits for its encoded reply ([`codec::decode_reply`]
+    /// reads it).
     pub async fn call_encoded(&self, method: &str, payload: Bytes) -> Result<Bytes> {
         let (reply, rx) = EncodedReply::channel();
         let _ = self.route.send_encoded(method, payload, reply);
@@ -134,7 +142,7 @@ impl ErasedActor {
     {
         let payload = codec::encode_bytes(args, format_args!("arguments of `{method}`"))?;
         let bytes = self.call_encoded(method, payload).await?;
-        codec::decode::<Result<T>>(&bytes, format_args!("the reply of `{method}`"))?
+        codec::decode_reply::<T>(&bytes, format_args!("the reply of `{method}`"))
     }
 
     /// Stops the actor now.

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
-use kt_core::backend::{Accepted, EncodedReply, ReplySink};
+use kt_core::backend::{Accepted, EncodedReply, SharedReplySink};
 use kt_core::{ErasedActor, Error};
 use tokio::sync::watch;
 use tokio_util::codec::FramedRead;
@@ -284,15 +284,20 @@ impl Replies {
             });
             return;
         }
+        self.append(call_id, &payload);
+    }
+
+    /// Appends a small reply to the stream.
+    fn append(&self, call_id: u64, payload: &[u8]) {
         let Some(mut appender) = self.writer.append() else {
             return;
         };
         let (buf, ()) = appender.parts(REPLY_HEADER + payload.len());
-        if let Err(error) = write_reply(buf, call_id, &payload) {
+        if let Err(error) = write_reply(buf, call_id, payload) {
             let _ = write_reply(buf, call_id, &kt_core::backend::encode_error(&error));
         }
-        // More calls of this stream still to answer (this one counts until its slot is
-        // dropped): this reply joins a batch.
+        // More calls of this stream still to answer (this one counts until it is
+        // written): this reply joins a batch.
         if self.unanswered.load(Ordering::Acquire) > 1 {
             appender.batch();
         }
@@ -312,22 +317,34 @@ impl Drop for Replies {
     }
 }
 
-/// Where one call's reply goes: the stream's replies.
-struct StreamReply {
-    call_id: u64,
-    replies: Arc<Replies>,
-}
+/// Every call of the stream is answered through its `Replies`, told which call: one
+/// shared sink, no allocation per call.
+impl SharedReplySink for Replies {
+    fn deliver(&self, call: u64, payload: Bytes) {
+        self.send(call, payload);
+        self.answered();
+    }
 
-impl Drop for StreamReply {
-    fn drop(&mut self) {
-        // Answered, or dropped unanswered (the actor died): either way no longer awaited.
-        self.replies.unanswered.fetch_sub(1, Ordering::AcqRel);
+    fn deliver_slice(&self, call: u64, payload: &[u8]) {
+        // Small replies are copied into the stream's buffer as they are; large ones go
+        // out of band and need bytes of their own.
+        match payload.len() > OUT_OF_BAND_REPLY_BYTES {
+            true => self.send(call, Bytes::copy_from_slice(payload)),
+            false => self.append(call, payload),
+        }
+        self.answered();
+    }
+
+    fn abandoned(&self, _call: u64) {
+        self.answered();
     }
 }
 
-impl ReplySink for StreamReply {
-    fn deliver(self: Box<Self>, payload: Bytes) {
-        self.replies.send(self.call_id, payload);
+impl Replies {
+    /// A call is answered, or will never be (the actor died): no longer awaited. (Its
+    /// reply, written just before, still counted: see `append`.)
+    fn answered(&self) {
+        self.unanswered.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -404,10 +421,7 @@ async fn serve_calls(
                 } => {
                     let name = methods.name(method)?;
                     replies.unanswered.fetch_add(1, Ordering::AcqRel);
-                    let sink = EncodedReply::new(StreamReply {
-                        call_id,
-                        replies: replies.clone(),
-                    });
+                    let sink = EncodedReply::shared(replies.clone(), call_id);
                     Ok(actor.route().send_encoded(name, args, sink))
                 }
                 CallerFrame::Method { index, name } => {
@@ -425,8 +439,8 @@ async fn serve_calls(
             });
         match served {
             Ok(Accepted::Now) => {}
-            Ok(Accepted::Later(accepted)) => {
-                let _ = accepted.await;
+            Ok(accepted) => {
+                let _ = accepted.admitted().await;
             }
             Err(error) => {
                 // The stream's framing is lost: nothing after this can be read reliably.

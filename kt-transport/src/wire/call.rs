@@ -14,7 +14,7 @@
 //! | `0x02` Call | caller → node | `u64` call id, `u16` method index | the MessagePack arguments tuple |
 //! | `0x03` Release | caller → node | | |
 //! | `0x04` Kill | caller → node | | |
-//! | `0x11` Reply | node → caller | `u64` call id | the encoded `Result<T, Error>` |
+//! | `0x11` Reply | node → caller | `u64` call id | the encoded reply: `0` and the MessagePack value, or `1` and the MessagePack [`Error`] |
 //! | `0x12` Refused | node → caller | | the MessagePack [`Error`] every pending call fails with |
 //!
 //! The length prefix is cut by the same [`FrameCodec`](super::frame::FrameCodec) as
@@ -73,7 +73,7 @@ pub enum CallerFrame {
 /// A frame a node sends back on a call stream.
 #[derive(Debug, Clone, PartialEq)]
 pub enum NodeFrame {
-    /// The encoded `Result<T, Error>` of one call.
+    /// The encoded reply of one call (`kt_core::codec::with_encoded_reply`).
     Reply {
         /// The call this answers.
         call_id: u64,

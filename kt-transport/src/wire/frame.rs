@@ -21,7 +21,7 @@ use tokio_util::codec::Decoder;
 use super::budget::Admission;
 
 /// The version of this wire protocol; peers of another version are refused.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// The default limit on one message, in bytes (override with `KT_MAX_MESSAGE_BYTES`).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 128 * 1024 * 1024;
@@ -69,7 +69,8 @@ pub enum Frame {
         actor_id: u64,
     },
     /// Node → caller, the only frame of a reply stream of its own: the next `len` bytes
-    /// of the stream, unframed, are the encoded `Result<T, Error>` of the call. Large
+    /// of the stream, unframed, are the call's encoded reply (a tag byte, then the value
+    /// or the error: `kt_core::codec::with_encoded_reply`). Large
     /// replies travel this way so that they hold up no other reply, and so that neither
     /// side copies them into or out of a frame.
     ReplyStream {

@@ -454,8 +454,8 @@ impl ReplySink for ResendIfLost {
     fn deliver(self: Box<Self>, encoded: bytes::Bytes) {
         let lost = self.incarnation.death_cause().is_some()
             && matches!(
-                kt_core::codec::decode::<Result<serde::de::IgnoredAny, Error>>(&encoded, "a reply"),
-                Ok(Err(Error::ActorDied { .. }))
+                kt_core::codec::reply_error(&encoded),
+                Some(Error::ActorDied { .. })
             );
         let route = self.route.upgrade();
         match route {

@@ -11,12 +11,10 @@
 
 use std::collections::VecDeque;
 
-use bytes::{Bytes, BytesMut};
-use kt_core::backend::{Accepted, EncodedReply};
+use bytes::{Buf, BytesMut};
+use kt_core::backend::{Accepted, EncodedReply, WaitingLine};
 use kt_core::{Error, parking_limit};
 use std::sync::atomic::Ordering;
-
-use tokio::sync::oneshot;
 
 use super::state::RouteState;
 use crate::node::writer::{Appender, HoldsBack, OrderedWriter};
@@ -34,14 +32,20 @@ pub(super) struct CallTable {
     credit: usize,
     /// Frames kept back behind calls past the credit, in order.
     parked: VecDeque<Parked>,
+    /// The bytes of the parked calls, one after another in `parked`'s order: one buffer
+    /// rather than an allocation per parked call.
+    parked_bytes: BytesMut,
     /// How many of `parked` are calls (registered as pending).
     parked_calls: usize,
+    /// The parked calls' `sent()`: one line for all of them, admitted as they are
+    /// written.
+    line: WaitingLine,
 }
 
 /// A frame kept back on the caller's side.
 enum Parked {
-    /// A call past the credit, with whoever awaits its `sent()`.
-    Call(Bytes, oneshot::Sender<()>),
+    /// A call past the credit: its frame is the next `len` bytes of `parked_bytes`.
+    Call { len: usize },
     /// A `Release` made after parked calls: it must not overtake them (rule L1).
     Release,
 }
@@ -60,7 +64,9 @@ impl CallTable {
             last_call: 0,
             credit: credit.max(1),
             parked: VecDeque::new(),
+            parked_bytes: BytesMut::new(),
             parked_calls: 0,
+            line: WaitingLine::new(),
         }
     }
 
@@ -173,18 +179,20 @@ fn append_call(
         }
         return Appended::Sent(Accepted::Now);
     }
-    let mut frame = BytesMut::with_capacity(CALL_HEADER + args.len());
-    if let Err(error) = write_call(&mut frame, call_id, index, args) {
+    let before = table.parked_bytes.len();
+    if let Err(error) = write_call(&mut table.parked_bytes, call_id, index, args) {
+        table.parked_bytes.truncate(before);
         return Appended::Refused(Refused::Registered(call_id, error));
     }
-    let (sent, accepted) = oneshot::channel();
-    table.parked.push_back(Parked::Call(frame.freeze(), sent));
+    let len = table.parked_bytes.len() - before;
+    let ticket = table.line.join();
+    table.parked.push_back(Parked::Call { len });
     table.parked_calls += 1;
     state.holding_back.store(true, Ordering::SeqCst);
     // A reply removed since the count above may have missed the flag: look again, now
     // that it is set, so that no room goes unused.
     release_into(appender, state);
-    Appended::Sent(Accepted::Later(accepted))
+    Appended::Sent(Accepted::InLine(ticket))
 }
 
 /// Appends a `Release` behind every call made so far, parked ones included.
@@ -205,7 +213,9 @@ pub(super) fn drop_parked(writer: &OrderedWriter<CallTable>, state: &RouteState)
     if let Some(mut appender) = writer.append() {
         let (_, table) = appender.parts(0);
         table.parked.clear();
+        table.parked_bytes = BytesMut::new();
         table.parked_calls = 0;
+        table.line.close();
         state.holding_back.store(false, Ordering::SeqCst);
     }
 }
@@ -219,23 +229,37 @@ pub(super) fn release_parked(writer: &OrderedWriter<CallTable>, state: &RouteSta
 }
 
 fn release_into(appender: &mut Appender<'_, CallTable>, state: &RouteState) {
-    loop {
-        let (buf, table) = appender.parts(0);
-        let front_is_call = matches!(table.parked.front(), Some(Parked::Call(..)));
-        if table.parked.is_empty() || (front_is_call && on_the_wire(state, table) >= table.credit) {
-            return;
-        }
-        match table.parked.pop_front() {
-            Some(Parked::Call(frame, sent)) => {
-                table.parked_calls -= 1;
-                buf.extend_from_slice(&frame);
-                let _ = sent.send(());
+    let (buf, table) = appender.parts(0);
+    if table.parked.is_empty() {
+        return;
+    }
+    // Counted once: replies only lower the count while the stream's lock is held here,
+    // so the room can only be larger than this, never smaller.
+    let mut room = table.credit.saturating_sub(on_the_wire(state, table));
+    let (mut calls, mut bytes) = (0, 0);
+    while let Some(front) = table.parked.front() {
+        match *front {
+            Parked::Call { .. } if room == 0 => break,
+            Parked::Call { len } => {
+                room -= 1;
+                calls += 1;
+                bytes += len;
             }
-            Some(Parked::Release) => write_release(buf),
-            None => return,
+            // The calls before a `Release` go first.
+            Parked::Release => {
+                buf.extend_from_slice(&table.parked_bytes[..bytes]);
+                table.parked_bytes.advance(bytes);
+                bytes = 0;
+                write_release(buf);
+            }
         }
-        if table.parked.is_empty() {
-            state.holding_back.store(false, Ordering::SeqCst);
-        }
+        table.parked.pop_front();
+    }
+    buf.extend_from_slice(&table.parked_bytes[..bytes]);
+    table.parked_bytes.advance(bytes);
+    table.parked_calls -= calls;
+    table.line.admit(calls as u64);
+    if table.parked.is_empty() {
+        state.holding_back.store(false, Ordering::SeqCst);
     }
 }

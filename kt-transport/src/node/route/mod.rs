@@ -15,8 +15,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
+use futures_util::{FutureExt, StreamExt};
 use kt_core::backend::{Accepted, EncodedReply, EncodedRoute};
 use kt_core::handle_wire::HandleAddress;
 use kt_core::{ActorLabel, DeathCause, Error};
@@ -135,19 +135,23 @@ impl EncodedRoute for RemoteRoute {
     }
 
     fn send_encoded(&self, method: &str, payload: Bytes, reply: EncodedReply) -> Accepted {
+        self.send_args(method, &payload, reply)
+    }
+
+    fn send_args(&self, method: &str, args: &[u8], reply: EncodedReply) -> Accepted {
         if self.state.is_dead() {
             reply.fail(self.state.gone());
             return Accepted::Now;
         }
         let limit = max_message_bytes();
-        if payload.len() > limit {
+        if args.len() > limit {
             reply.fail(Error::MessageTooLarge {
-                size: payload.len(),
+                size: args.len(),
                 limit,
             });
             return Accepted::Now;
         }
-        send_call(&self.stream.0, &self.state, method, &payload, reply)
+        send_call(&self.stream.0, &self.state, method, args, reply)
     }
 
     fn gone(&self) -> Error {
@@ -246,7 +250,17 @@ async fn read_replies(
     stream_id: u64,
 ) {
     let mut frames = FramedRead::new(recv, codec(max_message_bytes()));
-    while let Some(frame) = frames.next().await {
+    loop {
+        // Replies already read are answered before the calls they make room for are
+        // released: those then go out in one write.
+        let frame = match frames.next().now_or_never() {
+            Some(frame) => frame,
+            None => {
+                state.release_freed();
+                frames.next().await
+            }
+        };
+        let Some(frame) = frame else { break };
         let body = match frame {
             Ok(body) => body,
             Err(error) => {
@@ -255,7 +269,7 @@ async fn read_replies(
             }
         };
         match decode_node_frame(body) {
-            Ok(NodeFrame::Reply { call_id, payload }) => state.resolve(call_id, payload),
+            Ok(NodeFrame::Reply { call_id, payload }) => state.answer(call_id, payload),
             Ok(NodeFrame::Refused { error }) | Err(error) => {
                 state.refuse(error);
                 break;

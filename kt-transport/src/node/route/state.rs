@@ -1,12 +1,12 @@
 //! What a route knows about its actor's fate, and the calls waiting for its replies.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use bytes::Bytes;
 use kt_core::backend::{EncodedReply, Fate};
 use kt_core::{ActorLabel, DeathCause, Error};
+use rustc_hash::FxHashMap;
 use tokio::sync::watch;
 
 use super::calls::{CallTable, release_parked};
@@ -25,8 +25,10 @@ pub(crate) struct RouteState {
     /// True when a backend watches the actor's process and reports its death; the
     /// route then leaves pending calls to it instead of guessing from the connection.
     watched: bool,
-    /// The calls sent on this route's stream and not answered yet, by call id.
-    pending: Mutex<HashMap<u64, EncodedReply>>,
+    /// The calls sent on this route's stream and not answered yet, by call id. Call ids
+    /// are a route's own counter, never chosen by a peer, so the fast non-keyed hash is
+    /// safe here (a `HashMap`'s default SipHash cost a measurable share of a call).
+    pending: Mutex<FxHashMap<u64, EncodedReply>>,
     /// The route's stream, where calls kept back wait for the room a reply frees.
     stream: OnceLock<Weak<OrderedWriter<CallTable>>>,
     /// True while the stream holds calls back (kept by the stream's call table).
@@ -45,7 +47,7 @@ impl RouteState {
             fate: Fate::new(),
             refused: OnceLock::new(),
             watched,
-            pending: Mutex::new(HashMap::new()),
+            pending: Mutex::new(FxHashMap::default()),
             stream: OnceLock::new(),
             holding_back: AtomicBool::new(false),
             replies_done: watch::channel(false).0,
@@ -89,10 +91,25 @@ impl RouteState {
     /// Answers a pending call; the room it frees lets calls kept back go on the wire
     /// (whichever stream the reply came on).
     pub(crate) fn resolve(&self, call_id: u64, payload: Bytes) {
+        self.answer(call_id, payload);
+        self.release_freed();
+    }
+
+    /// Answers a pending call, leaving the room it frees to [`Self::release_freed`]: a
+    /// reader that has many replies at hand answers them all first, so that the calls
+    /// they let go reach QUIC as one write. (QUIC keeps every write as a segment of its
+    /// send buffer and scans those segments once per packet: a write per released call
+    /// made a pipelined caller's driver spend a fifth of its time in that scan.)
+    pub(super) fn answer(&self, call_id: u64, payload: Bytes) {
         let reply = lock(&self.pending).remove(&call_id);
         if let Some(reply) = reply {
             reply.deliver(payload);
         }
+    }
+
+    /// Puts the calls kept back on the wire as far as the replies answered so far made
+    /// room.
+    pub(super) fn release_freed(&self) {
         // Most replies free room nobody waits for: only a route holding calls back
         // takes its stream's lock here.
         if self.holding_back.load(Ordering::SeqCst)

@@ -146,7 +146,7 @@ use std::sync::Arc;
 
 use tokio::task::JoinHandle;
 
-pub use config::EmulatorConfig;
+pub use config::{EmulatorConfig, FIRST_NODE, NodeConfig};
 pub use kubelet::InjectError;
 pub use network::{NetworkError, PodNetwork};
 
@@ -169,9 +169,13 @@ pub enum EmulatorError {
     /// No pod IP block (a `/24` of loopback or of `198.18.0.0/15`) is free on this machine.
     #[error("no free pod IP block: {0}")]
     PodIpBlock(#[source] std::io::Error),
-    /// The node's network namespace could not be made ([`PodNetwork::NodeNamespace`]).
+    /// A node's network namespace, or the routes between nodes, could not be made
+    /// ([`PodNetwork::NodeNamespace`]).
     #[error(transparent)]
     Network(#[from] NetworkError),
+    /// [`EmulatorConfig::nodes`] is empty, or names a node twice.
+    #[error("invalid nodes: {0}")]
+    Nodes(String),
     /// A label selector given to an injection rule does not parse.
     #[error("invalid label selector {selector:?}: {message}")]
     Selector {
@@ -195,6 +199,7 @@ pub struct Emulator {
 impl Emulator {
     /// Starts the API server, the scheduler and the kubelet on the current tokio runtime.
     pub async fn start(config: EmulatorConfig) -> Result<Emulator, EmulatorError> {
+        config::check_nodes(&config.nodes).map_err(EmulatorError::Nodes)?;
         let (ip, port) = config.listen;
         let listener = tokio::net::TcpListener::bind((ip, port))
             .await
@@ -208,7 +213,8 @@ impl Emulator {
                 address: format!("{ip}:{port}"),
                 source,
             })?;
-        let network = network::Network::create(config.network, config.pod_ip_block)?;
+        let network =
+            network::Network::create(config.network, config.pod_ip_block, config.nodes.len())?;
         let cluster = Cluster::new(config, address.to_string(), network);
         let server = tokio::spawn(server::serve(listener, cluster.clone()));
         let scheduler = tokio::spawn(scheduler::run(cluster.clone()));
@@ -231,16 +237,41 @@ impl Emulator {
     }
 
     /// The address pods reach this machine at (where the emulator and the test's driver
-    /// run): `127.0.0.1` with [`PodNetwork::SharedLoopback`], the host end of the node's
-    /// veth pair (`198.18.X.254`) with [`PodNetwork::NodeNamespace`]. A driver whose
-    /// actors pods must call binds its node here. It is also the pods' `status.hostIP`.
+    /// run): `127.0.0.1` with [`PodNetwork::SharedLoopback`]; with
+    /// [`PodNetwork::NodeNamespace`], the host end of the first node's veth pair
+    /// (`198.18.X.254`), which pods of every node reach (those of other nodes through
+    /// their own host end, which routes to it). A driver whose actors pods must call binds
+    /// its node here. It is the `status.hostIP` of the first node's pods; other nodes'
+    /// pods have their own node's ([`node_host_address`](Self::node_host_address)).
     pub fn host_address(&self) -> std::net::Ipv4Addr {
         self.cluster.network.host_address()
     }
 
-    /// The emulated node's name (what scheduled pods get as `spec.nodeName`).
+    /// The address node `node`'s pods reach this machine at, and their `status.hostIP`:
+    /// `127.0.0.1` with [`PodNetwork::SharedLoopback`], the host end of that node's veth
+    /// pair with [`PodNetwork::NodeNamespace`]. `None` if there is no such node.
+    pub fn node_host_address(&self, node: &str) -> Option<std::net::Ipv4Addr> {
+        Some(self.cluster.node_network(node)?.host_address())
+    }
+
+    /// The first emulated node's name (with one node, what every scheduled pod gets as
+    /// `spec.nodeName`).
     pub fn node_name(&self) -> &str {
-        &self.cluster.config.node_name
+        self.cluster
+            .config
+            .nodes
+            .first()
+            .map_or(config::FIRST_NODE, |n| n.name.as_str())
+    }
+
+    /// Every emulated node's name, in the order the scheduler tries them.
+    pub fn node_names(&self) -> Vec<&str> {
+        self.cluster
+            .config
+            .nodes
+            .iter()
+            .map(|n| n.name.as_str())
+            .collect()
     }
 
     /// A kubeconfig for this emulator; its context's namespace is the configured default.

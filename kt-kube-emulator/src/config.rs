@@ -46,12 +46,13 @@ pub struct EmulatorConfig {
     /// Variables of the emulator's own environment that container processes inherit
     /// (a real container starts from its image's environment; `PATH` is the useful part).
     pub inherited_env: Vec<String>,
-    /// First pod IP block to try: pods get `127.B.C.1` .. `127.B.C.253` (or, in a node
-    /// namespace, the block's `198.18.X.1` .. `198.18.X.253`) from the first block `[B, C]`
-    /// at or after this one that no other emulator on the machine holds.
+    /// First pod IP block to try: each node claims the first block `[B, C]` at or after
+    /// this one that no other emulator on the machine (or other node of this one) holds,
+    /// and its pods get `127.B.C.1` .. `127.B.C.253` (or, in a node namespace, the block's
+    /// `198.18.X.1` .. `198.18.X.253`).
     pub pod_ip_block: [u8; 2],
-    /// Where pods live on the network: on this machine's loopback (the default), or in a
-    /// network namespace of the node's own.
+    /// Where pods live on the network: on this machine's loopback (the default), or each
+    /// node's in a network namespace of that node's own.
     pub network: PodNetwork,
 }
 

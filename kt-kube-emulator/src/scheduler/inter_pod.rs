@@ -284,3 +284,121 @@ pub(super) fn preference(
     }
     score
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::config::NodeConfig;
+    use crate::network::{Network, PodNetwork};
+
+    fn pod(namespace: &str, labels: Value, affinity: Value) -> Value {
+        json!({
+            "metadata": {"name": "p", "namespace": namespace, "labels": labels},
+            "spec": {"affinity": affinity},
+        })
+    }
+
+    fn required(kind: &str, term: Value) -> Value {
+        json!({kind: {"requiredDuringSchedulingIgnoredDuringExecution": [term]}})
+    }
+
+    fn zoned(name: &str, zone: Option<&str>) -> NodeConfig {
+        let node = NodeConfig::new(name);
+        match zone {
+            Some(zone) => node.label("zone", zone),
+            None => node,
+        }
+    }
+
+    #[test]
+    fn a_topology_domain_spans_every_node_with_the_same_label_value() {
+        let configs = [
+            zoned("a1", Some("a")),
+            zoned("a2", Some("a")),
+            zoned("b1", Some("b")),
+            zoned("none", None),
+        ];
+        let network = Network::create(PodNetwork::SharedLoopback, [0, 230], configs.len())
+            .expect("loopback blocks");
+        let mut nodes: Vec<NodeState> = configs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| Some(NodeState::new(c, network.node(i)?)))
+            .collect();
+        nodes[0].hold(Arc::new(pod("ns", json!({"app": "db"}), json!(null))));
+        let term = json!({"labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": "zone"});
+        let none = NamespaceLabels::new();
+
+        let near = pod("ns", json!({}), required("podAffinity", term.clone()));
+        let near = Required::of(&near, &nodes, &none);
+        let refusals: Vec<Option<Refusal>> = nodes.iter().map(|n| near.refusal(n)).collect();
+        // a2 shares a1's zone; a node without the topology label never satisfies affinity.
+        assert_eq!(
+            refusals,
+            [None, None, Some(Refusal::Affinity), Some(Refusal::Affinity)]
+        );
+
+        let far = pod("ns", json!({}), required("podAntiAffinity", term.clone()));
+        let far = Required::of(&far, &nodes, &none);
+        let refusals: Vec<Option<Refusal>> = nodes.iter().map(|n| far.refusal(n)).collect();
+        assert_eq!(
+            refusals,
+            [
+                Some(Refusal::AntiAffinity),
+                Some(Refusal::AntiAffinity),
+                None,
+                None
+            ]
+        );
+
+        // The term defaults to the pod's own namespace; a selector of `{}` takes them all.
+        let elsewhere = pod("other", json!({}), required("podAffinity", term.clone()));
+        assert_eq!(
+            Required::of(&elsewhere, &nodes, &none).refusal(&nodes[0]),
+            Some(Refusal::Affinity)
+        );
+        let mut every_namespace = term;
+        every_namespace["namespaceSelector"] = json!({});
+        let elsewhere = pod("other", json!({}), required("podAffinity", every_namespace));
+        assert_eq!(
+            Required::of(&elsewhere, &nodes, &none).refusal(&nodes[0]),
+            None
+        );
+    }
+
+    #[test]
+    fn preferred_terms_weigh_each_matching_pod_in_the_domain() {
+        let configs = [NodeConfig::new("one"), NodeConfig::new("two")];
+        let network =
+            Network::create(PodNetwork::SharedLoopback, [0, 240], 2).expect("loopback blocks");
+        let mut nodes: Vec<NodeState> = configs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| Some(NodeState::new(c, network.node(i)?)))
+            .collect();
+        for _ in 0..2 {
+            nodes[0].hold(Arc::new(pod("ns", json!({"g": "x"}), json!(null))));
+        }
+        let term = json!({
+            "labelSelector": {"matchLabels": {"g": "x"}},
+            "topologyKey": "kubernetes.io/hostname",
+        });
+        let affinity = json!({
+            "podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 10, "podAffinityTerm": term}]},
+            "podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 3, "podAffinityTerm": term}]},
+        });
+        let incoming = pod("ns", json!({}), affinity);
+        let none = NamespaceLabels::new();
+        assert_eq!(
+            preference(&incoming, &nodes[0], &nodes, &none),
+            2 * (10 - 3)
+        );
+        assert_eq!(preference(&incoming, &nodes[1], &nodes, &none), 0);
+    }
+}

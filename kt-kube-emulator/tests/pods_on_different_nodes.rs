@@ -1,6 +1,7 @@
 //! With `PodNetwork::NodeNamespace` and several nodes, each node is a host of its own: a
 //! pod reaches a pod of another node at its pod IP (TCP and UDP, routed through this
-//! machine, no address translation), never at its loopback; nodes do not share
+//! machine, no address translation, past strict reverse-path filtering on the nodes'
+//! links), never at its loopback; nodes do not share
 //! `/dev/shm`; the emulator's host address answers pods of every node; and every node's
 //! link, address and forwarding setting go with the emulator.
 //!
@@ -145,11 +146,52 @@ async fn pod_ip(h: &Harness, name: &str) -> String {
     pod.status.and_then(|s| s.pod_ip).unwrap_or_default()
 }
 
+/// `ip -br addr`: one line per link, with its addresses.
+fn addresses() -> String {
+    let out = std::process::Command::new("ip")
+        .args(["-br", "addr"])
+        .output()
+        .expect("ip runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Each node's link on this machine (the one holding the node's host address), in node
+/// order.
+fn node_links(h: &Harness) -> Vec<String> {
+    let now = addresses();
+    h.emulator
+        .node_names()
+        .iter()
+        .filter_map(|n| h.emulator.node_host_address(n))
+        .map(|host| {
+            let line = now
+                .lines()
+                .find(|l| l.contains(&format!(" {host}/")))
+                .unwrap_or_else(|| panic!("no link has {host}: {now}"));
+            line.split(['@', ' '])
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect()
+}
+
+/// Turns on strict reverse-path filtering on every node's link (a setting of the link,
+/// gone with it): traffic between nodes must pass it, as it would on a host that
+/// filters.
+fn filter_reverse_paths_strictly(h: &Harness) {
+    for link in node_links(h) {
+        let path = format!("/proc/sys/net/ipv4/conf/{link}/rp_filter");
+        std::fs::write(&path, "1").unwrap_or_else(|e| panic!("{path}: {e}"));
+    }
+}
+
 #[tokio::test]
 async fn a_pod_reaches_a_pod_of_another_node_at_its_pod_ip_but_not_at_loopback() {
     let Some(h) = common::start_in_node_namespaces(EmulatorConfig::default().nodes(2)).await else {
         return;
     };
+    filter_reverse_paths_strictly(&h);
     let mut server = perl_pod(
         "server",
         SECOND,
@@ -238,6 +280,7 @@ async fn the_host_address_answers_pods_of_every_node() {
     let Some(h) = common::start_in_node_namespaces(EmulatorConfig::default().nodes(2)).await else {
         return;
     };
+    filter_reverse_paths_strictly(&h);
     let host = h.emulator.host_address();
     assert_eq!(h.emulator.node_host_address(FIRST), Some(host));
     let listener = TcpListener::bind((host, 0))
@@ -300,37 +343,19 @@ async fn every_nodes_link_and_forwarding_go_with_the_emulator() {
     let Some(h) = common::start_in_node_namespaces(EmulatorConfig::default().nodes(3)).await else {
         return;
     };
-    let addresses = || {
-        let out = std::process::Command::new("ip")
-            .args(["-br", "addr"])
-            .output()
-            .expect("ip runs");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
     let hosts: Vec<String> = h
         .emulator
         .node_names()
         .iter()
         .filter_map(|n| h.emulator.node_host_address(n))
-        .map(|ip| format!("{ip}/"))
+        .map(|ip| format!(" {ip}/"))
         .collect();
-    assert_eq!(hosts.len(), 3);
-    let now = addresses();
-    let mut links = Vec::new();
-    for host in &hosts {
-        let line = now
-            .lines()
-            .find(|l| l.contains(host.as_str()))
-            .unwrap_or_else(|| panic!("no link has {host}: {now}"));
-        let link = line
-            .split(['@', ' '])
-            .next()
-            .unwrap_or_default()
-            .to_string();
+    let links = node_links(&h);
+    assert_eq!((hosts.len(), links.len()), (3, 3));
+    for link in &links {
         let forwarding = format!("/proc/sys/net/ipv4/conf/{link}/forwarding");
         let forwarding = std::fs::read_to_string(&forwarding).expect("the link's setting");
         assert_eq!(forwarding.trim(), "1", "{link} forwards");
-        links.push(link);
     }
     assert_eq!(
         ip_forward(),

@@ -399,11 +399,13 @@ async fn placement_groups_become_pod_affinity() {
     .unwrap();
     let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
         kube::Api::namespaced(client, c.k8s.namespace());
+    let mut nodes = std::collections::BTreeSet::new();
     for rank in 0..2 {
         let pod = pods
             .get(&pod_of(c, &format!("k8s-spread-{rank}")))
             .await
             .unwrap();
+        nodes.insert(node_name(&pod));
         let affinity = pod.spec.and_then(|s| s.affinity).expect("an affinity");
         let apart = affinity
             .pod_anti_affinity
@@ -414,6 +416,66 @@ async fn placement_groups_become_pod_affinity() {
                 .is_some()
         );
     }
+    // The emulator has two nodes and honours preferred anti-affinity while it can.
+    assert_eq!(nodes.len(), support::NODES, "{nodes:?}");
+}
+
+/// The node a pod was scheduled to.
+fn node_name(pod: &k8s_openapi::api::core::v1::Pod) -> String {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.node_name.clone())
+        .expect("a scheduled pod")
+}
+
+/// Actors of a `StrictSpread` group land on different emulated nodes, and one calls the
+/// other with a handle it was passed, straight at the other's pod IP: an address one pod
+/// exports is reachable from another host. In the node-namespace emulator each node is a
+/// network namespace of its own, so this call crosses between hosts through the routes
+/// between them, as on a cluster; it does not go through this driver. The pod on the
+/// second node also reaches an actor living in the driver.
+#[kt::test]
+async fn actors_spread_strictly_land_on_different_nodes_and_call_each_other() {
+    let c = cluster().await;
+    let group = "k8s-strict-spread";
+    let target = Accumulator::spawn(10)
+        .name("k8s-apart-target")
+        .placement_group(group, kt::PlacementStrategy::StrictSpread)
+        .on(on_k8s(c))
+        .await
+        .unwrap();
+    let caller = Relay::spawn()
+        .name("k8s-apart-caller")
+        .placement_group(group, kt::PlacementStrategy::StrictSpread)
+        .on(on_k8s(c))
+        .await
+        .unwrap();
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+        kube::Api::namespaced(kube_client(c).await, c.k8s.namespace());
+    let target_pod = pods.get(&pod_of(c, "k8s-apart-target")).await.unwrap();
+    let caller_pod = pods.get(&pod_of(c, "k8s-apart-caller")).await.unwrap();
+    assert_ne!(node_name(&target_pod), node_name(&caller_pod));
+
+    let (total, reached_at) = caller.add_through(target.clone(), 5).await.unwrap();
+    assert_eq!(total, 15);
+    assert_eq!(target.total().await.unwrap(), 15);
+    let reached: std::net::SocketAddr = reached_at.parse().expect("a node address");
+    let target_ip = target_pod.status.and_then(|s| s.pod_ip);
+    assert_eq!(Some(reached.ip().to_string()), target_ip, "{reached_at}");
+
+    // The caller went second, so to the second node: the driver, bound at the first
+    // node's host address, answers it too.
+    assert_ne!(node_name(&caller_pod), c.emulator.node_name());
+    let in_driver = Accumulator::spawn(1)
+        .on(Arc::new(kt::InProcess))
+        .await
+        .unwrap();
+    // A clone: the driver's own handle keeps its actor alive while the pod holds one.
+    let (total, reached_at) = caller.add_through(in_driver.clone(), 1).await.unwrap();
+    assert_eq!(total, 2);
+    assert_eq!(in_driver.total().await.unwrap(), 2);
+    let reached: std::net::SocketAddr = reached_at.parse().expect("a node address");
+    assert_eq!(reached.ip(), c.emulator.host_address(), "{reached_at}");
 }
 
 #[kt::test]

@@ -12,9 +12,10 @@ use serde_json::{Map, Value, json};
 use tokio::sync::Notify;
 
 use crate::config::EmulatorConfig;
+use crate::config::NodeConfig;
 use crate::faults::Faults;
 use crate::kubelet::Kubelet;
-use crate::network::Network;
+use crate::network::{Isolation, Network, NodeNetwork};
 use crate::patch::{self, PatchKind};
 use crate::resources::{self, ResourceType};
 use crate::selector::{FieldSelector, LabelSelector};
@@ -106,7 +107,8 @@ pub(crate) struct Cluster {
     pub scheduler_wake: Notify,
     /// `host:port` of the API server, for discovery documents.
     pub server_address: String,
-    /// This emulator's pod addresses and where pod processes run.
+    /// This emulator's pod addresses and where pod processes run, node by node (in the
+    /// order of `config.nodes`).
     pub network: Network,
     next_service_ip: AtomicU32,
 }
@@ -147,7 +149,7 @@ impl Cluster {
         let cluster = Arc::new(Cluster {
             store: Store::new(config.history_capacity),
             faults: Faults::new(&config.missing_images),
-            kubelet: Kubelet::new(network.isolation()),
+            kubelet: Kubelet::new(),
             scheduler_wake: Notify::new(),
             server_address,
             network,
@@ -171,29 +173,37 @@ impl Cluster {
             // Duplicates (the default namespace named twice) are expected and harmless.
             let _ = self.create(resources::namespaces(), "", body, false);
         }
+        for (node, network) in self.nodes() {
+            self.seed_node(node, network);
+        }
+    }
+
+    /// The Node object of one configured node, Ready.
+    fn seed_node(&self, node: &NodeConfig, network: &NodeNetwork) {
         let body = json!({
             "apiVersion": "v1",
             "kind": "Node",
-            "metadata": {"name": self.config.node_name, "labels": self.config.node_labels},
+            "metadata": {"name": node.name, "labels": node.labels},
             "spec": {},
         });
         let _ = self.create(resources::nodes(), "", body, false);
-        let key = Key::new(resources::nodes(), "", &self.config.node_name);
+        let key = Key::new(resources::nodes(), "", &node.name);
         let status = json!({
-            "capacity": self.config.allocatable,
-            "allocatable": self.config.allocatable,
+            "capacity": node.allocatable,
+            "allocatable": node.allocatable,
             "conditions": [{
                 "type": "Ready", "status": "True", "reason": "KubeletReady",
                 "message": "kubelet is posting ready status",
                 "lastHeartbeatTime": time::now(), "lastTransitionTime": time::now(),
             }],
             "addresses": [
-                {"type": "InternalIP", "address": "127.0.0.1"},
-                {"type": "Hostname", "address": self.config.node_name},
+                // The node's own address is where its pods see this machine: their hostIP.
+                {"type": "InternalIP", "address": network.host_address().to_string()},
+                {"type": "Hostname", "address": node.name},
             ],
             "nodeInfo": {
                 "kubeletVersion": "v1.33.0-kt-emulator", "operatingSystem": "linux",
-                "architecture": self.config.node_labels.get("kubernetes.io/arch").cloned().unwrap_or_default(),
+                "architecture": node.labels.get("kubernetes.io/arch").cloned().unwrap_or_default(),
                 "containerRuntimeVersion": "kt-emulator://local-processes",
                 "kernelVersion": "", "osImage": "", "kubeProxyVersion": "",
                 "machineID": "", "systemUUID": "", "bootID": "",
@@ -201,6 +211,27 @@ impl Cluster {
             "phase": "Running",
         });
         let _ = self.write_status(&key, None, |s| *s = status);
+    }
+
+    /// Every configured node with its network, in configuration order.
+    pub fn nodes(&self) -> impl Iterator<Item = (&NodeConfig, &NodeNetwork)> {
+        self.config
+            .nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, node)| Some((node, self.network.node(i)?)))
+    }
+
+    /// The network of the node named `name`, if there is such a node.
+    pub fn node_network(&self, name: &str) -> Option<&NodeNetwork> {
+        self.nodes()
+            .find(|(node, _)| node.name == name)
+            .map(|(_, network)| network)
+    }
+
+    /// What the processes of pods on node `name` enter, if anything.
+    pub fn isolation_of(&self, name: &str) -> Option<Isolation> {
+        self.node_network(name)?.isolation()
     }
 
     pub fn get(&self, key: &Key) -> Result<Arc<Value>, ApiError> {

@@ -34,7 +34,8 @@ pub(crate) fn record(
             .to_string()
     };
     let (name, namespace) = (s("/metadata/name"), s("/metadata/namespace"));
-    let node = cluster.config.node_name.clone();
+    // The kubelet reporting is the one of the pod's node.
+    let node = s("/spec/nodeName");
     let component = match source {
         Source::Scheduler => "default-scheduler",
         Source::Kubelet => "kubelet",

@@ -7,15 +7,18 @@
 //! | piece | what it does |
 //! |---|---|
 //! | API | discovery, create / get / list / watch / replace / patch / delete / deletecollection, `/status`, label and field selectors, `resourceVersion` conflicts, 410 `Expired`, `BOOKMARK`s, owner-reference garbage collection; objects stored as JSON (pods, services, secrets, configmaps, events, namespaces, nodes, leases, …) |
-//! | scheduler | one node with configurable allocatable resources and labels; pods that do not fit stay `Pending` with `PodScheduled=False, reason=Unschedulable` and the real message |
-//! | kubelet | each container's `command` + `args` runs as a local process (an absolute path on this machine; the image is ignored) in its own process group; each pod gets an IP of its own from a `/24` block no other emulator on the machine uses (see [Pod networks](#pod-networks)); secret / configMap volumes become files; `pods/log`; readiness probes (exec, tcpSocket, httpGet); restarts with `CrashLoopBackOff`; graceful deletion (SIGTERM, then SIGKILL) |
+//! | nodes | one or more ([`EmulatorConfig::nodes`], [`NodeConfig`]), each a Node object with its own labels (`kubernetes.io/hostname` = its name) and allocatable resources, its own `/24` of pod IPs and, with [`PodNetwork::NodeNamespace`], a host of its own on the network (see [Several nodes](#several-nodes)) |
+//! | scheduler | per pending pod, the nodes that fit — `nodeSelector`, required node affinity, resources, required inter-pod affinity / anti-affinity (any `topologyKey`, the existing pods' anti-affinity included) — then the best by preferred inter-pod terms, then the first in configuration order; pods no node takes stay `Pending` with `PodScheduled=False, reason=Unschedulable` and the real message, `0/N nodes are available: …` with a count per reason |
+//! | kubelet | each container's `command` + `args` runs as a local process (an absolute path on this machine; the image is ignored) in its own process group; each pod gets an IP of its own from its node's `/24` block, which no other emulator on the machine uses (see [Pod networks](#pod-networks)); secret / configMap volumes become files; `pods/log`; readiness probes (exec, tcpSocket, httpGet); restarts with `CrashLoopBackOff`; graceful deletion (SIGTERM, then SIGKILL) |
 //! | port-forward | `pods/{name}/portforward` over WebSocket, bridged to `podIP:port` |
 //! | failure injection | [`Emulator::fail_image_pull`], [`Emulator::oom_kill`], [`Emulator::evict`], [`Emulator::preempt`], [`Emulator::make_unschedulable`], [`Emulator::fail_deletes`] |
 //!
 //! ## How a pod runs
 //!
-//! Scheduling binds the pod to the node (`spec.nodeName`, `PodScheduled=True`, `podIP`
-//! from the node's block, `hostIP` = [`Emulator::host_address`]). Volumes are materialized in a per-pod temporary
+//! Scheduling binds the pod to a node (`spec.nodeName`, `PodScheduled=True`, `podIP`
+//! from the node's block, `hostIP` = that node's [`Emulator::node_host_address`]); a pod
+//! created with `spec.nodeName` already set runs on that node, if it exists, without
+//! scheduling. Volumes are materialized in a per-pod temporary
 //! directory; init containers run one after another; then every container's `command` +
 //! `args` (after `$(VAR)` expansion; `$$` is a literal `$`, as in Kubernetes) is started
 //! with a clean environment: the container's `env`/`envFrom` (values, `fieldRef`,
@@ -28,33 +31,101 @@
 //! to each container's process group, SIGKILL after the grace period (capped by
 //! [`EmulatorConfig::max_grace_period`]), reaps, then removes the object.
 //!
+//! ## Several nodes
+//!
+//! [`EmulatorConfig::default`] has one node, [`FIRST_NODE`]. [`EmulatorConfig::nodes`]
+//! adds default nodes up to a count (`kt-emulator-node-2`, …) and
+//! [`EmulatorConfig::node`] adds one configured by hand; [`EmulatorConfig::allocatable`]
+//! and [`EmulatorConfig::node_label`] set the first node. Each node's pods are accounted
+//! against that node's allocatable resources only.
+//!
+//! The scheduler takes pending pods oldest first, and for each keeps the nodes that pass
+//! the real scheduler's filters, in its order: `nodeSelector` and required node affinity;
+//! resources (and a free pod IP in the node's block); required inter-pod affinity and
+//! anti-affinity, on any `topologyKey` (nodes with the same value of that label are one
+//! domain, so `kubernetes.io/hostname` means one node), including the required
+//! anti-affinity of pods already placed, and letting the first pod of a group whose
+//! affinity selects itself start. Preferred inter-pod terms then score those nodes (per
+//! matching pod in the node's domain, `+weight` for affinity, `-weight` for
+//! anti-affinity), and among the best the first node in configuration order wins: pods
+//! fill the first node before the next, so a test knows where a pod lands. (The real
+//! scheduler also scores by resource use and breaks ties at random.) A pod that no node
+//! takes gets `0/N nodes are available: ` and, sorted, each node's reasons counted over
+//! the nodes, e.g. `0/3 nodes are available: 1 node(s) didn't match Pod's node
+//! affinity/selector, 2 Insufficient cpu.`; kt's placement groups (pod affinity and
+//! anti-affinity on `kubernetes.io/hostname`) therefore pack and spread for real.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use kt_kube_emulator::{Emulator, EmulatorConfig, NodeConfig};
+//! let config = EmulatorConfig::default()
+//!     .nodes(2) // kt-emulator-node, kt-emulator-node-2
+//!     .node(NodeConfig::new("gpu-node").allocatable("nvidia.com/gpu", "4"));
+//! let emulator = Emulator::start(config).await?;
+//! assert_eq!(emulator.node_names(), ["kt-emulator-node", "kt-emulator-node-2", "gpu-node"]);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! ## Pod networks
 //!
-//! [`EmulatorConfig::network`] picks where the node's pods live:
+//! [`EmulatorConfig::network`] picks where the nodes' pods live; every node has a `/24`
+//! block of its own either way, so a pod IP says which node the pod is on:
 //!
-//! | [`PodNetwork`] | pod IPs | this machine, seen from a pod | needs |
-//! |---|---|---|---|
-//! | `SharedLoopback` (default) | `127.B.C.N` on this machine's loopback | `127.0.0.1`, and every other loopback address | nothing |
-//! | `NodeNamespace` | `198.18.X.N` in a network namespace of the node's, joined to this machine by a veth pair (`kte<X>` on this side) | `198.18.X.254` only; this machine's loopback and `/dev/shm` are out of reach, and the node's `/dev/shm` is its own | root (`CAP_NET_ADMIN`, `CAP_SYS_ADMIN`) and iproute2's `ip` |
+//! | [`PodNetwork`] | pod IPs | this machine, seen from a pod | another node's pods, seen from a pod | needs |
+//! |---|---|---|---|---|
+//! | `SharedLoopback` (default) | `127.B.C.N` on this machine's loopback | `127.0.0.1`, and every other loopback address | at their pod IPs, and at `127.0.0.1` too (one loopback for all) | nothing |
+//! | `NodeNamespace` | `198.18.X.N` in a network namespace of the node's, joined to this machine by a veth pair (`kte<X>` on this side) | its node's host end `198.18.X.254`, and every other node's host end; this machine's loopback and `/dev/shm` are out of reach, and the node's `/dev/shm` is its own | at their pod IPs only, routed through this machine; not at loopback, and not their node's `/dev/shm` | root (`CAP_NET_ADMIN`, `CAP_SYS_ADMIN`), a writable `/proc/sys` with more than one node, and iproute2's `ip` |
 //!
 //! `SharedLoopback` is the fast mode for tests that need nothing else. `NodeNamespace`
-//! makes the node a host of its own, so a path that would only work because pods and the
-//! test share a machine — a server bound to `127.0.0.1`, a file in `/dev/shm` — fails here
-//! as it would on a cluster. Every process of every pod runs in the node's namespace, with
-//! a mount namespace of its own whose `/dev/shm` is the node's directory. The namespace,
-//! its link and its addresses go when the emulator stops or is dropped, and with its
-//! process and pods when it is killed: the namespace has no name under `/run/netns`, so
-//! `ip netns` does not list it; `nsenter --net=/proc/<pod pid>/ns/net` enters it.
+//! makes each node a host of its own, so a path that would only work because pods (of
+//! one node or of two) and the test share a machine — a server bound to `127.0.0.1`, a
+//! file in `/dev/shm` — fails here as it would on a cluster, and a pod-to-pod call
+//! between nodes crosses a real route. Every process of a pod runs in its node's
+//! namespace, with a mount namespace of its own whose `/dev/shm` is the node's directory.
+//!
+//! Between nodes: each node's namespace has a route to every other node's block via its
+//! own host end, and no default route (a pod can send to the emulator's blocks and
+//! nowhere else; nothing leaves this machine with a `198.18` source). This machine
+//! forwards what arrives on the emulator's `kte` links: `net.ipv4.conf.kte<X>.forwarding`
+//! is set to 1 on each (IPv4 decides forwarding by the link a packet came in on), a
+//! setting that goes with the link; machine-wide settings such as `net.ipv4.ip_forward`
+//! are left alone. Traffic is routed, not translated: a pod sees another node's pod
+//! connect from that node's address. [`Emulator::host_address`] is the first node's host
+//! end; pods of other nodes reach it too (this machine answers on all its addresses), so
+//! a driver bound there serves pods of every node.
+//!
+//! The namespaces, their links, addresses, routes and forwarding settings go when the
+//! emulator stops or is dropped, and with its process and pods when it is killed: a
+//! namespace has no name under `/run/netns`, so `ip netns` does not list it; `nsenter
+//! --net=/proc/<pod pid>/ns/net` enters it.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! use kt_kube_emulator::{Emulator, EmulatorConfig, PodNetwork};
-//! let emulator = Emulator::start(EmulatorConfig::default().network(PodNetwork::NodeNamespace)).await?;
-//! // A server in the test that pods must reach binds here, not on 127.0.0.1.
+//! let config = EmulatorConfig::default().nodes(2).network(PodNetwork::NodeNamespace);
+//! let emulator = Emulator::start(config).await?;
+//! // A server in the test that pods of every node must reach binds here, not on 127.0.0.1.
 //! let listener = std::net::TcpListener::bind((emulator.host_address(), 0))?;
 //! # drop(listener); Ok(())
 //! # }
 //! ```
+//!
+//! ### Running the namespace tests
+//!
+//! The tests that need `NodeNamespace` (`tests/node_namespace.rs`,
+//! `tests/pods_on_different_nodes.rs` here; kt's Kubernetes tests, which run on two nodes
+//! in this mode) need root. Without it they say why and skip (kt's fall back to
+//! loopback); `KT_EMULATOR_NETWORK=namespace` makes that a failure instead, as CI sets it.
+//! As root:
+//!
+//! ```text
+//! KT_EMULATOR_NETWORK=namespace cargo test -p kt-kube-emulator
+//! KT_EMULATOR_NETWORK=namespace cargo test -p kt --test kubernetes --test semantics_kubernetes
+//! ```
+//!
+//! `KT_EMULATOR_NETWORK=loopback` runs kt's tests on loopback pods instead.
 //!
 //! ## What differs from a real cluster (what kt's code must allow for)
 //!
@@ -62,11 +133,16 @@
 //!   values (and the working directory) that start with a volume's `mountPath` are
 //!   rewritten to where that volume was materialized. Find mounted files through an
 //!   environment variable, not a hard-coded path.
-//! - **One node, one namespace for its pods.** There is a single emulated node, and its
-//!   pods share one network namespace (this machine's, or the node's): a server must bind
-//!   its pod IP (`status.podIP` through a `fieldRef`), not `0.0.0.0`, or two pods collide;
-//!   and a pod's outgoing connections leave from the node's first address unless it binds
-//!   its own. Pods on different nodes are not emulated.
+//! - **One network namespace per node, shared by its pods.** A node's pods share its
+//!   namespace (this machine's, with `SharedLoopback`, where all nodes share it): a server
+//!   must bind its pod IP (`status.podIP` through a `fieldRef`), not `0.0.0.0`, or two
+//!   pods of a node collide; and a pod's outgoing connections leave from the node's first
+//!   address unless it binds its own.
+//! - **Scheduling is simpler.** Nodes are scored only by preferred inter-pod terms, then
+//!   taken in configuration order (no resource-based scoring, no random tie-break);
+//!   `matchLabelKeys` / `mismatchLabelKeys`, topology spread constraints, preemption and
+//!   the scheduler's `preemption: …` message suffix are not emulated. Nodes never fail or
+//!   go away (no NotReady, no node failure injection).
 //! - **No DNS, no service proxying.** Services are stored (with a `clusterIP`) but nothing
 //!   routes to them; reach pods by their IPs from the API.
 //! - **No in-cluster config.** No service-account token is mounted; a process that needs
@@ -146,7 +222,7 @@ use std::sync::Arc;
 
 use tokio::task::JoinHandle;
 
-pub use config::EmulatorConfig;
+pub use config::{EmulatorConfig, FIRST_NODE, NodeConfig};
 pub use kubelet::InjectError;
 pub use network::{NetworkError, PodNetwork};
 
@@ -169,9 +245,13 @@ pub enum EmulatorError {
     /// No pod IP block (a `/24` of loopback or of `198.18.0.0/15`) is free on this machine.
     #[error("no free pod IP block: {0}")]
     PodIpBlock(#[source] std::io::Error),
-    /// The node's network namespace could not be made ([`PodNetwork::NodeNamespace`]).
+    /// A node's network namespace, or the routes between nodes, could not be made
+    /// ([`PodNetwork::NodeNamespace`]).
     #[error(transparent)]
     Network(#[from] NetworkError),
+    /// [`EmulatorConfig::nodes`] is empty, or names a node twice.
+    #[error("invalid nodes: {0}")]
+    Nodes(String),
     /// A label selector given to an injection rule does not parse.
     #[error("invalid label selector {selector:?}: {message}")]
     Selector {
@@ -195,6 +275,7 @@ pub struct Emulator {
 impl Emulator {
     /// Starts the API server, the scheduler and the kubelet on the current tokio runtime.
     pub async fn start(config: EmulatorConfig) -> Result<Emulator, EmulatorError> {
+        config::check_nodes(&config.nodes).map_err(EmulatorError::Nodes)?;
         let (ip, port) = config.listen;
         let listener = tokio::net::TcpListener::bind((ip, port))
             .await
@@ -208,7 +289,8 @@ impl Emulator {
                 address: format!("{ip}:{port}"),
                 source,
             })?;
-        let network = network::Network::create(config.network, config.pod_ip_block)?;
+        let network =
+            network::Network::create(config.network, config.pod_ip_block, config.nodes.len())?;
         let cluster = Cluster::new(config, address.to_string(), network);
         let server = tokio::spawn(server::serve(listener, cluster.clone()));
         let scheduler = tokio::spawn(scheduler::run(cluster.clone()));
@@ -231,16 +313,41 @@ impl Emulator {
     }
 
     /// The address pods reach this machine at (where the emulator and the test's driver
-    /// run): `127.0.0.1` with [`PodNetwork::SharedLoopback`], the host end of the node's
-    /// veth pair (`198.18.X.254`) with [`PodNetwork::NodeNamespace`]. A driver whose
-    /// actors pods must call binds its node here. It is also the pods' `status.hostIP`.
+    /// run): `127.0.0.1` with [`PodNetwork::SharedLoopback`]; with
+    /// [`PodNetwork::NodeNamespace`], the host end of the first node's veth pair
+    /// (`198.18.X.254`), which pods of every node reach (those of other nodes through
+    /// their own host end, which routes to it). A driver whose actors pods must call binds
+    /// its node here. It is the `status.hostIP` of the first node's pods; other nodes'
+    /// pods have their own node's ([`node_host_address`](Self::node_host_address)).
     pub fn host_address(&self) -> std::net::Ipv4Addr {
         self.cluster.network.host_address()
     }
 
-    /// The emulated node's name (what scheduled pods get as `spec.nodeName`).
+    /// The address node `node`'s pods reach this machine at, and their `status.hostIP`:
+    /// `127.0.0.1` with [`PodNetwork::SharedLoopback`], the host end of that node's veth
+    /// pair with [`PodNetwork::NodeNamespace`]. `None` if there is no such node.
+    pub fn node_host_address(&self, node: &str) -> Option<std::net::Ipv4Addr> {
+        Some(self.cluster.node_network(node)?.host_address())
+    }
+
+    /// The first emulated node's name (with one node, what every scheduled pod gets as
+    /// `spec.nodeName`).
     pub fn node_name(&self) -> &str {
-        &self.cluster.config.node_name
+        self.cluster
+            .config
+            .nodes
+            .first()
+            .map_or(config::FIRST_NODE, |n| n.name.as_str())
+    }
+
+    /// Every emulated node's name, in the order the scheduler tries them.
+    pub fn node_names(&self) -> Vec<&str> {
+        self.cluster
+            .config
+            .nodes
+            .iter()
+            .map(|n| n.name.as_str())
+            .collect()
     }
 
     /// A kubeconfig for this emulator; its context's namespace is the configured default.

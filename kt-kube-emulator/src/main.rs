@@ -1,20 +1,39 @@
-//! `kt-kube-emulator serve [--kubeconfig PATH] [--port PORT] [--network loopback|namespace]`:
+//! `kt-kube-emulator serve [--kubeconfig PATH] [--port PORT] [--nodes N] [--network loopback|namespace]`:
 //! runs an emulated cluster until Ctrl-C, for manual use with `kubectl` or the `kt` command.
-//! `--network namespace` runs the node's pods in a network namespace of their own
-//! (`PodNetwork::NodeNamespace`, needs root) and prints the address pods reach this machine at.
+//! `--nodes N` emulates N nodes (default 1), named `kt-emulator-node`,
+//! `kt-emulator-node-2`, …. `--network namespace` runs each node's pods in a network
+//! namespace of that node's own (`PodNetwork::NodeNamespace`, needs root) and prints the
+//! address pods reach this machine at.
 
 use std::process::ExitCode;
 
 use kt_kube_emulator::{Emulator, EmulatorConfig, PodNetwork};
 
-const USAGE: &str = "usage: kt-kube-emulator serve [--kubeconfig PATH] [--port PORT] [--network loopback|namespace]";
+const USAGE: &str = "\
+usage: kt-kube-emulator serve [--kubeconfig PATH] [--port PORT] [--nodes N] [--network loopback|namespace]
+
+  --kubeconfig PATH  write the kubeconfig there (else print it on stdout)
+  --port PORT        the API server's port on 127.0.0.1 (default: a free one)
+  --nodes N          emulate N nodes (default 1): kt-emulator-node, kt-emulator-node-2, ...
+  --network loopback each node's pods on loopback IPs of their own (default)
+  --network namespace
+                     each node a host of its own: its pods in a network namespace of the
+                     node's, on 198.18.X.N, reaching other nodes' pods through this
+                     machine (needs root)";
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) != Some("serve") {
-        eprintln!("{USAGE}");
-        return ExitCode::from(2);
+    match args.first().map(String::as_str) {
+        Some("serve") => {}
+        Some("--help" | "-h" | "help") => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
     }
     let mut kubeconfig = None;
     let mut config = EmulatorConfig::default();
@@ -26,6 +45,13 @@ async fn main() -> ExitCode {
                 Ok(port) => config.listen.1 = port,
                 Err(_) => {
                     eprintln!("invalid port {port:?}\n{USAGE}");
+                    return ExitCode::from(2);
+                }
+            },
+            ("--nodes", Some(count)) => match count.parse::<usize>() {
+                Ok(count) if count > 0 => config = config.nodes(count),
+                _ => {
+                    eprintln!("invalid node count {count:?}\n{USAGE}");
                     return ExitCode::from(2);
                 }
             },
@@ -57,8 +83,10 @@ async fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
             eprintln!(
-                "serving on {}; kubeconfig written to {path}; pods reach this machine at {}",
+                "serving on {} with nodes {}; kubeconfig written to {path}; pods reach this \
+                 machine at {}",
                 emulator.url(),
+                emulator.node_names().join(", "),
                 emulator.host_address()
             );
         }

@@ -91,6 +91,34 @@ impl LabelSelector {
         Ok(LabelSelector(reqs))
     }
 
+    /// Parses the object form of a selector (`{matchLabels, matchExpressions}`, as in
+    /// affinity terms); `{}` selects everything.
+    pub fn from_json(selector: &Value) -> Result<Self, String> {
+        if !selector.is_object() {
+            return Err(format!(
+                "a label selector must be an object, not {selector}"
+            ));
+        }
+        let mut reqs = Vec::new();
+        if let Some(labels) = selector.get("matchLabels").and_then(Value::as_object) {
+            for (k, v) in labels {
+                let v = v
+                    .as_str()
+                    .ok_or_else(|| format!("label {k:?} is not a string"))?;
+                reqs.push(Requirement::In(k.clone(), vec![v.to_string()]));
+            }
+        }
+        for e in selector
+            .get("matchExpressions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            reqs.push(expression(e)?);
+        }
+        Ok(LabelSelector(reqs))
+    }
+
     /// Whether `labels` (a JSON object of strings, or null) satisfies every requirement.
     pub fn matches(&self, labels: Option<&Value>) -> bool {
         let get = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
@@ -242,6 +270,21 @@ mod tests {
         assert!(!sel("!gpu").matches(Some(&labels)));
         assert!(sel("!cpu").matches(Some(&labels)));
         assert!(!sel("cpu").matches(None));
+    }
+
+    #[test]
+    fn object_form_ands_labels_and_expressions() {
+        let s = LabelSelector::from_json(&json!({
+            "matchLabels": {"app": "web"},
+            "matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["db"]}],
+        }))
+        .expect("valid");
+        assert!(s.matches(Some(&json!({"app": "web", "tier": "front"}))));
+        assert!(!s.matches(Some(&json!({"app": "web", "tier": "db"}))));
+        assert!(!s.matches(Some(&json!({"tier": "front"}))));
+        let everything = LabelSelector::from_json(&json!({})).expect("valid");
+        assert!(everything.matches(None));
+        assert!(LabelSelector::from_json(&json!(null)).is_err());
     }
 
     #[test]

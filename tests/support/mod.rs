@@ -432,14 +432,18 @@ pub async fn kubernetes_from(
         .expect("connects to the emulator")
 }
 
-/// Starts the emulator with its pods in a network namespace of the node's own, so that
-/// pods and this driver are different hosts as on a cluster. Where that cannot be made
-/// (not root), it says so and shares this machine's loopback instead, unless
-/// `KT_EMULATOR_NETWORK=namespace` (CI) makes that an error; `KT_EMULATOR_NETWORK=loopback`
-/// asks for loopback outright.
+/// How many nodes the tests' emulated cluster has: two, so that placement groups that
+/// spread really spread and calls between pods really cross from one node to another.
+pub const NODES: usize = 2;
+
+/// Starts the emulator with [`NODES`] nodes, each node's pods in a network namespace of
+/// that node's own, so that pods of different nodes, and this driver, are different hosts
+/// as on a cluster. Where that cannot be made (not root), it says so and shares this
+/// machine's loopback instead, unless `KT_EMULATOR_NETWORK=namespace` (CI) makes that an
+/// error; `KT_EMULATOR_NETWORK=loopback` asks for loopback outright.
 async fn start_emulator() -> kt_kube_emulator::Emulator {
     use kt_kube_emulator::{Emulator, EmulatorConfig, EmulatorError, PodNetwork};
-    let start = |network| Emulator::start(EmulatorConfig::default().network(network));
+    let start = |network| Emulator::start(EmulatorConfig::default().nodes(NODES).network(network));
     match std::env::var("KT_EMULATOR_NETWORK").as_deref() {
         Ok("loopback") => start(PodNetwork::SharedLoopback).await,
         Ok("namespace") => start(PodNetwork::NodeNamespace).await,

@@ -14,7 +14,7 @@ use tokio::process::Command;
 use tokio::sync::{mpsc, watch};
 
 use super::logs::ContainerLog;
-use super::process::Processes;
+use super::process::OnNode;
 use crate::cluster::Cluster;
 use crate::time;
 
@@ -87,7 +87,8 @@ pub(crate) struct Context {
     /// The pod's name (the container's `HOSTNAME`).
     pub pod_name: String,
     pub cluster: Arc<Cluster>,
-    pub processes: Arc<Processes>,
+    /// Where the container's processes (and exec probes) start: its pod's node.
+    pub processes: OnNode,
     pub log: Arc<ContainerLog>,
     pub updates: mpsc::UnboundedSender<(usize, Update)>,
     /// `Some(grace)` once the container must stop for good.
@@ -307,7 +308,7 @@ async fn probe_loop(
     pod_ip: Ipv4Addr,
     (env, dir): (Vec<(String, String)>, Option<PathBuf>),
     period: Duration,
-    processes: Arc<Processes>,
+    processes: OnNode,
     updates: mpsc::UnboundedSender<(usize, Update)>,
     index: usize,
 ) {

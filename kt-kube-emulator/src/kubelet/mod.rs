@@ -23,7 +23,6 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::cluster::Cluster;
-use crate::network::Isolation;
 use crate::resources;
 use crate::store::Key;
 use logs::ContainerLog;
@@ -83,18 +82,19 @@ pub enum InjectError {
     },
 }
 
-/// All pods the kubelet runs.
+/// All pods the kubelet runs, on every node.
 pub(crate) struct Kubelet {
     pods: Mutex<HashMap<String, Arc<PodRuntime>>>,
     pub processes: Arc<Processes>,
 }
 
 impl Kubelet {
-    /// A kubelet whose pod processes first enter `isolation`, if any.
-    pub fn new(isolation: Option<Isolation>) -> Self {
+    /// A kubelet with no pods yet, for every node (each pod's processes enter its node's
+    /// namespaces, if any: see [`Processes::on_node`]).
+    pub fn new() -> Self {
         Kubelet {
             pods: Mutex::default(),
-            processes: Arc::new(Processes::new(isolation)),
+            processes: Arc::new(Processes::default()),
         }
     }
 

@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::container::{self, Exit, Prepared, Probe, RestartPolicy, Update};
 use super::env::{self, PodFacts};
+use super::process::OnNode;
 use super::volumes::{self, NotReady};
 use super::{PodCommand, PodRuntime};
 use crate::cluster::{Cluster, DeleteOptions};
@@ -546,10 +547,12 @@ impl Worker {
                 self.stop.send_replace(Some(Duration::ZERO));
             }
             PodCommand::Preempt => {
-                let message = format!(
-                    "Preempted by a higher priority pod on node {}",
-                    self.cluster.config.node_name
-                );
+                let node = self
+                    .pod
+                    .pointer("/spec/nodeName")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let message = format!("Preempted by a higher priority pod on node {node}");
                 self.event(None, false, "Preempted", &message);
                 self.disruption = Some((
                     "PreemptionByScheduler",
@@ -652,9 +655,18 @@ pub(crate) async fn run(
             });
         }
         let (updates, mut updates_rx) = mpsc::unbounded_channel();
+        let node = worker
+            .pod
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let launcher = Launcher {
             prepared,
             pod_ip,
+            processes: cluster
+                .kubelet
+                .processes
+                .on_node(cluster.isolation_of(node)),
             label: format!(
                 "{}_{}({})",
                 runtime.key.name, runtime.key.namespace, runtime.uid
@@ -729,6 +741,8 @@ fn all_containers(pod: &Value) -> impl Iterator<Item = &Value> {
 struct Launcher {
     prepared: Vec<Prepared>,
     pod_ip: Ipv4Addr,
+    /// Where the pod's processes start: its node.
+    processes: OnNode,
     label: String,
     updates: mpsc::UnboundedSender<(usize, Update)>,
 }
@@ -758,7 +772,7 @@ impl Launcher {
                 pod_label: self.label.clone(),
                 pod_name: worker.runtime.key.name.clone(),
                 cluster: worker.cluster.clone(),
-                processes: worker.cluster.kubelet.processes.clone(),
+                processes: self.processes.clone(),
                 log,
                 updates: self.updates.clone(),
                 stop: worker.stop.subscribe(),

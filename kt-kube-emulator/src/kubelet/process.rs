@@ -18,11 +18,25 @@ struct Registry {
     live: HashSet<i32>,
 }
 
-/// Every process group the emulator has started and not yet reaped.
+/// Every process group the emulator has started and not yet reaped, on every node.
+#[derive(Default)]
 pub(crate) struct Processes {
     inner: Mutex<Registry>,
-    /// The node's namespaces, which every process enters before it runs.
+}
+
+/// Starts processes on one node: registered with the kubelet's [`Processes`], each entering
+/// the node's namespaces first, if the node has any.
+#[derive(Clone)]
+pub(crate) struct OnNode {
+    processes: Arc<Processes>,
     isolation: Option<Isolation>,
+}
+
+impl OnNode {
+    /// Starts `command` on the node (see [`Processes::spawn`]).
+    pub fn spawn(&self, command: &mut Command) -> io::Result<(Child, GroupGuard)> {
+        self.processes.spawn(command, self.isolation.as_ref())
+    }
 }
 
 fn signal_group(pgid: i32, signal: i32) {
@@ -33,10 +47,10 @@ fn signal_group(pgid: i32, signal: i32) {
 }
 
 impl Processes {
-    /// No processes yet; each one started will enter `isolation` first, if any.
-    pub fn new(isolation: Option<Isolation>) -> Self {
-        Processes {
-            inner: Mutex::default(),
+    /// Where a node's processes start: they enter `isolation` first, if any.
+    pub fn on_node(self: &Arc<Self>, isolation: Option<Isolation>) -> OnNode {
+        OnNode {
+            processes: self.clone(),
             isolation,
         }
     }
@@ -45,10 +59,14 @@ impl Processes {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Starts `command` as the leader of a new process group, with piped stdout/stderr.
-    /// Registration happens under the same lock as the stop check, so no process can start
-    /// after [`kill_all`](Self::kill_all) has begun.
-    pub fn spawn(self: &Arc<Self>, command: &mut Command) -> io::Result<(Child, GroupGuard)> {
+    /// Starts `command` as the leader of a new process group, with piped stdout/stderr,
+    /// inside `isolation` if given. Registration happens under the same lock as the stop
+    /// check, so no process can start after [`kill_all`](Self::kill_all) has begun.
+    fn spawn(
+        self: &Arc<Self>,
+        command: &mut Command,
+        isolation: Option<&Isolation>,
+    ) -> io::Result<(Child, GroupGuard)> {
         command
             .process_group(0)
             .kill_on_drop(true)
@@ -63,7 +81,7 @@ impl Processes {
                 Ok(())
             });
         }
-        if let Some(isolation) = self.isolation.clone() {
+        if let Some(isolation) = isolation.cloned() {
             // SAFETY: `enter` makes only async-signal-safe system calls (see there).
             unsafe {
                 command.pre_exec(move || isolation.enter());

@@ -43,8 +43,13 @@ async fn harness_of(emulator: Emulator) -> Harness {
 /// saying why, where this machine does not allow one (not root) — unless
 /// `KT_EMULATOR_NETWORK=namespace` (CI) asks for it, which makes that a failure.
 pub async fn start_in_node_namespace() -> Option<Harness> {
+    start_in_node_namespaces(EmulatorConfig::default()).await
+}
+
+/// Like [`start_in_node_namespace`], for `config`'s nodes: each in a namespace of its own.
+pub async fn start_in_node_namespaces(config: EmulatorConfig) -> Option<Harness> {
     use kt_kube_emulator::{EmulatorError, PodNetwork};
-    let config = EmulatorConfig::default().network(PodNetwork::NodeNamespace);
+    let config = config.network(PodNetwork::NodeNamespace);
     match Emulator::start(config).await {
         Err(EmulatorError::Network(error))
             if std::env::var("KT_EMULATOR_NETWORK").as_deref() != Ok("namespace") =>

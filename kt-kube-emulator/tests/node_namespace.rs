@@ -4,11 +4,11 @@
 
 mod common;
 
-use std::io::Read;
 use std::net::TcpListener;
 
 use common::{phase, shell_pod, wait_pod};
 use serde_json::json;
+use tokio::io::AsyncReadExt;
 
 #[tokio::test]
 async fn pods_of_a_node_namespace_reach_the_host_only_at_its_address() {
@@ -47,10 +47,22 @@ async fn pods_of_a_node_namespace_reach_the_host_only_at_its_address() {
     ]);
     h.create_pod(pod).await;
 
-    let report = tokio::task::spawn_blocking(move || {
-        let (mut from_pod, peer) = on_host.accept().expect("the pod connects to the host");
+    // Accepted asynchronously: a pod that never connects fails the test at the timeout
+    // below instead of leaving a blocked thread the runtime would wait for.
+    on_host
+        .set_nonblocking(true)
+        .expect("non-blocking listener");
+    let on_host = tokio::net::TcpListener::from_std(on_host).expect("a tokio listener");
+    let report = tokio::spawn(async move {
+        let (mut from_pod, peer) = on_host
+            .accept()
+            .await
+            .expect("the pod connects to the host");
         let mut report = String::new();
-        from_pod.read_to_string(&mut report).expect("the report");
+        from_pod
+            .read_to_string(&mut report)
+            .await
+            .expect("the report");
         (report, peer)
     });
     let Ok(report) = tokio::time::timeout(common::WAIT, report).await else {

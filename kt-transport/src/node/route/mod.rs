@@ -9,6 +9,7 @@
 //! they are large.
 
 mod calls;
+mod pending;
 mod state;
 
 use std::net::SocketAddr;

@@ -6,10 +6,10 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use bytes::Bytes;
 use kt_core::backend::{EncodedReply, Fate};
 use kt_core::{ActorLabel, DeathCause, Error};
-use rustc_hash::FxHashMap;
 use tokio::sync::watch;
 
 use super::calls::{CallTable, release_parked};
+use super::pending::PendingCalls;
 use crate::node::lock;
 use crate::node::writer::OrderedWriter;
 
@@ -25,10 +25,8 @@ pub(crate) struct RouteState {
     /// True when a backend watches the actor's process and reports its death; the
     /// route then leaves pending calls to it instead of guessing from the connection.
     watched: bool,
-    /// The calls sent on this route's stream and not answered yet, by call id. Call ids
-    /// are a route's own counter, never chosen by a peer, so the fast non-keyed hash is
-    /// safe here (a `HashMap`'s default SipHash cost a measurable share of a call).
-    pending: Mutex<FxHashMap<u64, EncodedReply>>,
+    /// The calls sent on this route's stream and not answered yet, by call id.
+    pending: Mutex<PendingCalls>,
     /// The route's stream, where calls kept back wait for the room a reply frees.
     stream: OnceLock<Weak<OrderedWriter<CallTable>>>,
     /// True while the stream holds calls back (kept by the stream's call table).
@@ -47,7 +45,7 @@ impl RouteState {
             fate: Fate::new(),
             refused: OnceLock::new(),
             watched,
-            pending: Mutex::new(FxHashMap::default()),
+            pending: Mutex::new(PendingCalls::default()),
             stream: OnceLock::new(),
             holding_back: AtomicBool::new(false),
             replies_done: watch::channel(false).0,
@@ -101,7 +99,7 @@ impl RouteState {
     /// send buffer and scans those segments once per packet: a write per released call
     /// made a pipelined caller's driver spend a fifth of its time in that scan.)
     pub(super) fn answer(&self, call_id: u64, payload: Bytes) {
-        let reply = lock(&self.pending).remove(&call_id);
+        let reply = lock(&self.pending).remove(call_id);
         if let Some(reply) = reply {
             reply.deliver(payload);
         }
@@ -121,7 +119,7 @@ impl RouteState {
 
     /// Fails one pending call.
     pub(crate) fn fail_call(&self, call_id: u64, error: Error) {
-        let reply = lock(&self.pending).remove(&call_id);
+        let reply = lock(&self.pending).remove(call_id);
         if let Some(reply) = reply {
             reply.fail(error);
         }
@@ -129,7 +127,7 @@ impl RouteState {
 
     /// Fails every call of this route still waiting for a reply.
     pub(crate) fn fail_pending(&self) {
-        let failed: Vec<EncodedReply> = lock(&self.pending).drain().map(|(_, r)| r).collect();
+        let failed = lock(&self.pending).drain();
         if failed.is_empty() {
             return;
         }

@@ -9,7 +9,7 @@
 //! |---|---|
 //! | [`global`](self) (`global.rs`) | this process's node, its runtime, the CA a backend brings |
 //! | `peer.rs` | connections to other nodes, and which route a large reply answers |
-//! | `route/` | [`RemoteRoute`]: calls to one remote actor, in order, on one stream; its fate and pending calls (`state.rs`), how a call is put on the stream (`calls.rs`) |
+//! | `route/` | [`RemoteRoute`]: calls to one remote actor, in order, on one stream; its fate and pending calls (`state.rs`, `pending.rs`), how a call is put on the stream (`calls.rs`) |
 //! | `writer.rs` | a stream's ordered outgoing bytes, written inline when the stream is idle |
 //! | `serve.rs` | the serving side: call streams in, replies out; refusing bad streams |
 //! | `control.rs` | the worker-control rendezvous: hello, attach, release |

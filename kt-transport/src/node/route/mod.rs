@@ -5,8 +5,8 @@
 //! ([`crate::wire::call`]) appended to the route's [`outbox`], written by the caller
 //! itself when the stream is idle and by the route's writer task when QUIC is busy.
 //! Replies come back on the same stream, read by the route's reader task into the
-//! route's own table of pending calls ([`state`]), or on a stream of their own when
-//! they are large.
+//! route's own window of pending calls ([`pending`], kept with its fate in [`state`]),
+//! or on a stream of their own when they are large.
 
 mod calls;
 mod pending;

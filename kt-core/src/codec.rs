@@ -87,8 +87,8 @@ const REPLY_ERR: u8 = 1;
 
 /// Encodes a method's result as a reply: one byte saying which of value or error
 /// follows, then that one in MessagePack. (A MessagePack `Result` would name its variant
-/// as a string, which every reply would pay to write and to compare.) An error that
-/// cannot be encoded comes out as an encoding error reply; `use_` gets the bytes.
+/// as a string, which every reply would pay to write and to compare.) A value that
+/// cannot be encoded comes out as an [`Error::Encode`] reply; `use_` gets the bytes.
 pub fn with_encoded_reply<T: Serialize, R>(result: &Result<T>, use_: impl FnOnce(&[u8]) -> R) -> R {
     with_scratch(|buf| {
         let written = match result {

@@ -287,6 +287,12 @@ impl Replies {
         self.append(call_id, &payload);
     }
 
+    /// A call is answered, or will never be (the actor died): no longer awaited. (Its
+    /// reply, written just before, still counted: see `append`.)
+    fn answered(&self) {
+        self.unanswered.fetch_sub(1, Ordering::AcqRel);
+    }
+
     /// Appends a small reply to the stream.
     fn append(&self, call_id: u64, payload: &[u8]) {
         let Some(mut appender) = self.writer.append() else {
@@ -337,14 +343,6 @@ impl SharedReplySink for Replies {
 
     fn abandoned(&self, _call: u64) {
         self.answered();
-    }
-}
-
-impl Replies {
-    /// A call is answered, or will never be (the actor died): no longer awaited. (Its
-    /// reply, written just before, still counted: see `append`.)
-    fn answered(&self) {
-        self.unanswered.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -114,8 +114,9 @@ pub fn encode_reply<T: Serialize>(result: &Result<T>) -> bytes::Bytes {
     with_encoded_reply(result, bytes::Bytes::copy_from_slice)
 }
 
-/// Encodes the error reply `Err(error)` (the same bytes for a method of any type).
-pub fn encode_error_reply(error: &Error) -> bytes::Bytes {
+/// Encodes the error reply `Err(error)`: the same bytes for a method of any type, so a
+/// backend can answer any call with it (unknown method, bad arguments, dead actor).
+pub fn encode_error(error: &Error) -> bytes::Bytes {
     with_scratch(|buf| {
         write_error(buf, error);
         bytes::Bytes::copy_from_slice(buf)

@@ -72,10 +72,11 @@ pub mod __private;
 /// death state. An application never names these; a new placement or transport does.
 pub mod backend {
     pub use crate::actor_ref::RawRef;
+    pub use crate::codec::encode_error;
     pub use crate::fate::Fate;
     pub use crate::ordered::{Accepted, OrderedSender, Undeliverable};
     pub use crate::placement::Placed;
-    pub use crate::reply::{EncodedReply, ReplySink, SharedReply, SharedReplySink, encode_error};
+    pub use crate::reply::{EncodedReply, ReplySink, SharedReply, SharedReplySink};
     pub use crate::route::{EncodedRoute, OwnerGuard, Release};
     pub use crate::waiting_line::{Ticket, WaitingLine};
 }

@@ -106,7 +106,7 @@ impl EncodedReply {
 
     /// Answers with an error without running anything (unknown method, bad arguments, dead actor).
     pub fn fail(self, error: Error) {
-        self.deliver(encode_error(&error));
+        self.deliver(codec::encode_error(&error));
     }
 
     /// Answers with an already encoded reply.
@@ -148,12 +148,6 @@ impl std::fmt::Debug for EncodedReply {
             EncodedReply::Shared(_) => "EncodedReply::Shared",
         })
     }
-}
-
-/// Encodes the reply `Err(error)`, as a reply of any method's type (an error reply does
-/// not depend on `T`).
-pub fn encode_error(error: &Error) -> Bytes {
-    codec::encode_error_reply(error)
 }
 
 /// The reply slot carried by one message: answer it once with the method's result.

@@ -195,6 +195,7 @@
 #![warn(missing_docs)]
 
 mod cluster;
+mod conditions;
 mod config;
 mod events;
 mod faults;

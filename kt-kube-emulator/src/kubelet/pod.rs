@@ -16,6 +16,7 @@ use super::process::OnNode;
 use super::volumes::{self, NotReady};
 use super::{PodCommand, PodRuntime};
 use crate::cluster::{Cluster, DeleteOptions};
+use crate::conditions;
 use crate::events::{self, Source};
 use crate::time;
 
@@ -169,46 +170,6 @@ struct Worker {
     pull_events: HashSet<(usize, &'static str)>,
 }
 
-fn condition(kind: &str, ok: bool, reason: Option<&str>, message: Option<&str>) -> Value {
-    let mut c =
-        json!({"type": kind, "status": if ok { "True" } else { "False" }, "lastProbeTime": null});
-    if let Some(r) = reason {
-        c["reason"] = json!(r);
-    }
-    if let Some(m) = message {
-        c["message"] = json!(m);
-    }
-    c
-}
-
-/// Merges `ours` into the stored conditions, keeping `lastTransitionTime` while the status
-/// stays the same (what watchers use to order transitions).
-fn merge_conditions(existing: Option<&Value>, ours: Vec<Value>) -> Value {
-    let mut out: Vec<Value> = existing
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    for mut c in ours {
-        let kind = c["type"].clone();
-        match out.iter_mut().find(|e| e["type"] == kind) {
-            Some(e) => {
-                let same = e["status"] == c["status"];
-                c["lastTransitionTime"] = if same {
-                    e["lastTransitionTime"].clone()
-                } else {
-                    json!(time::now())
-                };
-                *e = c;
-            }
-            None => {
-                c["lastTransitionTime"] = json!(time::now());
-                out.push(c);
-            }
-        }
-    }
-    Value::Array(out)
-}
-
 fn restart_policy(pod: &Value) -> RestartPolicy {
     match pod.pointer("/spec/restartPolicy").and_then(Value::as_str) {
         Some("Never") => RestartPolicy::Never,
@@ -336,26 +297,26 @@ impl Worker {
             incomplete.join(" ")
         );
         let mut ours = vec![
-            condition(
+            conditions::condition(
                 "PodReadyToStartContainers",
                 any_started || !terminal,
                 None,
                 None,
             ),
             match self.initialized() {
-                true => condition("Initialized", true, None, None),
-                false => condition(
+                true => conditions::condition("Initialized", true, None, None),
+                false => conditions::condition(
                     "Initialized",
                     false,
                     Some("ContainersNotInitialized"),
                     Some(&init_message),
                 ),
             },
-            condition("ContainersReady", all_ready, ready_reason, ready_message),
-            condition("Ready", all_ready, ready_reason, ready_message),
+            conditions::condition("ContainersReady", all_ready, ready_reason, ready_message),
+            conditions::condition("Ready", all_ready, ready_reason, ready_message),
         ];
         if let Some((reason, message)) = &self.disruption {
-            ours.push(condition(
+            ours.push(conditions::condition(
                 "DisruptionTarget",
                 true,
                 Some(reason),
@@ -369,7 +330,7 @@ impl Worker {
         self.cluster
             .write_status(&key, Some(&self.runtime.uid), |status| {
                 status["phase"] = json!(phase);
-                status["conditions"] = merge_conditions(status.get("conditions"), ours);
+                status["conditions"] = conditions::merge(status.get("conditions"), ours);
                 status["containerStatuses"] = json!(statuses);
                 if !init_statuses.is_empty() {
                     status["initContainerStatuses"] = json!(init_statuses);

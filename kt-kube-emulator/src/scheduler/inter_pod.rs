@@ -122,33 +122,34 @@ fn text<'v>(pod: &'v Value, pointer: &str) -> &'v str {
         .unwrap_or_default()
 }
 
-/// The pod's required terms of `kind` (`podAffinity` or `podAntiAffinity`).
-fn required_terms(pod: &Value, kind: &str) -> Vec<Term> {
-    let own = text(pod, "/metadata/namespace");
+/// The entries of the pod's `kind` (`podAffinity` or `podAntiAffinity`) list `when`
+/// (`required…` or `preferred…DuringSchedulingIgnoredDuringExecution`).
+fn term_entries<'a>(pod: &'a Value, kind: &str, when: &str) -> impl Iterator<Item = &'a Value> {
     pod.pointer(&format!(
-        "/spec/affinity/{kind}/requiredDuringSchedulingIgnoredDuringExecution"
+        "/spec/affinity/{kind}/{when}DuringSchedulingIgnoredDuringExecution"
     ))
     .and_then(Value::as_array)
     .into_iter()
     .flatten()
-    .map(|t| Term::parse(t, own))
-    .collect()
+}
+
+/// The pod's required terms of `kind` (`podAffinity` or `podAntiAffinity`).
+fn required_terms(pod: &Value, kind: &str) -> Vec<Term> {
+    let own = text(pod, "/metadata/namespace");
+    term_entries(pod, kind, "required")
+        .map(|t| Term::parse(t, own))
+        .collect()
 }
 
 /// The pod's preferred terms of `kind`, with their weights.
 fn preferred_terms(pod: &Value, kind: &str) -> Vec<(i64, Term)> {
     let own = text(pod, "/metadata/namespace");
-    pod.pointer(&format!(
-        "/spec/affinity/{kind}/preferredDuringSchedulingIgnoredDuringExecution"
-    ))
-    .and_then(Value::as_array)
-    .into_iter()
-    .flatten()
-    .filter_map(|w| {
-        let weight = w.get("weight").and_then(Value::as_i64)?;
-        Some((weight, Term::parse(w.get("podAffinityTerm")?, own)))
-    })
-    .collect()
+    term_entries(pod, kind, "preferred")
+        .filter_map(|w| {
+            let weight = w.get("weight").and_then(Value::as_i64)?;
+            Some((weight, Term::parse(w.get("podAffinityTerm")?, own)))
+        })
+        .collect()
 }
 
 /// A pending pod's required inter-pod terms, counted once against the pods already on

@@ -23,10 +23,10 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use crate::cluster::Cluster;
+use crate::conditions;
 use crate::events::{self, Source};
 use crate::resources;
 use crate::store::Key;
-use crate::time;
 use inter_pod::NamespaceLabels;
 use nodes::NodeState;
 
@@ -210,33 +210,8 @@ fn start_bound(
 }
 
 fn set_scheduled(status: &mut Value, ok: bool, reason: Option<&str>, message: Option<&str>) {
-    if !status.get("conditions").is_some_and(Value::is_array) {
-        status["conditions"] = json!([]);
-    }
-    let mut c = json!({"type": "PodScheduled", "status": if ok { "True" } else { "False" }, "lastProbeTime": null});
-    if let Some(r) = reason {
-        c["reason"] = json!(r);
-    }
-    if let Some(m) = message {
-        c["message"] = json!(m);
-    }
-    if let Some(conds) = status["conditions"].as_array_mut() {
-        match conds.iter_mut().find(|x| x["type"] == "PodScheduled") {
-            Some(existing) => {
-                let same = existing["status"] == c["status"];
-                c["lastTransitionTime"] = if same {
-                    existing["lastTransitionTime"].clone()
-                } else {
-                    json!(time::now())
-                };
-                *existing = c;
-            }
-            None => {
-                c["lastTransitionTime"] = json!(time::now());
-                conds.push(c);
-            }
-        }
-    }
+    let scheduled = conditions::condition("PodScheduled", ok, reason, message);
+    status["conditions"] = conditions::merge(status.get("conditions"), vec![scheduled]);
 }
 
 /// Binds the pod to `node`: `spec.nodeName`, pod and host IPs, `PodScheduled=True`.

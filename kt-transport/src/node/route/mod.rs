@@ -252,14 +252,18 @@ async fn read_replies(
 ) {
     let mut frames = FramedRead::new(recv, codec(max_message_bytes()));
     loop {
-        // Replies already read are answered before the calls they make room for are
-        // released: those then go out in one write.
-        let frame = match frames.next().now_or_never() {
-            Some(frame) => frame,
-            None => {
-                state.release_freed();
-                frames.next().await
-            }
+        // While calls are held back, the replies already read are answered before the
+        // calls they make room for are released: those then go out in one write. (A call
+        // that starts holding back releases what room there is itself.)
+        let frame = match state.is_holding_back() {
+            true => match frames.next().now_or_never() {
+                Some(frame) => frame,
+                None => {
+                    state.release_freed();
+                    frames.next().await
+                }
+            },
+            false => frames.next().await,
         };
         let Some(frame) = frame else { break };
         let body = match frame {

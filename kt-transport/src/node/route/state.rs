@@ -105,12 +105,17 @@ impl RouteState {
         }
     }
 
+    /// True while the route's stream holds calls back.
+    pub(super) fn is_holding_back(&self) -> bool {
+        self.holding_back.load(Ordering::SeqCst)
+    }
+
     /// Puts the calls kept back on the wire as far as the replies answered so far made
     /// room.
     pub(super) fn release_freed(&self) {
         // Most replies free room nobody waits for: only a route holding calls back
         // takes its stream's lock here.
-        if self.holding_back.load(Ordering::SeqCst)
+        if self.is_holding_back()
             && let Some(stream) = self.stream.get().and_then(Weak::upgrade)
         {
             release_parked(&stream, self);

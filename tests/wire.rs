@@ -98,7 +98,7 @@ fn reply_of(frames: &[NodeFrame], id: u64) -> kt::Result<u64> {
             _ => None,
         })
         .unwrap_or_else(|| panic!("no reply to call {id} in {frames:?}"));
-    kt::codec::decode_reply::<u64>(&payload, "reply")
+    kt::codec::decode_reply::<u64>(payload.as_slice(), "reply")
 }
 
 #[kt::test]

@@ -102,11 +102,10 @@ impl<A: Actor> RawRef<A> {
                 let what = format_args!("arguments of `{}::{method}`", A::TYPE_NAME);
                 // Encoded into this thread's scratch buffer and handed to the route as
                 // they are: a remote route copies them straight into its stream.
-                let (reply, rx) = EncodedReply::channel();
                 let sent =
-                    codec::with_encoded(&args, what, |args| route.send_args(method, args, reply));
+                    codec::with_encoded(&args, what, |args| route.send_awaited(method, args));
                 match sent {
-                    Ok(accepted) => Call::encoded(rx, route.clone(), method, accepted),
+                    Ok((accepted, awaited)) => Call::awaited(awaited, route, method, accepted),
                     Err(error) => Call::failed(error),
                 }
             }

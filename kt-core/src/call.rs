@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::ordered::Accepted;
-use crate::route::EncodedRoute;
+use crate::route::{AwaitedReply, EncodedRoute};
 
 /// The pending reply of one call. Await it for the result, or drop it (or call
 /// [`Call::forget`]) to let the call run without waiting.
@@ -37,6 +37,12 @@ enum State<T> {
     },
     Encoded {
         rx: oneshot::Receiver<bytes::Bytes>,
+        route: Arc<dyn EncodedRoute>,
+        method: &'static str,
+    },
+    /// The route keeps the reply under this call id.
+    Kept {
+        call: u64,
         route: Arc<dyn EncodedRoute>,
         method: &'static str,
     },
@@ -75,6 +81,29 @@ impl<T> Call<T> {
         }
     }
 
+    /// A call sent with [`EncodedRoute::send_awaited`].
+    pub(crate) fn awaited(
+        awaited: AwaitedReply,
+        route: &Arc<dyn EncodedRoute>,
+        method: &'static str,
+        accepted: Accepted,
+    ) -> Self {
+        let state = match awaited {
+            AwaitedReply::Channel(rx) => State::Encoded {
+                rx,
+                route: route.clone(),
+                method,
+            },
+            AwaitedReply::Kept(call) => State::Kept {
+                call,
+                route: route.clone(),
+                method,
+            },
+            AwaitedReply::Refused(error) => State::Failed(Some(*error)),
+        };
+        Call { state, accepted }
+    }
+
     /// Waits until the call is in the actor's mailbox: at once, unless the mailbox was
     /// full when the call was made (rule B1). Await it in a fire-and-forget producer to be
     /// slowed to the actor's pace; the reply can still be awaited afterwards.
@@ -86,7 +115,9 @@ impl<T> Call<T> {
             return Ok(());
         }
         match &self.state {
-            State::Local { route, .. } | State::Encoded { route, .. } => Err(route.gone()),
+            State::Local { route, .. }
+            | State::Encoded { route, .. }
+            | State::Kept { route, .. } => Err(route.gone()),
             State::Failed(_) | State::Done => Ok(()),
         }
     }
@@ -112,10 +143,27 @@ impl<T: DeserializeOwned> Future for Call<T> {
                 Ok(bytes) => decode_reply(&bytes, method),
                 Err(_) => Err(route.gone()),
             },
+            State::Kept {
+                call,
+                route,
+                method,
+            } => match ready!(route.poll_kept(*call, cx)) {
+                Some(kept) => decode_reply(kept.as_slice(), method),
+                None => Err(route.gone()),
+            },
             State::Done => panic!("Call polled after it completed"),
         };
         self.state = State::Done;
         Poll::Ready(result)
+    }
+}
+
+impl<T> Drop for Call<T> {
+    fn drop(&mut self) {
+        // Nobody will collect a reply the route keeps: it drops it when it comes.
+        if let State::Kept { call, route, .. } = &self.state {
+            route.forget_kept(*call);
+        }
     }
 }
 

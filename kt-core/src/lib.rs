@@ -76,8 +76,8 @@ pub mod backend {
     pub use crate::fate::Fate;
     pub use crate::ordered::{Accepted, OrderedSender, Undeliverable};
     pub use crate::placement::Placed;
-    pub use crate::reply::{EncodedReply, ReplySink, SharedReply, SharedReplySink};
-    pub use crate::route::{EncodedRoute, OwnerGuard, Release};
+    pub use crate::reply::{EncodedReply, KeptReply, ReplySink, SharedReply, SharedReplySink};
+    pub use crate::route::{AwaitedReply, EncodedRoute, OwnerGuard, Release};
     pub use crate::waiting_line::{Ticket, WaitingLine};
 }
 

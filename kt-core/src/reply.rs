@@ -70,6 +70,70 @@ impl Drop for SharedReply {
     }
 }
 
+/// An encoded reply ([`codec::with_encoded_reply`]) that a route keeps until its caller
+/// collects it ([`EncodedRoute::poll_kept`](crate::backend::EncodedRoute::poll_kept)):
+/// a small one is copied inline (no allocation, and no reference count shared between
+/// the thread that read it and the caller's), a larger one shares the bytes it came in.
+#[derive(Clone)]
+pub enum KeptReply {
+    /// A reply of at most [`KeptReply::INLINE`] bytes, the first `len` of `bytes`.
+    Inline {
+        /// How many of `bytes` the reply uses.
+        len: u8,
+        /// The reply, then unused bytes.
+        bytes: [u8; KeptReply::INLINE],
+    },
+    /// A larger reply.
+    Shared(Bytes),
+}
+
+impl KeptReply {
+    /// The longest reply kept inline.
+    pub const INLINE: usize = 30;
+
+    /// Copies `encoded` inline when it is small, or into bytes of its own.
+    pub fn copy_from(encoded: &[u8]) -> Self {
+        match Self::inline(encoded) {
+            Some(kept) => kept,
+            None => KeptReply::Shared(Bytes::copy_from_slice(encoded)),
+        }
+    }
+
+    /// Keeps `encoded` inline when it is small, or as it is.
+    pub fn from_bytes(encoded: Bytes) -> Self {
+        Self::inline(&encoded).unwrap_or(KeptReply::Shared(encoded))
+    }
+
+    fn inline(encoded: &[u8]) -> Option<Self> {
+        let mut bytes = [0; KeptReply::INLINE];
+        bytes.get_mut(..encoded.len())?.copy_from_slice(encoded);
+        Some(KeptReply::Inline {
+            len: encoded.len() as u8,
+            bytes,
+        })
+    }
+
+    /// The encoded reply.
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            KeptReply::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            KeptReply::Shared(bytes) => bytes,
+        }
+    }
+}
+
+impl PartialEq for KeptReply {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl std::fmt::Debug for KeptReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KeptReply({} bytes)", self.as_slice().len())
+    }
+}
+
 /// The reply slot of one encoded call: answer it once, with a value or an error.
 ///
 /// The common case, a caller waiting in this process, is a plain one-shot channel (no
@@ -120,6 +184,16 @@ impl EncodedReply {
             EncodedReply::Shared(reply) => {
                 reply.deliver_with(|sink, call| sink.deliver(call, encoded));
             }
+        }
+    }
+}
+
+impl EncodedReply {
+    /// Answers with a reply a route read (shared bytes go on as they are).
+    pub fn deliver_kept(self, kept: KeptReply) {
+        match kept {
+            KeptReply::Shared(bytes) => self.deliver(bytes),
+            inline => self.deliver_slice(inline.as_slice()),
         }
     }
 }
@@ -243,6 +317,32 @@ mod tests {
         assert_eq!(codec::decode_reply::<u64>(&delivered[0].1, "r"), Ok(5));
         assert_eq!(delivered[1].0, 2);
         assert_eq!(*sink.abandoned.lock().unwrap(), vec![3]);
+    }
+
+    #[test]
+    fn kept_replies_hold_small_ones_inline_and_share_larger_ones() {
+        let small = KeptReply::copy_from(&[1, 2, 3]);
+        assert!(matches!(small, KeptReply::Inline { len: 3, .. }));
+        assert_eq!(small.as_slice(), &[1, 2, 3]);
+        let edge = vec![9u8; KeptReply::INLINE];
+        assert!(matches!(
+            KeptReply::copy_from(&edge),
+            KeptReply::Inline { .. }
+        ));
+        let large = Bytes::from(vec![7u8; KeptReply::INLINE + 1]);
+        let kept = KeptReply::from_bytes(large.clone());
+        assert!(matches!(&kept, KeptReply::Shared(b) if b.as_ptr() == large.as_ptr()));
+        assert_eq!(kept.as_slice(), &large[..]);
+        assert_eq!(KeptReply::copy_from(&[]).as_slice(), &[] as &[u8]);
+    }
+
+    #[tokio::test]
+    async fn a_kept_reply_delivered_to_a_slot_arrives_whole() {
+        for len in [4, 100] {
+            let (sink, rx) = EncodedReply::channel();
+            sink.deliver_kept(KeptReply::copy_from(&vec![5u8; len]));
+            assert_eq!(rx.await.expect("delivered")[..], vec![5u8; len][..]);
+        }
     }
 
     #[tokio::test]

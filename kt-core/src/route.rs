@@ -7,16 +7,18 @@
 //! actors that live elsewhere; kt-core implements it for actors in this process.
 
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
 
 use crate::codec;
 use crate::error::DeathCause;
 use crate::error::{ActorLabel, Error, Result};
 use crate::ordered::Accepted;
-use crate::reply::EncodedReply;
+use crate::reply::{EncodedReply, KeptReply};
 
 /// Sends encoded calls to one actor, wherever it lives.
 pub trait EncodedRoute: Send + Sync + 'static {
@@ -33,6 +35,32 @@ pub trait EncodedRoute: Send + Sync + 'static {
     /// overrides this, and a typed call's arguments then need no allocation of their own.
     fn send_args(&self, method: &str, args: &[u8], reply: EncodedReply) -> Accepted {
         self.send_encoded(method, Bytes::copy_from_slice(args), reply)
+    }
+
+    /// Sends one call (as [`EncodedRoute::send_args`]) whose reply its caller will
+    /// collect. The default hands the reply to a channel; a route that keeps replies
+    /// itself (a transport's window of pending calls) overrides this to return
+    /// [`AwaitedReply::Kept`] and answers [`EncodedRoute::poll_kept`] and
+    /// [`EncodedRoute::forget_kept`] for it: a call then needs no channel of its own.
+    fn send_awaited(&self, method: &str, args: &[u8]) -> (Accepted, AwaitedReply) {
+        let (reply, rx) = EncodedReply::channel();
+        let accepted = self.send_args(method, args, reply);
+        (accepted, AwaitedReply::Channel(rx))
+    }
+
+    /// Collects the reply of call `call` (an [`AwaitedReply::Kept`] this route
+    /// returned): `Ready(Some)` once it came, `Ready(None)` if it never will (the actor
+    /// is gone: [`EncodedRoute::gone`] says why), or `Pending`, having kept `cx`'s
+    /// waker to wake when it comes.
+    fn poll_kept(&self, call: u64, cx: &mut Context<'_>) -> Poll<Option<KeptReply>> {
+        let _ = (call, cx);
+        Poll::Ready(None)
+    }
+
+    /// The caller of call `call` (an [`AwaitedReply::Kept`]) stopped waiting: its reply,
+    /// when it comes, is dropped.
+    fn forget_kept(&self, call: u64) {
+        let _ = call;
     }
 
     /// The error for calls whose answer was lost because the actor is gone.
@@ -52,6 +80,18 @@ pub trait EncodedRoute: Send + Sync + 'static {
     fn address(&self) -> Option<HandleAddress> {
         None
     }
+}
+
+/// Where the reply of a call sent with [`EncodedRoute::send_awaited`] will be.
+#[derive(Debug)]
+pub enum AwaitedReply {
+    /// It arrives on this channel (closed unanswered if the actor is gone).
+    Channel(oneshot::Receiver<Bytes>),
+    /// The route keeps it, under this call id ([`EncodedRoute::poll_kept`]).
+    Kept(u64),
+    /// The call was refused before it was sent (boxed: this travels back on every call,
+    /// and an error is rare and large).
+    Refused(Box<Error>),
 }
 
 /// Where an actor can be reached from another process.

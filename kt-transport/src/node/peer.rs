@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use futures_util::StreamExt;
 use kt_core::Error;
+use kt_core::backend::KeptReply;
 use tokio::sync::OnceCell;
 
 use super::route::RouteState;
@@ -198,6 +199,6 @@ impl Peer {
                 Ok(None) | Err(_) => return,
             }
         }
-        route.resolve(call_id, payload.freeze());
+        route.resolve(call_id, KeptReply::from_bytes(payload.freeze()));
     }
 }

@@ -21,9 +21,11 @@
 //! every other frame, so the limits and the memory bound hold here too.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kt_core::backend::KeptReply;
 use kt_core::{Error, codec};
+use tokio_util::codec::Decoder;
 
-use super::frame::{FRAME_OVERHEAD, max_message_bytes};
+use super::frame::{FRAME_OVERHEAD, FrameCodec, max_message_bytes};
 
 /// The most distinct methods one call stream may name (a bound on what a peer can make
 /// the node remember).
@@ -78,7 +80,7 @@ pub enum NodeFrame {
         /// The call this answers.
         call_id: u64,
         /// The encoded result.
-        payload: Bytes,
+        payload: KeptReply,
     },
     /// The stream cannot be served (unknown actor, malformed frame, ...): every call
     /// pending on it fails with this error.
@@ -226,7 +228,7 @@ pub fn decode_node_frame(mut body: BytesMut) -> Result<NodeFrame, Error> {
             let call_id = take_u64(&mut body, "a reply without its call id")?;
             Ok(NodeFrame::Reply {
                 call_id,
-                payload: body.freeze(),
+                payload: KeptReply::from_bytes(body.freeze()),
             })
         }
         REFUSED => {
@@ -235,6 +237,54 @@ pub fn decode_node_frame(mut body: BytesMut) -> Result<NodeFrame, Error> {
         }
         other => Err(malformed(&format!("unknown kind {other:#04x} from a node"))),
     }
+}
+
+/// Cuts the frames a node sends on a call stream out of the bytes read, decoded.
+///
+/// A small reply, the common case, is read where it lies in the read buffer and copied
+/// out inline ([`KeptReply`]): no view of the buffer is cut for it, so its reference
+/// count is not shared between the reading thread and the caller's that drops it.
+/// Anything else is cut by the [`FrameCodec`], with its limits.
+pub struct NodeFrameCodec {
+    frames: FrameCodec,
+}
+
+impl NodeFrameCodec {
+    /// Frames of at most `limit` bytes of payload.
+    pub fn new(limit: usize) -> Self {
+        NodeFrameCodec {
+            frames: super::frame::codec(limit),
+        }
+    }
+}
+
+impl Decoder for NodeFrameCodec {
+    /// A frame, or why its body is malformed.
+    type Item = Result<NodeFrame, Error>;
+    type Error = std::io::Error;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Self::Item>, std::io::Error> {
+        if let Some(reply) = small_reply(src) {
+            return Ok(Some(Ok(reply)));
+        }
+        Ok(self.frames.decode(src)?.map(decode_node_frame))
+    }
+}
+
+/// Takes a whole small reply off the front of `src`, if that is what it starts with.
+fn small_reply(src: &mut BytesMut) -> Option<NodeFrame> {
+    let header = src.first_chunk::<REPLY_HEADER>()?;
+    let (length, rest) = header.split_first_chunk::<4>()?;
+    let whole = 4 + u32::from_be_bytes(*length) as usize;
+    let (kind, call_id) = rest.split_first()?;
+    let payload = src.get(REPLY_HEADER..whole)?;
+    if *kind != REPLY || payload.len() > KeptReply::INLINE {
+        return None;
+    }
+    let call_id = u64::from_be_bytes(*call_id.first_chunk::<8>()?);
+    let payload = KeptReply::copy_from(payload);
+    src.advance(whole);
+    Some(NodeFrame::Reply { call_id, payload })
 }
 
 #[cfg(test)]
@@ -289,6 +339,78 @@ mod tests {
     }
 
     #[test]
+    fn the_node_frame_codec_reads_small_and_large_replies_as_they_arrive() {
+        let large = vec![3u8; KeptReply::INLINE + 1];
+        let edge = vec![4u8; KeptReply::INLINE];
+        let refusal = Error::NoRuntime;
+        let mut wire = BytesMut::new();
+        write_reply(&mut wire, 1, &[0, 5]).expect("small");
+        write_reply(&mut wire, 2, &large).expect("large");
+        write_reply(&mut wire, 3, &edge).expect("edge");
+        write_reply(&mut wire, 4, &[]).expect("empty");
+        write_refused(&mut wire, &refusal).expect("refused");
+        let expected = [
+            NodeFrame::Reply {
+                call_id: 1,
+                payload: KeptReply::copy_from(&[0, 5]),
+            },
+            NodeFrame::Reply {
+                call_id: 2,
+                payload: KeptReply::copy_from(&large),
+            },
+            NodeFrame::Reply {
+                call_id: 3,
+                payload: KeptReply::copy_from(&edge),
+            },
+            NodeFrame::Reply {
+                call_id: 4,
+                payload: KeptReply::copy_from(&[]),
+            },
+            NodeFrame::Refused { error: refusal },
+        ];
+        // One byte at a time, as a stream may deliver them: no frame is cut early.
+        let mut codec = NodeFrameCodec::new(max_message_bytes());
+        let mut src = BytesMut::new();
+        let mut frames = Vec::new();
+        for byte in wire.iter() {
+            src.put_u8(*byte);
+            while let Some(frame) = codec.decode(&mut src).expect("within limits") {
+                frames.push(frame.expect("well formed"));
+            }
+        }
+        assert_eq!(frames, expected);
+        assert!(src.is_empty());
+        assert!(matches!(
+            &frames[0],
+            NodeFrame::Reply {
+                payload: KeptReply::Inline { .. },
+                ..
+            }
+        ));
+        assert!(matches!(
+            &frames[1],
+            NodeFrame::Reply {
+                payload: KeptReply::Shared(_),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn the_node_frame_codec_keeps_the_frame_limits() {
+        let mut codec = NodeFrameCodec::new(16);
+        let mut src = BytesMut::new();
+        src.put_u32(1 << 20);
+        src.put_u8(REPLY);
+        src.put_u64(1);
+        assert!(codec.decode(&mut src).is_err(), "announced past the limit");
+        let mut codec = NodeFrameCodec::new(16);
+        let mut src = BytesMut::from(&[0, 0, 0, 1, 0x7f][..]);
+        let frame = codec.decode(&mut src).expect("cut").expect("whole");
+        assert!(frame.is_err(), "an unknown kind is malformed");
+    }
+
+    #[test]
     fn every_node_frame_round_trips() {
         let mut wire = BytesMut::new();
         write_reply(&mut wire, 7, b"\x81\xa2Ok\x05").expect("reply");
@@ -305,7 +427,7 @@ mod tests {
             [
                 NodeFrame::Reply {
                     call_id: 7,
-                    payload: Bytes::from_static(b"\x81\xa2Ok\x05")
+                    payload: KeptReply::copy_from(b"\x81\xa2Ok\x05")
                 },
                 NodeFrame::Refused { error: refusal },
             ]

@@ -12,10 +12,11 @@
 use std::collections::VecDeque;
 
 use bytes::{Buf, BytesMut};
-use kt_core::backend::{Accepted, EncodedReply, WaitingLine};
+use kt_core::backend::{Accepted, WaitingLine};
 use kt_core::{Error, parking_limit};
 use std::sync::atomic::Ordering;
 
+use super::pending::Slot;
 use super::state::RouteState;
 use crate::node::writer::{Appender, HoldsBack, OrderedWriter};
 use crate::wire::call::{
@@ -102,44 +103,49 @@ fn on_the_wire(state: &RouteState, table: &CallTable) -> usize {
 }
 
 /// Appends one call to the route's stream (written at once when the stream is idle), or
-/// parks it past the credit; it is registered with `state` before its bytes can reach
-/// the actor.
+/// parks it past the credit; it is registered with `state` (as `slot`) before its bytes
+/// can reach the actor. Returns its id, or the slot back with the reason it was refused.
 pub(super) fn send_call(
     writer: &OrderedWriter<CallTable>,
     state: &RouteState,
     method: &str,
     args: &[u8],
-    reply: EncodedReply,
-) -> Accepted {
+    slot: Slot,
+) -> Result<(Accepted, u64), Unsent> {
     let Some(mut appender) = writer.append() else {
-        reply.fail(state.gone());
-        return Accepted::Now;
+        return Err((slot, Box::new(state.gone())));
     };
-    let refused = match append_call(&mut appender, state, method, args, reply) {
-        Appended::Sent(accepted) => return accepted,
+    let refused = match append_call(&mut appender, state, method, args, slot) {
+        Appended::Sent(accepted, call_id) => return Ok((accepted, call_id)),
         Appended::Refused(refused) => refused,
     };
     // Answered once no lock is held: a reply slot may run a caller's code.
     drop(appender);
     match refused {
-        Refused::Unsent(reply, error) => reply.fail(error),
-        Refused::Registered(call_id, error) => state.fail_call(call_id, error),
+        Refused::Unsent(slot, error) => Err((slot, Box::new(error))),
+        Refused::Registered(call_id, error) => {
+            state.fail_call(call_id, error);
+            Ok((Accepted::Now, call_id))
+        }
     }
-    Accepted::Now
 }
+
+/// A call refused before it was registered: its slot back, and why (boxed: a refusal is
+/// rare, and the error large).
+pub(super) type Unsent = (Slot, Box<Error>);
 
 /// What became of a call put on the stream.
 enum Appended {
-    /// On the stream, or kept back (then `Later`).
-    Sent(Accepted),
+    /// On the stream, or kept back (then `Later`), under this id.
+    Sent(Accepted, u64),
     /// Refused: to be answered once the stream's lock is released.
     Refused(Refused),
 }
 
 /// A call that could not be put on the stream.
 enum Refused {
-    /// Before it was registered: its reply slot, to answer with the error.
-    Unsent(EncodedReply, Error),
+    /// Before it was registered: its slot, to answer with the error.
+    Unsent(Slot, Error),
     /// After: its id among the route's pending calls.
     Registered(u64, Error),
 }
@@ -149,24 +155,24 @@ fn append_call(
     state: &RouteState,
     method: &str,
     args: &[u8],
-    reply: EncodedReply,
+    slot: Slot,
 ) -> Appended {
     let (buf, table) = appender.parts(CALL_HEADER + args.len());
     let index = match table.method_index(method, buf) {
         Ok(index) => index,
-        Err(error) => return Appended::Refused(Refused::Unsent(reply, error)),
+        Err(error) => return Appended::Refused(Refused::Unsent(slot, error)),
     };
     let limit = parking_limit(table.credit);
     if table.parked_calls >= limit {
         let actor = state.label().clone();
         let error = Error::Overloaded { actor, limit };
-        return Appended::Refused(Refused::Unsent(reply, error));
+        return Appended::Refused(Refused::Unsent(slot, error));
     }
     table.last_call += 1;
     let call_id = table.last_call;
-    let pending = match state.register(call_id, reply) {
+    let pending = match state.register(call_id, slot) {
         Ok(pending) => pending,
-        Err(reply) => return Appended::Refused(Refused::Unsent(reply, state.gone())),
+        Err(slot) => return Appended::Refused(Refused::Unsent(slot, state.gone())),
     };
     let on_wire = pending.saturating_sub(table.parked_calls);
     if table.parked.is_empty() && on_wire <= table.credit {
@@ -177,7 +183,7 @@ fn append_call(
         if on_wire > 1 {
             appender.batch();
         }
-        return Appended::Sent(Accepted::Now);
+        return Appended::Sent(Accepted::Now, call_id);
     }
     let before = table.parked_bytes.len();
     if let Err(error) = write_call(&mut table.parked_bytes, call_id, index, args) {
@@ -192,7 +198,7 @@ fn append_call(
     // A reply removed since the count above may have missed the flag: look again, now
     // that it is set, so that no room goes unused.
     release_into(appender, state);
-    Appended::Sent(Accepted::InLine(ticket))
+    Appended::Sent(Accepted::InLine(ticket), call_id)
 }
 
 /// Appends a `Release` behind every call made so far, parked ones included.

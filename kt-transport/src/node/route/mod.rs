@@ -6,7 +6,8 @@
 //! itself when the stream is idle and by the route's writer task when QUIC is busy.
 //! Replies come back on the same stream, read by the route's reader task into the
 //! route's own window of pending calls ([`pending`], kept with its fate in [`state`]),
-//! or on a stream of their own when they are large.
+//! or on a stream of their own when they are large. A typed caller's reply waits in its
+//! slot until the caller's `Call` collects it ([`EncodedRoute::poll_kept`]).
 
 mod calls;
 mod pending;
@@ -14,20 +15,22 @@ mod state;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
-use kt_core::backend::{Accepted, EncodedReply, EncodedRoute};
+use kt_core::backend::{Accepted, AwaitedReply, EncodedReply, EncodedRoute, KeptReply};
 use kt_core::handle_wire::HandleAddress;
 use kt_core::{ActorLabel, DeathCause, Error};
 use tokio_util::codec::FramedRead;
 
 use super::writer::OrderedWriter;
 use super::{Node, Peer};
-use crate::wire::call::{NodeFrame, decode_node_frame, write_kill};
-use crate::wire::frame::{Frame, PROTOCOL_VERSION, codec, encode_frame, max_message_bytes};
-use calls::{CallTable, drop_parked, send_call, send_release};
+use crate::wire::call::{NodeFrame, NodeFrameCodec, write_kill};
+use crate::wire::frame::{Frame, PROTOCOL_VERSION, encode_frame, max_message_bytes};
+use calls::{CallTable, Unsent, drop_parked, send_call, send_release};
+use pending::Slot;
 pub(crate) use state::RouteState;
 
 /// The ordered bytes of a route's stream.
@@ -119,6 +122,21 @@ impl RemoteRoute {
     }
 }
 
+impl RemoteRoute {
+    /// Puts one call on the route, registered as `slot`: its id, or why it was refused.
+    fn send(&self, method: &str, args: &[u8], slot: Slot) -> Result<(Accepted, u64), Unsent> {
+        if self.state.is_dead() {
+            return Err((slot, Box::new(self.state.gone())));
+        }
+        let limit = max_message_bytes();
+        if args.len() > limit {
+            let size = args.len();
+            return Err((slot, Box::new(Error::MessageTooLarge { size, limit })));
+        }
+        send_call(&self.stream.0, &self.state, method, args, slot)
+    }
+}
+
 /// Sends `Release` on a route; keeps the route's stream open until it has.
 struct ReleaseOnRoute {
     stream: Arc<StreamUse>,
@@ -140,19 +158,30 @@ impl EncodedRoute for RemoteRoute {
     }
 
     fn send_args(&self, method: &str, args: &[u8], reply: EncodedReply) -> Accepted {
-        if self.state.is_dead() {
-            reply.fail(self.state.gone());
-            return Accepted::Now;
+        match self.send(method, args, Slot::Sink(reply)) {
+            Ok((accepted, _)) => accepted,
+            Err((slot, error)) => {
+                if let Slot::Sink(reply) = slot {
+                    reply.fail(*error);
+                }
+                Accepted::Now
+            }
         }
-        let limit = max_message_bytes();
-        if args.len() > limit {
-            reply.fail(Error::MessageTooLarge {
-                size: args.len(),
-                limit,
-            });
-            return Accepted::Now;
+    }
+
+    fn send_awaited(&self, method: &str, args: &[u8]) -> (Accepted, AwaitedReply) {
+        match self.send(method, args, Slot::Waiting(None)) {
+            Ok((accepted, call_id)) => (accepted, AwaitedReply::Kept(call_id)),
+            Err((_, error)) => (Accepted::Now, AwaitedReply::Refused(error)),
         }
-        send_call(&self.stream.0, &self.state, method, args, reply)
+    }
+
+    fn poll_kept(&self, call: u64, cx: &mut Context<'_>) -> Poll<Option<KeptReply>> {
+        self.state.collect(call, cx)
+    }
+
+    fn forget_kept(&self, call: u64) {
+        self.state.forget(call);
     }
 
     fn gone(&self) -> Error {
@@ -250,7 +279,7 @@ async fn read_replies(
     recv: quinn::RecvStream,
     stream_id: u64,
 ) {
-    let mut frames = FramedRead::new(recv, codec(max_message_bytes()));
+    let mut frames = FramedRead::new(recv, NodeFrameCodec::new(max_message_bytes()));
     loop {
         // While calls are held back, the replies already read are answered before the
         // calls they make room for are released: those then go out in one write. (A call
@@ -266,14 +295,14 @@ async fn read_replies(
             false => frames.next().await,
         };
         let Some(frame) = frame else { break };
-        let body = match frame {
-            Ok(body) => body,
+        let decoded = match frame {
+            Ok(decoded) => decoded,
             Err(error) => {
                 state.settle_lost_connection(error.to_string()).await;
                 break;
             }
         };
-        match decode_node_frame(body) {
+        match decoded {
             Ok(NodeFrame::Reply { call_id, payload }) => state.answer(call_id, payload),
             Ok(NodeFrame::Refused { error }) | Err(error) => {
                 state.refuse(error);

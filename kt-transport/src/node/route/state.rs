@@ -2,14 +2,14 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::task::{Context, Poll};
 
-use bytes::Bytes;
-use kt_core::backend::{EncodedReply, Fate};
+use kt_core::backend::{Fate, KeptReply, encode_error};
 use kt_core::{ActorLabel, DeathCause, Error};
 use tokio::sync::watch;
 
 use super::calls::{CallTable, release_parked};
-use super::pending::PendingCalls;
+use super::pending::{Answered, PendingCalls, Slot};
 use crate::node::lock;
 use crate::node::writer::OrderedWriter;
 
@@ -54,26 +54,22 @@ impl RouteState {
     }
 
     /// Records a call as waiting for its reply. The death is checked under the table's
-    /// lock: one recorded before fails the call here (the reply comes back, to be failed
+    /// lock: one recorded before fails the call here (the slot comes back, to be failed
     /// with [`Self::gone`] once the caller holds no lock), one recorded after fails it
     /// with the other pending calls (`fail_pending` takes the same lock). Returns how
     /// many calls wait for replies now, this one included.
-    pub(super) fn register(
-        &self,
-        call_id: u64,
-        reply: EncodedReply,
-    ) -> Result<usize, EncodedReply> {
+    pub(super) fn register(&self, call_id: u64, slot: Slot) -> Result<usize, Slot> {
         let mut pending = lock(&self.pending);
         if self.is_dead() {
-            return Err(reply);
+            return Err(slot);
         }
-        pending.insert(call_id, reply);
-        Ok(pending.len())
+        pending.insert(call_id, slot);
+        Ok(pending.unanswered())
     }
 
     /// How many calls wait for their replies.
     pub(super) fn pending_count(&self) -> usize {
-        lock(&self.pending).len()
+        lock(&self.pending).unanswered()
     }
 
     /// Which actor the route reaches.
@@ -88,8 +84,8 @@ impl RouteState {
 
     /// Answers a pending call; the room it frees lets calls kept back go on the wire
     /// (whichever stream the reply came on).
-    pub(crate) fn resolve(&self, call_id: u64, payload: Bytes) {
-        self.answer(call_id, payload);
+    pub(crate) fn resolve(&self, call_id: u64, reply: KeptReply) {
+        self.answer(call_id, reply);
         self.release_freed();
     }
 
@@ -98,11 +94,27 @@ impl RouteState {
     /// they let go reach QUIC as one write. (QUIC keeps every write as a segment of its
     /// send buffer and scans those segments once per packet: a write per released call
     /// made a pipelined caller's driver spend a fifth of its time in that scan.)
-    pub(super) fn answer(&self, call_id: u64, payload: Bytes) {
-        let reply = lock(&self.pending).remove(call_id);
-        if let Some(reply) = reply {
-            reply.deliver(payload);
+    pub(super) fn answer(&self, call_id: u64, reply: KeptReply) {
+        let answered = lock(&self.pending).answer(call_id, reply);
+        match answered {
+            Answered::Sink(slot, reply) => slot.deliver_kept(reply),
+            Answered::Wake(Some(waker)) => waker.wake(),
+            Answered::Wake(None) | Answered::Nobody => {}
         }
+    }
+
+    /// Collects the reply of call `call_id` for its caller (see
+    /// [`kt_core::backend::EncodedRoute::poll_kept`]).
+    pub(super) fn collect(&self, call_id: u64, cx: &mut Context<'_>) -> Poll<Option<KeptReply>> {
+        match lock(&self.pending).collect(call_id, cx.waker()) {
+            Some(collected) => Poll::Ready(collected.ok()),
+            None => Poll::Pending,
+        }
+    }
+
+    /// The caller of call `call_id` stopped waiting for its reply.
+    pub(super) fn forget(&self, call_id: u64) {
+        lock(&self.pending).forget(call_id);
     }
 
     /// True while the route's stream holds calls back.
@@ -124,21 +136,24 @@ impl RouteState {
 
     /// Fails one pending call.
     pub(crate) fn fail_call(&self, call_id: u64, error: Error) {
-        let reply = lock(&self.pending).remove(call_id);
-        if let Some(reply) = reply {
-            reply.fail(error);
-        }
+        self.answer(call_id, KeptReply::from_bytes(encode_error(&error)));
     }
 
-    /// Fails every call of this route still waiting for a reply.
+    /// Fails every call of this route still waiting for a reply (replies that came stay
+    /// for their callers).
     pub(crate) fn fail_pending(&self) {
-        let failed = lock(&self.pending).drain();
+        let failed = lock(&self.pending).drain_unanswered();
         if failed.is_empty() {
             return;
         }
         let error = self.gone();
-        for reply in failed {
-            reply.fail(error.clone());
+        for slot in failed {
+            match slot {
+                Slot::Sink(reply) => reply.fail(error.clone()),
+                // The caller finds no reply and asks the route why.
+                Slot::Waiting(Some(waker)) => waker.wake(),
+                Slot::Waiting(None) | Slot::Answered(_) | Slot::Forgotten => {}
+            }
         }
     }
 

@@ -17,7 +17,7 @@
 //! | `0x11` Reply | node → caller | `u64` call id | the encoded reply: `0` and the MessagePack value, or `1` and the MessagePack [`Error`] |
 //! | `0x12` Refused | node → caller | | the MessagePack [`Error`] every pending call fails with |
 //!
-//! The length prefix is cut by the same [`FrameCodec`](super::frame::FrameCodec) as
+//! The length prefix is cut by the same [`FrameCodec`] as
 //! every other frame, so the limits and the memory bound hold here too.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};

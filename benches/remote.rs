@@ -267,10 +267,17 @@ fn callgrind(rt: &tokio::runtime::Runtime, n: u64) {
     });
 }
 
-/// Head-of-line: how long small calls take while a 100 MB reply is on its way to the
-/// driver — to another actor (another handle: the transport's share) and to the same actor
-/// (which also spends its own time encoding the reply). The large reply travels on a
-/// stream of its own.
+/// Only `n` raw quinn ping-pongs: the floor's side of the callgrind measurement (and a
+/// run to trace beside `callgrind`'s).
+fn callgrind_floor(rt: &tokio::runtime::Runtime, n: u64) {
+    run_as_task(rt, async move {
+        let mut floor = QuinnFloor::start().await;
+        for _ in 0..n {
+            floor.round_trip().await;
+        }
+    });
+}
+
 /// `n` calls kept `IN_FLIGHT` at a time, for counting instructions per pipelined call.
 fn callgrind_pipelined(rt: &tokio::runtime::Runtime, n: usize) {
     let echo = spawn_echo(rt);
@@ -287,6 +294,10 @@ fn callgrind_pipelined(rt: &tokio::runtime::Runtime, n: usize) {
     });
 }
 
+/// Head-of-line: how long small calls take while a 100 MB reply is on its way to the
+/// driver — to another actor (another handle: the transport's share) and to the same actor
+/// (which also spends its own time encoding the reply). The large reply travels on a
+/// stream of its own.
 fn head_of_line(rt: &tokio::runtime::Runtime) {
     const BIG: usize = 100 * 1024 * 1024;
     let spawn = || {
@@ -417,6 +428,13 @@ fn main() {
             .and_then(|n| n.parse().ok())
             .unwrap_or(IN_FLIGHT);
         return callgrind_pipelined(&rt, n);
+    }
+    if let Some(at) = args.iter().position(|arg| arg == "callgrind_floor") {
+        let n = args
+            .get(at + 1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1000);
+        return callgrind_floor(&rt, n);
     }
     if let Some(at) = args.iter().position(|arg| arg == "callgrind") {
         let n = args

@@ -79,6 +79,37 @@ async fn a_handle_sent_to_an_actor_reaches_the_target_directly() {
     assert_ne!(reached_at, driver_node);
 }
 
+/// A caller whose call is the only one unanswered reads the route's replies itself.
+/// Once another call waits, the route's reader task must read them, even though the
+/// caller that read last (the one QUIC would wake) stops polling.
+#[kt::test]
+async fn a_second_call_is_answered_while_the_caller_that_read_last_stops_polling() {
+    let acc = Accumulator::spawn(1).on(local()).await.unwrap();
+    let mut first = acc.total();
+    assert!(
+        futures_util::poll!(&mut first).is_pending(),
+        "a remote reply takes a round trip"
+    );
+    let other = acc.clone();
+    let second = tokio::spawn(async move { other.add(2).await });
+    let answered = tokio::time::timeout(Duration::from_secs(20), second).await;
+    let second = answered.expect("the second call is answered, not stranded");
+    assert_eq!(second.unwrap().unwrap(), 3);
+    assert_eq!(first.await.unwrap(), 1);
+    // A call that no `Call` collects (it brings a reply slot of its own, as a group
+    // broadcast does) is read by the reader task, whoever read last.
+    let erased = acc.raw().erase();
+    let encoded = erased.call::<_, u64>("add", &(4u64,));
+    let third = tokio::time::timeout(Duration::from_secs(20), encoded).await;
+    assert_eq!(third.expect("answered, not stranded").unwrap(), 7);
+    // So is the next call, after a caller that read stopped waiting.
+    let mut dropped = acc.total();
+    assert!(futures_util::poll!(&mut dropped).is_pending());
+    drop(dropped);
+    let next = tokio::time::timeout(Duration::from_secs(20), erased.call::<_, u64>("total", &()));
+    assert_eq!(next.await.expect("answered").unwrap(), 7);
+}
+
 /// The environment variable that names the detached actor of the first driver.
 const DETACHED_ROLE: &str = "KT_TEST_DETACHED_NAME";
 

@@ -11,6 +11,7 @@
 
 mod calls;
 mod pending;
+mod reader;
 mod state;
 
 use std::net::SocketAddr;
@@ -19,7 +20,6 @@ use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::future::BoxFuture;
-use futures_util::{FutureExt, StreamExt};
 use kt_core::backend::{Accepted, AwaitedReply, EncodedReply, EncodedRoute, KeptReply};
 use kt_core::handle_wire::HandleAddress;
 use kt_core::{ActorLabel, DeathCause, Error};
@@ -27,10 +27,11 @@ use tokio_util::codec::FramedRead;
 
 use super::writer::OrderedWriter;
 use super::{Node, Peer};
-use crate::wire::call::{NodeFrame, NodeFrameCodec, write_kill};
+use crate::wire::call::{NodeFrameCodec, write_kill};
 use crate::wire::frame::{Frame, PROTOCOL_VERSION, encode_frame, max_message_bytes};
 use calls::{CallTable, Unsent, drop_parked, send_call, send_release};
 use pending::Slot;
+use reader::End;
 pub(crate) use state::RouteState;
 
 /// The ordered bytes of a route's stream.
@@ -120,9 +121,7 @@ impl RemoteRoute {
             stream: self.stream.clone(),
         })
     }
-}
 
-impl RemoteRoute {
     /// Puts one call on the route, registered as `slot`: its id, or why it was refused.
     fn send(&self, method: &str, args: &[u8], slot: Slot) -> Result<(Accepted, u64), Unsent> {
         if self.state.is_dead() {
@@ -271,7 +270,8 @@ async fn run_route(
     }
 }
 
-/// Reads the replies that come back on the route's own stream.
+/// Reads the replies that come back on the route's own stream, whenever no caller does
+/// ([`reader`]), and handles the stream's end.
 async fn read_replies(
     peer: Arc<Peer>,
     state: Arc<RouteState>,
@@ -279,36 +279,13 @@ async fn read_replies(
     recv: quinn::RecvStream,
     stream_id: u64,
 ) {
-    let mut frames = FramedRead::new(recv, NodeFrameCodec::new(max_message_bytes()));
-    loop {
-        // While calls are held back, the replies already read are answered before the
-        // calls they make room for are released: those then go out in one write. (A call
-        // that starts holding back releases what room there is itself.)
-        let frame = match state.is_holding_back() {
-            true => match frames.next().now_or_never() {
-                Some(frame) => frame,
-                None => {
-                    state.release_freed();
-                    frames.next().await
-                }
-            },
-            false => frames.next().await,
-        };
-        let Some(frame) = frame else { break };
-        let decoded = match frame {
-            Ok(decoded) => decoded,
-            Err(error) => {
-                state.settle_lost_connection(error.to_string()).await;
-                break;
-            }
-        };
-        match decoded {
-            Ok(NodeFrame::Reply { call_id, payload }) => state.answer(call_id, payload),
-            Ok(NodeFrame::Refused { error }) | Err(error) => {
-                state.refuse(error);
-                break;
-            }
-        }
+    state.reader().install(FramedRead::new(
+        recv,
+        NodeFrameCodec::new(max_message_bytes()),
+    ));
+    let end = std::future::poll_fn(|cx| state.reader().poll_task(&state, cx)).await;
+    if let End::Failed(message) = end {
+        state.settle_lost_connection(message).await;
     }
     // The stream is over: unless a backend watching the process will say why, calls
     // still pending here can no longer be answered.

@@ -114,12 +114,17 @@ impl PendingCalls {
     /// Collects the reply of call `id` for its caller: `Some(Ok)` once it came,
     /// `Some(Err(()))` if it never will (the call is not pending: it failed), `None`
     /// while it is on its way, keeping `waker` to wake when it comes.
-    pub(super) fn collect(&mut self, id: u64, waker: &Waker) -> Option<Result<KeptReply, ()>> {
+    /// (With no `waker`, none is kept: the caller is about to read the replies itself.)
+    pub(super) fn collect(
+        &mut self,
+        id: u64,
+        waker: Option<&Waker>,
+    ) -> Option<Result<KeptReply, ()>> {
         match self.slot_mut(id) {
             Some(Slot::Waiting(slot)) => {
-                match slot {
-                    Some(known) if known.will_wake(waker) => {}
-                    _ => *slot = Some(waker.clone()),
+                match (slot.as_ref(), waker) {
+                    (Some(known), Some(waker)) if known.will_wake(waker) => {}
+                    _ => *slot = waker.cloned(),
                 }
                 None
             }
@@ -141,6 +146,16 @@ impl PendingCalls {
             }
             _ => {}
         }
+    }
+
+    /// True while call `id` waits for its reply.
+    pub(super) fn is_unanswered(&self, id: u64) -> bool {
+        let in_window = id
+            .checked_sub(self.first)
+            .and_then(|offset| self.window.get(offset as usize))
+            .and_then(Option::as_ref);
+        let slot = in_window.or_else(|| self.stragglers.get(&id));
+        slot.is_some_and(|slot| !slot.is_answered())
     }
 
     /// How many calls have no reply yet.
@@ -296,9 +311,12 @@ mod tests {
         let (waker, wakes) = waker();
         pending.insert(1, Slot::Waiting(None));
         pending.insert(2, Slot::Waiting(None));
-        assert!(pending.collect(1, &waker).is_none(), "not answered yet");
         assert!(
-            pending.collect(1, &waker).is_none(),
+            pending.collect(1, Some(&waker)).is_none(),
+            "not answered yet"
+        );
+        assert!(
+            pending.collect(1, Some(&waker)).is_none(),
             "looked again: same waker"
         );
         // Answered before its caller looked: nobody to wake, the reply stays.
@@ -310,12 +328,21 @@ mod tests {
         assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
         assert_eq!(pending.unanswered(), 0, "answered, even if not collected");
         assert!(!answer(&mut pending, 1), "answered twice");
-        let first = pending.collect(1, &waker).expect("ready").expect("a reply");
+        let first = pending
+            .collect(1, Some(&waker))
+            .expect("ready")
+            .expect("a reply");
         assert_eq!(first.as_slice(), 1u64.to_be_bytes());
-        let second = pending.collect(2, &waker).expect("ready").expect("a reply");
+        let second = pending
+            .collect(2, Some(&waker))
+            .expect("ready")
+            .expect("a reply");
         assert_eq!(second.as_slice(), 2u64.to_be_bytes());
         assert!(pending.window.is_empty(), "collected slots are dropped");
-        assert_eq!(pending.collect(1, &waker).map(|c| c.is_err()), Some(true));
+        assert_eq!(
+            pending.collect(1, Some(&waker)).map(|c| c.is_err()),
+            Some(true)
+        );
     }
 
     #[test]
@@ -343,7 +370,7 @@ mod tests {
         pending.insert(3, slot);
         pending.insert(4, Slot::Waiting(None));
         pending.forget(4);
-        assert!(pending.collect(2, &waker).is_none());
+        assert!(pending.collect(2, Some(&waker)).is_none());
         tell(pending.answer(1, reply_of(1)));
         let failed = pending.drain_unanswered();
         assert_eq!(
@@ -364,8 +391,14 @@ mod tests {
             "call 2's caller learns it"
         );
         assert!(rx.try_recv().is_ok(), "call 3's slot is answered");
-        assert_eq!(pending.collect(2, &waker).map(|c| c.is_err()), Some(true));
-        let kept = pending.collect(1, &waker).expect("ready").expect("kept");
+        assert_eq!(
+            pending.collect(2, Some(&waker)).map(|c| c.is_err()),
+            Some(true)
+        );
+        let kept = pending
+            .collect(1, Some(&waker))
+            .expect("ready")
+            .expect("kept");
         assert_eq!(
             kept.as_slice(),
             1u64.to_be_bytes(),

@@ -10,6 +10,7 @@ use tokio::sync::watch;
 
 use super::calls::{CallTable, release_parked};
 use super::pending::{Answered, PendingCalls, Slot};
+use super::reader::ReplyReader;
 use crate::node::lock;
 use crate::node::writer::OrderedWriter;
 
@@ -27,6 +28,8 @@ pub(crate) struct RouteState {
     watched: bool,
     /// The calls sent on this route's stream and not answered yet, by call id.
     pending: Mutex<PendingCalls>,
+    /// Who reads the replies: a caller waiting alone, or the route's reader task.
+    reader: ReplyReader,
     /// The route's stream, where calls kept back wait for the room a reply frees.
     stream: OnceLock<Weak<OrderedWriter<CallTable>>>,
     /// True while the stream holds calls back (kept by the stream's call table).
@@ -46,6 +49,7 @@ impl RouteState {
             refused: OnceLock::new(),
             watched,
             pending: Mutex::new(PendingCalls::default()),
+            reader: ReplyReader::default(),
             stream: OnceLock::new(),
             holding_back: AtomicBool::new(false),
             replies_done: watch::channel(false).0,
@@ -58,13 +62,29 @@ impl RouteState {
     /// with [`Self::gone`] once the caller holds no lock), one recorded after fails it
     /// with the other pending calls (`fail_pending` takes the same lock). Returns how
     /// many calls wait for replies now, this one included.
+    /// A second call waiting, or one whose caller will not read (it brought a slot of its
+    /// own), makes the reader task read the replies ([`ReplyReader`]).
     pub(super) fn register(&self, call_id: u64, slot: Slot) -> Result<usize, Slot> {
-        let mut pending = lock(&self.pending);
-        if self.is_dead() {
-            return Err(slot);
+        let caller_may_read = matches!(slot, Slot::Waiting(_));
+        let unanswered = {
+            let mut pending = lock(&self.pending);
+            if self.is_dead() {
+                return Err(slot);
+            }
+            pending.insert(call_id, slot);
+            pending.unanswered()
+        };
+        if unanswered > 1 || !caller_may_read {
+            self.reader.take_over();
         }
-        pending.insert(call_id, slot);
-        Ok(pending.unanswered())
+        Ok(unanswered)
+    }
+
+    /// Whether call `call_id` still waits for its reply, and whether other calls do.
+    pub(super) fn waiting_besides(&self, call_id: u64) -> (bool, bool) {
+        let pending = lock(&self.pending);
+        let mine = pending.is_unanswered(call_id);
+        (mine, pending.unanswered() > usize::from(mine))
     }
 
     /// How many calls wait for their replies.
@@ -105,16 +125,39 @@ impl RouteState {
 
     /// Collects the reply of call `call_id` for its caller (see
     /// [`kt_core::backend::EncodedRoute::poll_kept`]).
+    /// A caller whose call is the only one unanswered reads the replies itself
+    /// ([`ReplyReader`]); it keeps no waker in its slot while it does, so that its own
+    /// reply does not wake the task that is reading it.
     pub(super) fn collect(&self, call_id: u64, cx: &mut Context<'_>) -> Poll<Option<KeptReply>> {
-        match lock(&self.pending).collect(call_id, cx.waker()) {
+        let alone = {
+            let mut pending = lock(&self.pending);
+            let alone = pending.unanswered() == 1;
+            let waker = (!alone).then_some(cx.waker());
+            if let Some(collected) = pending.collect(call_id, waker) {
+                return Poll::Ready(collected.ok());
+            }
+            alone
+        };
+        if !alone {
+            return Poll::Pending;
+        }
+        self.reader.read_as_caller(self, call_id, cx);
+        match lock(&self.pending).collect(call_id, Some(cx.waker())) {
             Some(collected) => Poll::Ready(collected.ok()),
             None => Poll::Pending,
         }
     }
 
-    /// The caller of call `call_id` stopped waiting for its reply.
+    /// The caller of call `call_id` stopped waiting for its reply (if it read the
+    /// replies last, the reader task takes them over).
     pub(super) fn forget(&self, call_id: u64) {
         lock(&self.pending).forget(call_id);
+        self.reader.take_over();
+    }
+
+    /// Who reads the route's replies.
+    pub(super) fn reader(&self) -> &ReplyReader {
+        &self.reader
     }
 
     /// True while the route's stream holds calls back.
@@ -176,11 +219,16 @@ impl RouteState {
 
     /// Resolves when the actor has stopped for good, with the reason.
     pub(super) fn stopped(&self) -> futures_util::future::BoxFuture<'static, DeathCause> {
+        // The stream's end says the actor stopped: the reader task must be the one to
+        // hear it.
+        self.reader.take_over();
         self.fate.stopped()
     }
 
     /// Waits (bounded) until every reply the actor's process sent has been read.
     pub(crate) async fn replies_read(&self, within: std::time::Duration) {
+        // A caller that read last may not be polling: the reader task reads them.
+        self.reader.take_over();
         let mut done = self.replies_done.subscribe();
         let _ = tokio::time::timeout(within, done.wait_for(|done| *done)).await;
     }

@@ -110,6 +110,63 @@ async fn a_second_call_is_answered_while_the_caller_that_read_last_stops_polling
     assert_eq!(next.await.expect("answered").unwrap(), 7);
 }
 
+/// An idle worker-side actor reads its caller's stream itself and hands it back to the
+/// serving task while a method awaits (`add` yields, `increment` does not). Whichever
+/// task read a call, one caller's calls run in the order made (rule O1), pipelined or
+/// one at a time; and a kill that a peer's handle sends behind a call (a `Kill` frame)
+/// reaches an actor busy in an awaiting method. (The hand-over itself, frame by frame,
+/// is tested in `kt-transport`'s node tests.)
+#[kt::test]
+async fn calls_run_in_order_while_the_actor_and_its_serving_task_take_turns_reading() {
+    let tag = format!("turns-{}", std::process::id());
+    let c = Counter::spawn(0, tag.clone(), probe().await)
+        .on(local())
+        .await
+        .unwrap();
+    let mut made = 0u64;
+    for round in 0..20u64 {
+        // A burst of pipelined calls, the kinds mixed differently each round.
+        let calls: Vec<_> = (0..50u64)
+            .map(|i| match (i * 7 + round) % 3 {
+                0 => c.add(1),
+                _ => c.increment(),
+            })
+            .collect();
+        let results = futures_util::future::try_join_all(calls).await.unwrap();
+        assert_eq!(results, (made + 1..=made + 50).collect::<Vec<_>>());
+        made += 50;
+        // Then one at a time, each call made while the actor is idle.
+        for i in 0..5u64 {
+            let value = match (i + round) % 2 {
+                0 => c.add(1).await.unwrap(),
+                _ => c.increment().await.unwrap(),
+            };
+            made += 1;
+            assert_eq!(value, made);
+        }
+    }
+    // A `Kill` frame behind a call that waits (sent by another process's handle, which
+    // kills through the stream): read while that method awaits.
+    let relay = Relay::spawn().on(local()).await.unwrap();
+    relay
+        .kill_behind_a_waiting_call(c.clone(), tag.clone())
+        .await
+        .unwrap();
+    let after = tokio::time::timeout(Duration::from_secs(20), c.get())
+        .await
+        .expect("the kill is heard while the method awaits");
+    assert!(
+        matches!(
+            &after,
+            Err(kt::Error::ActorDied {
+                cause: kt::DeathCause::Killed,
+                ..
+            })
+        ),
+        "the actor was killed: {after:?}"
+    );
+}
+
 /// The environment variable that names the detached actor of the first driver.
 const DETACHED_ROLE: &str = "KT_TEST_DETACHED_NAME";
 

@@ -17,6 +17,7 @@ use tokio::task::AbortHandle;
 use crate::actor::{Actor, Message};
 use crate::error::{ActorLabel, DeathCause, Error};
 use crate::fate::Fate;
+use crate::inbound::{CallSource, Inbound};
 use crate::ordered::{Accepted, OrderedSender, Undeliverable};
 use crate::reply::EncodedReply;
 use crate::route::{EncodedRoute, Release};
@@ -31,6 +32,8 @@ pub(crate) struct LocalCell<A: Actor> {
     /// Wakes the run loop when the last owning handle drops.
     pub(crate) release: Notify,
     abort: OnceLock<AbortHandle>,
+    /// The call stream a transport lent the run loop, if any.
+    pub(crate) inbound: Inbound,
 }
 
 impl<A: Actor> LocalCell<A> {
@@ -65,6 +68,7 @@ impl<A: Actor> LocalCell<A> {
                 fate: Fate::new(),
                 release: Notify::new(),
                 abort: OnceLock::new(),
+                inbound: Inbound::default(),
             }
         });
         let rx = receiver.unwrap_or_else(|| unreachable!("new_cyclic ran the closure"));
@@ -172,5 +176,9 @@ impl<A: Actor> EncodedRoute for LocalCell<A> {
 
     fn stopped(&self) -> BoxFuture<'static, DeathCause> {
         self.fate.stopped()
+    }
+
+    fn lend(&self, source: Arc<dyn CallSource>) -> bool {
+        self.is_alive() && self.inbound.lend(source)
     }
 }

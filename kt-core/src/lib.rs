@@ -50,6 +50,7 @@ mod error;
 mod fate;
 mod group;
 pub mod handle_wire;
+mod inbound;
 mod names;
 mod options;
 mod ordered;
@@ -74,6 +75,7 @@ pub mod backend {
     pub use crate::actor_ref::RawRef;
     pub use crate::codec::encode_error;
     pub use crate::fate::Fate;
+    pub use crate::inbound::CallSource;
     pub use crate::ordered::{Accepted, OrderedSender, Undeliverable};
     pub use crate::placement::Placed;
     pub use crate::reply::{EncodedReply, KeptReply, ReplySink, SharedReply, SharedReplySink};

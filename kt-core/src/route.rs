@@ -17,6 +17,7 @@ use tokio::sync::oneshot;
 use crate::codec;
 use crate::error::DeathCause;
 use crate::error::{ActorLabel, Error, Result};
+use crate::inbound::CallSource;
 use crate::ordered::Accepted;
 use crate::reply::{EncodedReply, KeptReply};
 
@@ -74,6 +75,14 @@ pub trait EncodedRoute: Send + Sync + 'static {
 
     /// Resolves when the actor has stopped for good, with the reason.
     fn stopped(&self) -> BoxFuture<'static, DeathCause>;
+
+    /// Lends the actor's task a transport's stream of calls, to read itself while it is
+    /// idle (see [`CallSource`]): true if it took it. The default takes none; actors in
+    /// this process that run one call at a time do.
+    fn lend(&self, source: Arc<dyn CallSource>) -> bool {
+        let _ = source;
+        false
+    }
 
     /// Where other processes reach this actor, for a route that already crosses
     /// processes; `None` for an actor in this process (the transport exports it).

@@ -11,6 +11,7 @@ use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::task::Poll;
 
 use futures_util::FutureExt;
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -21,6 +22,7 @@ use crate::actor_ref::RawRef;
 use crate::cell::LocalCell;
 use crate::codec;
 use crate::error::{ActorLabel, DeathCause, Error, Result};
+use crate::inbound::Inbound;
 use crate::names::{self, NameGuard};
 use crate::options::{Lifetime, SpawnOptions};
 use crate::placement::{Placed, SpawnArgs};
@@ -154,6 +156,7 @@ struct ExitGuard<A: Actor> {
 
 impl<A: Actor> Drop for ExitGuard<A> {
     fn drop(&mut self) {
+        self.cell.inbound.close();
         self.cell.set_finished();
     }
 }
@@ -201,6 +204,11 @@ async fn run_actor<A: Actor>(
         }
     };
     let _ = ready.send(Ok(()));
+    // One call at a time: a transport may lend this task its call stream to read while
+    // it is idle (see `crate::inbound`).
+    if max_concurrency == 1 {
+        cell.inbound.open();
+    }
 
     // Calls kept across a restart (idempotent ones) run before anything newer.
     let mut pending: VecDeque<A::Message> = VecDeque::new();
@@ -217,6 +225,7 @@ async fn run_actor<A: Actor>(
                 () = cell.release.notified() => {
                     return stop_gracefully(actor, &ctx, rx, DeathCause::HandlesDropped).await;
                 }
+                msg = next_lent_call::<A>(&cell) => msg,
             },
         };
         let outcome = if max_concurrency > 1 && msg.info().shared {
@@ -232,7 +241,7 @@ async fn run_actor<A: Actor>(
             pending.extend(held);
             outcome
         } else {
-            actor.handle(msg, &ctx).await
+            first_poll_holds_the_source(&cell.inbound, actor.handle(msg, &ctx)).await
         };
         if let Outcome::Panicked {
             method,
@@ -253,6 +262,46 @@ async fn run_actor<A: Actor>(
             return stop_now(actor, &ctx, rx, pending, DeathCause::Stopped).await;
         }
     }
+}
+
+/// The next call from the call stream a transport lent this actor, read by its own
+/// task (a call that does not decode is answered with the error at once).
+async fn next_lent_call<A: Actor>(cell: &LocalCell<A>) -> A::Message {
+    std::future::poll_fn(|cx| {
+        loop {
+            let mut taken = None;
+            let mut take = |method: &str, args: &[u8], reply| {
+                taken = Some(A::decode_message(method, args, reply));
+            };
+            if cell.inbound.poll_next(cx, &mut take).is_pending() {
+                return Poll::Pending;
+            }
+            match taken {
+                Some(Ok(msg)) => return Poll::Ready(msg),
+                Some(Err((error, reply))) => reply.fail(error),
+                None => {}
+            }
+        }
+    })
+    .await
+}
+
+/// Runs a method; if it does not finish in its first poll, the lent call stream goes
+/// back to its transport, which reads on while the method runs.
+async fn first_poll_holds_the_source<F: Future<Output = Outcome>>(
+    inbound: &Inbound,
+    method: F,
+) -> Outcome {
+    let mut method = std::pin::pin!(method);
+    let mut first = true;
+    std::future::poll_fn(|cx| {
+        let polled = method.as_mut().poll(cx);
+        if std::mem::take(&mut first) && polled.is_pending() {
+            inbound.give_back();
+        }
+        polled
+    })
+    .await
 }
 
 /// Runs a batch of `&self` calls concurrently, starting with `first` and taking more
@@ -309,6 +358,8 @@ async fn restart<A: Actor>(
     cause: DeathCause,
     answer: PanicAnswer,
 ) -> Option<A> {
+    // Rebuilding awaits: the transport reads the stream meanwhile.
+    ctx.cell.inbound.give_back();
     let args = match (&supervisor.restart_args, supervisor.restarts_left) {
         (Some(args), 1..) => args.clone(),
         _ => {
@@ -363,6 +414,7 @@ async fn stop_gracefully<A: Actor>(
     cause: DeathCause,
 ) {
     ctx.cell.set_death(cause.clone());
+    ctx.cell.inbound.close();
     rx.close();
     while let Some(msg) = rx.recv().await {
         // A panic here is answered to its caller; the actor is stopping anyway.
@@ -380,6 +432,7 @@ async fn stop_now<A: Actor>(
     cause: DeathCause,
 ) {
     ctx.cell.set_death(cause.clone());
+    ctx.cell.inbound.close();
     reject_all(ctx, &mut rx, pending);
     run_on_stop(&mut actor, ctx, &cause).await;
 }

@@ -323,6 +323,16 @@ impl Relay {
         let total = target.add(n).await.expect("the target answers");
         (total, node.unwrap_or_default())
     }
+
+    /// Sends `target` a call that waits at `gate`, then kills it through this process's
+    /// own handle: a `Kill` frame behind the call, on the stream the calls travel on.
+    pub async fn kill_behind_a_waiting_call(&self, target: ActorRef<Counter>, gate: String) {
+        // A first call opens the stream.
+        target.get().await.expect("the target answers");
+        let waiting = target.wait_for_gate(gate);
+        target.kill();
+        drop(waiting);
+    }
 }
 
 /// Reports its process's environment, to check what a backend gave it.

@@ -176,3 +176,158 @@ async fn bad_first_frames_are_refused_with_a_reason_and_the_node_keeps_serving()
         "still serving: {reply:?}"
     );
 }
+
+/// An exported actor that takes the call streams lent to it, as an idle actor's task
+/// does, and records the calls and kills the serving task hands it instead.
+struct Lender {
+    label: kt_core::ActorLabel,
+    lent: Mutex<Vec<Arc<dyn kt_core::backend::CallSource>>>,
+    lends: tokio::sync::Notify,
+    mailed: Mutex<Vec<u64>>,
+    killed: tokio::sync::Notify,
+}
+
+impl kt_core::backend::EncodedRoute for Lender {
+    fn label(&self) -> &kt_core::ActorLabel {
+        &self.label
+    }
+
+    fn send_encoded(
+        &self,
+        _method: &str,
+        payload: bytes::Bytes,
+        reply: kt_core::backend::EncodedReply,
+    ) -> kt_core::backend::Accepted {
+        lock(&self.mailed).push(payload.len() as u64);
+        reply.deliver_slice(&[]);
+        kt_core::backend::Accepted::Now
+    }
+
+    fn gone(&self) -> Error {
+        Error::ActorDied {
+            actor: self.label.clone(),
+            cause: kt_core::DeathCause::Killed,
+        }
+    }
+
+    fn kill(&self) {
+        self.killed.notify_one();
+    }
+
+    fn is_alive(&self) -> bool {
+        true
+    }
+
+    fn stopped(&self) -> futures_util::future::BoxFuture<'static, kt_core::DeathCause> {
+        Box::pin(futures_util::future::pending())
+    }
+
+    fn lend(&self, source: Arc<dyn kt_core::backend::CallSource>) -> bool {
+        lock(&self.lent).push(source);
+        self.lends.notify_one();
+        true
+    }
+}
+
+/// The next call a lent source reads: its method and reply slot.
+async fn lent_call(
+    source: &Arc<dyn kt_core::backend::CallSource>,
+) -> (String, kt_core::backend::EncodedReply) {
+    let read = std::future::poll_fn(|cx| {
+        let mut taken = None;
+        let mut take = |method: &str, _args: &[u8], reply| taken = Some((method.into(), reply));
+        match source.poll_call(cx, &mut take) {
+            std::task::Poll::Ready(true) => std::task::Poll::Ready(taken.expect("taken")),
+            std::task::Poll::Ready(false) => panic!("the source was taken back"),
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    });
+    tokio::time::timeout(std::time::Duration::from_secs(10), read)
+        .await
+        .expect("a call comes")
+}
+
+/// The call id of the next reply on a call stream.
+async fn next_reply(
+    replies: &mut FramedRead<quinn::RecvStream, crate::wire::frame::FrameCodec>,
+) -> u64 {
+    let body = tokio::time::timeout(std::time::Duration::from_secs(10), replies.next())
+        .await
+        .expect("a reply")
+        .expect("open")
+        .expect("a frame");
+    match crate::wire::call::decode_node_frame(body).expect("a reply frame") {
+        crate::wire::call::NodeFrame::Reply { call_id, .. } => call_id,
+        other => panic!("not a reply: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_idle_actor_reads_its_stream_and_gives_it_back_while_a_method_runs() {
+    let (node, ca) = server();
+    let lender = Arc::new(Lender {
+        label: kt_core::ActorLabel {
+            id: 77,
+            type_name: "Lender".into(),
+            name: None,
+        },
+        lent: Mutex::default(),
+        lends: tokio::sync::Notify::new(),
+        mailed: Mutex::default(),
+        killed: tokio::sync::Notify::new(),
+    });
+    node.export(&ErasedActor::new(lender.clone(), None))
+        .expect("export");
+    let me = ca.issue("client").expect("leaf");
+    let conn = client(Some(&me), &me)
+        .connect(node.address(), SERVER_NAME)
+        .expect("connect")
+        .await
+        .expect("handshake");
+    let (mut send, recv) = conn.open_bi().await.expect("stream");
+    let mut replies = FramedRead::new(recv, codec(max_message_bytes()));
+    let ten_s = std::time::Duration::from_secs(10);
+    let opened = frame_bytes(&Frame::Open {
+        version: PROTOCOL_VERSION,
+        actor_id: 77,
+    });
+    send.write_all(&opened).await.expect("open");
+    // Nothing to read and no call unanswered: the stream is lent to the idle actor.
+    tokio::time::timeout(ten_s, lender.lends.notified())
+        .await
+        .expect("lent");
+    let source = lock(&lender.lent)[0].clone();
+    let mut calls = BytesMut::new();
+    crate::wire::call::write_method(&mut calls, 0, "work").expect("method");
+    crate::wire::call::write_call(&mut calls, 1, 0, &[0x90]).expect("call");
+    send.write_all(&calls).await.expect("calls");
+    let (method, reply) = lent_call(&source).await;
+    assert_eq!(method, "work", "the actor read the call itself");
+    // The method awaits: the actor gives the stream back, and the serving task hears a
+    // kill sent behind the call while the method runs.
+    source.give_back();
+    let mut kill = BytesMut::new();
+    crate::wire::call::write_kill(&mut kill);
+    send.write_all(&kill).await.expect("kill");
+    tokio::time::timeout(ten_s, lender.killed.notified())
+        .await
+        .expect("the kill is read while the method runs");
+    // Calls that come while the method runs go to the mailbox, after it.
+    let mut next = BytesMut::new();
+    crate::wire::call::write_call(&mut next, 2, 0, &[0x91, 0x01]).expect("call");
+    send.write_all(&next).await.expect("call");
+    assert_eq!(next_reply(&mut replies).await, 2);
+    assert_eq!(*lock(&lender.mailed), [2], "call 2 went to the mailbox");
+    // The method ends; once its call is answered, the stream is lent again.
+    reply.deliver_slice(&[]);
+    assert_eq!(next_reply(&mut replies).await, 1);
+    tokio::time::timeout(ten_s, lender.lends.notified())
+        .await
+        .expect("lent again once every call is answered");
+    let again = lock(&lender.lent)[1].clone();
+    let mut last = BytesMut::new();
+    crate::wire::call::write_call(&mut last, 3, 0, &[0x90]).expect("call");
+    send.write_all(&last).await.expect("call");
+    let (method, _reply) = lent_call(&again).await;
+    assert_eq!(method, "work");
+}

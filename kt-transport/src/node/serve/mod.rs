@@ -7,8 +7,8 @@
 //! and never affects other streams or the process (rule X3). Unknown methods and wrong
 //! argument types are answered per call by the actor's own decoding.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
@@ -17,17 +17,17 @@ use kt_core::{ErasedActor, Error};
 use tokio::sync::watch;
 use tokio_util::codec::FramedRead;
 
+mod call_stream;
+
 use super::Node;
 use super::control::{AttachStream, HelloStream};
 use super::writer::OrderedWriter;
 use crate::wire::budget::{Budgeted, ConnectionBudget};
-use crate::wire::call::{
-    CallerFrame, MAX_METHODS_PER_STREAM, REPLY_HEADER, decode_caller_frame, write_refused,
-    write_reply,
-};
+use crate::wire::call::{CallerFrame, REPLY_HEADER, write_refused, write_reply};
 use crate::wire::frame::{
     Frame, PROTOCOL_VERSION, codec, decode_frame, encode_frame, max_message_bytes,
 };
+use call_stream::{CallStream, Calls, Served};
 
 /// Replies larger than this go on a stream of their own, so that they never hold up the
 /// small replies behind them.
@@ -221,10 +221,11 @@ pub(crate) async fn next_frame(frames: &mut Frames) -> Option<Result<Frame, Erro
 /// The next frame body of a stream (without its length prefix): `None` at its end, an
 /// error for a frame that cannot be cut out.
 async fn next_body(frames: &mut Frames) -> Option<Result<BytesMut, Error>> {
-    let error = match frames.next().await? {
-        Ok(body) => return Some(Ok(body)),
-        Err(error) => error,
-    };
+    Some(frames.next().await?.map_err(frame_error))
+}
+
+/// Why a frame could not be cut out of a stream.
+fn frame_error(error: std::io::Error) -> Error {
     let too_long = error
         .get_ref()
         .is_some_and(|inner| inner.is::<crate::wire::frame::FrameTooLong>());
@@ -235,7 +236,7 @@ async fn next_body(frames: &mut Frames) -> Option<Result<BytesMut, Error>> {
         ),
         false => format!("unreadable frame: {error}"),
     };
-    Some(Err(Error::Protocol { message }))
+    Error::Protocol { message }
 }
 
 /// Refuses a stream that did not open as a call stream.
@@ -271,8 +272,10 @@ struct Replies {
     /// The call stream's id, which a large reply names.
     stream_id: u64,
     runtime: tokio::runtime::Handle,
-    /// Calls read from the stream and not answered yet.
-    unanswered: AtomicUsize,
+    /// The calls read and not answered yet, counted with the stream.
+    calls: Arc<Calls>,
+    /// The stream, lent to the actor again once its last call is answered.
+    stream: Weak<CallStream>,
 }
 
 impl Replies {
@@ -288,9 +291,16 @@ impl Replies {
     }
 
     /// A call is answered, or will never be (the actor died): no longer awaited. (Its
-    /// reply, written just before, still counted: see `append`.)
+    /// reply, written just before, still counted: see `append`.) The last one lets the
+    /// actor read the stream again.
     fn answered(&self) {
-        self.unanswered.fetch_sub(1, Ordering::AcqRel);
+        let last = self.calls.unanswered.fetch_sub(1, Ordering::AcqRel) == 1;
+        if last
+            && !self.calls.lent.load(Ordering::Acquire)
+            && let Some(stream) = self.stream.upgrade()
+        {
+            stream.try_lend();
+        }
     }
 
     /// Appends a small reply to the stream.
@@ -303,8 +313,10 @@ impl Replies {
             let _ = write_reply(buf, call_id, &kt_core::backend::encode_error(&error));
         }
         // More calls of this stream still to answer (this one counts until it is
-        // written): this reply joins a batch.
-        if self.unanswered.load(Ordering::Acquire) > 1 {
+        // written), or more at hand for the actor reading them: this reply joins a batch.
+        if self.calls.unanswered.load(Ordering::Acquire) > 1
+            || self.calls.more_at_hand.load(Ordering::Relaxed)
+        {
             appender.batch();
         }
     }
@@ -346,53 +358,35 @@ impl SharedReplySink for Replies {
     }
 }
 
-/// The methods a caller defined on one call stream, by index.
-#[derive(Default)]
-struct Methods(Vec<String>);
-
-impl Methods {
-    fn define(&mut self, index: u16, name: String) -> Result<(), Error> {
-        if usize::from(index) != self.0.len() || self.0.len() >= MAX_METHODS_PER_STREAM {
-            return Err(Error::Protocol {
-                message: format!(
-                    "method index {index} defined out of order (expected {})",
-                    self.0.len()
-                ),
-            });
-        }
-        self.0.push(name);
-        Ok(())
-    }
-
-    fn name(&self, index: u16) -> Result<&str, Error> {
-        self.0
-            .get(usize::from(index))
-            .map(String::as_str)
-            .ok_or_else(|| Error::Protocol {
-                message: format!("a call names method index {index}, which was never defined"),
-            })
-    }
-}
-
 /// Runs the calls of one stream in order, each entering the actor's mailbox before the
 /// next frame is read, so a full mailbox slows the caller through QUIC flow control.
+/// While the actor is idle, it reads the calls itself ([`CallStream`]).
 async fn serve_calls(
     node: &Node,
     actor: ErasedActor,
     conn: quinn::Connection,
     send: quinn::SendStream,
-    mut frames: Frames,
+    frames: Frames,
 ) {
     let _serving = node.drain.serving();
     let mut draining = node.drain.draining();
     let writer = Arc::new(OrderedWriter::new(BytesMut::new(), ()));
-    let replies = Arc::new(Replies {
-        writer: writer.clone(),
-        conn,
-        stream_id: u64::from(frames.get_ref().get_ref().id()),
-        runtime: node.runtime.clone(),
-        unanswered: AtomicUsize::new(0),
+    let calls = Arc::new(Calls::default());
+    let stream_id = u64::from(frames.get_ref().get_ref().id());
+    let mut replies = None;
+    let stream = CallStream::new(frames, actor.route(), calls.clone(), |stream| {
+        let made = Arc::new(Replies {
+            writer: writer.clone(),
+            conn,
+            stream_id,
+            runtime: node.runtime.clone(),
+            calls: calls.clone(),
+            stream,
+        });
+        replies = Some(made.clone());
+        made
     });
+    let replies = replies.unwrap_or_else(|| unreachable!("new_cyclic ran the closure"));
     // Finish the stream and wait until the caller has read it to the end, so that a
     // worker about to exit loses no reply it has sent.
     let written = tokio::spawn(async move {
@@ -400,41 +394,31 @@ async fn serve_calls(
             let _ = send.stopped().await;
         }
     });
-    let mut methods = Methods::default();
     loop {
         // When the process is about to exit, stop taking calls and finish the replies.
-        let body = tokio::select! {
+        let served = tokio::select! {
             biased;
-            body = next_body(&mut frames) => body,
+            served = std::future::poll_fn(|cx| stream.poll_serving(cx)) => served,
             _ = draining.wait_for(|draining| *draining) => break,
         };
-        let Some(body) = body else { break };
-        let served = body
-            .and_then(decode_caller_frame)
-            .and_then(|frame| match frame {
-                CallerFrame::Call {
-                    call_id,
-                    method,
-                    args,
-                } => {
-                    let name = methods.name(method)?;
-                    replies.unanswered.fetch_add(1, Ordering::AcqRel);
-                    let sink = EncodedReply::shared(replies.clone(), call_id);
-                    Ok(actor.route().send_encoded(name, args, sink))
+        let served = match served {
+            Served::Call(call) => {
+                calls.unanswered.fetch_add(1, Ordering::AcqRel);
+                let sink = EncodedReply::shared(replies.clone(), call.call_id);
+                Ok(actor.route().send_encoded(&call.method, call.args, sink))
+            }
+            Served::Defined => Ok(Accepted::Now),
+            Served::Item(None) => break,
+            Served::Item(Some(item)) => item.map(|frame| {
+                match frame {
+                    CallerFrame::Kill => actor.kill(),
+                    CallerFrame::Release => node.control().release_hosted(actor.label().id),
+                    // Named or defined by the stream already.
+                    CallerFrame::Call { .. } | CallerFrame::Method { .. } => {}
                 }
-                CallerFrame::Method { index, name } => {
-                    methods.define(index, name)?;
-                    Ok(Accepted::Now)
-                }
-                CallerFrame::Kill => {
-                    actor.kill();
-                    Ok(Accepted::Now)
-                }
-                CallerFrame::Release => {
-                    node.control().release_hosted(actor.label().id);
-                    Ok(Accepted::Now)
-                }
-            });
+                Accepted::Now
+            }),
+        };
         match served {
             Ok(Accepted::Now) => {}
             Ok(accepted) => {
@@ -446,7 +430,9 @@ async fn serve_calls(
                 break;
             }
         }
+        stream.done_with_frame();
     }
+    stream.close();
     drop(replies);
     let _ = written.await;
 }

@@ -1,0 +1,228 @@
+//! Calls an actor's own task reads from a transport's stream while it is idle.
+//!
+//! Why: a transport that reads a call stream in a task of its own and puts each call in
+//! the mailbox makes every remote call hop from that task to the actor's. Tokio runs a
+//! task woken by the running one next on the same thread (its LIFO slot), but at most
+//! three times in a row: quinn's endpoint driver, its connection driver, the serving
+//! task and the actor's task make four, so the reply's write wakes the connection
+//! driver through the run queue, which wakes a sleeping worker thread (about 55 µs on
+//! these VMs) that then contends for the connection. So a transport may lend the actor
+//! a [`CallSource`]: the actor's task reads the next call itself whenever its mailbox is
+//! empty, and runs it at once, as a hand-written server would.
+//!
+//! The actor holds a source only while it is idle or polling a method for the first
+//! time. A method that does not finish in its first poll gives the source back, so the
+//! transport reads on while the method runs (a `Kill` must be heard, calls queue up in
+//! the mailbox as before); the transport lends it again once every call it read is
+//! answered, so that none of its calls is still in the mailbox when the actor reads the
+//! next one from the stream (per-caller order, rule O1, is kept). Actors that run
+//! `&self` calls concurrently never take a source: their batches come from the mailbox.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+
+use crate::reply::EncodedReply;
+
+/// A transport's stream of calls for one actor, lent to the actor's task
+/// ([`crate::backend::EncodedRoute::lend`]).
+pub trait CallSource: Send + Sync + 'static {
+    /// Reads the next call if one is at hand and hands its method, arguments and reply
+    /// to `take`: `Ready(true)`. `Ready(false)` when the transport took the stream back
+    /// (the actor drops the source); `Pending` otherwise, with `cx` woken when more
+    /// comes. A frame that is not a call is left for the transport, which then reads
+    /// again: `Ready(false)`.
+    fn poll_call(
+        &self,
+        cx: &mut Context<'_>,
+        take: &mut dyn FnMut(&str, &[u8], EncodedReply),
+    ) -> Poll<bool>;
+
+    /// The actor stops reading (a method is running, or the actor stopped): the
+    /// transport reads the stream again.
+    fn give_back(&self);
+}
+
+/// The source an actor holds, if any: part of its cell.
+#[derive(Default)]
+pub(crate) struct Inbound {
+    slot: Mutex<Slot>,
+}
+
+#[derive(Default)]
+struct Slot {
+    source: Option<Arc<dyn CallSource>>,
+    /// The actor's task, waiting idle: woken when a source is lent.
+    idle: Option<Waker>,
+    /// True while the actor's task takes sources (set once it runs; cleared when it
+    /// stops).
+    open: bool,
+}
+
+impl Inbound {
+    fn slot(&self) -> MutexGuard<'_, Slot> {
+        self.slot.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The actor's task reads lent sources from now on.
+    pub(crate) fn open(&self) {
+        self.slot().open = true;
+    }
+
+    /// Takes `source` if the actor reads sources and holds none: the actor's task reads
+    /// it from now on.
+    pub(crate) fn lend(&self, source: Arc<dyn CallSource>) -> bool {
+        let idle = {
+            let mut slot = self.slot();
+            if !slot.open || slot.source.is_some() {
+                return false;
+            }
+            slot.source = Some(source);
+            slot.idle.take()
+        };
+        if let Some(idle) = idle {
+            idle.wake();
+        }
+        true
+    }
+
+    /// The actor's task, idle: reads the next call from the source it holds.
+    /// `Ready` once `take` was handed one.
+    pub(crate) fn poll_next(
+        &self,
+        cx: &mut Context<'_>,
+        take: &mut dyn FnMut(&str, &[u8], EncodedReply),
+    ) -> Poll<()> {
+        loop {
+            let source = {
+                let mut slot = self.slot();
+                match &slot.source {
+                    Some(source) => source.clone(),
+                    None => {
+                        if !slot.idle.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                            slot.idle = Some(cx.waker().clone());
+                        }
+                        return Poll::Pending;
+                    }
+                }
+            };
+            match source.poll_call(cx, take) {
+                Poll::Ready(true) => return Poll::Ready(()),
+                Poll::Pending => return Poll::Pending,
+                // Taken back: drop it (unless another was lent meanwhile), then wait.
+                Poll::Ready(false) => {
+                    let mut slot = self.slot();
+                    if slot
+                        .source
+                        .as_ref()
+                        .is_some_and(|held| Arc::ptr_eq(held, &source))
+                    {
+                        slot.source = None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The actor is about to wait for something else than its next call: the source
+    /// goes back to its transport.
+    pub(crate) fn give_back(&self) {
+        let source = self.slot().source.take();
+        if let Some(source) = source {
+            source.give_back();
+        }
+    }
+
+    /// The actor stopped: its source goes back, and it takes no more.
+    pub(crate) fn close(&self) {
+        let source = {
+            let mut slot = self.slot();
+            slot.open = false;
+            slot.idle = None;
+            slot.source.take()
+        };
+        if let Some(source) = source {
+            source.give_back();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// A source with `calls` calls at hand, counting how often it was given back.
+    #[derive(Default)]
+    struct Counted {
+        calls: AtomicUsize,
+        given_back: AtomicUsize,
+        taken_back: std::sync::atomic::AtomicBool,
+    }
+
+    impl CallSource for Counted {
+        fn poll_call(
+            &self,
+            _cx: &mut Context<'_>,
+            take: &mut dyn FnMut(&str, &[u8], EncodedReply),
+        ) -> Poll<bool> {
+            if self.taken_back.load(Ordering::SeqCst) {
+                return Poll::Ready(false);
+            }
+            match self
+                .calls
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            {
+                Ok(_) => {
+                    take("m", &[], EncodedReply::channel().0);
+                    Poll::Ready(true)
+                }
+                Err(_) => Poll::Pending,
+            }
+        }
+
+        fn give_back(&self) {
+            self.given_back.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn poll(inbound: &Inbound) -> Poll<()> {
+        let mut cx = Context::from_waker(Waker::noop());
+        inbound.poll_next(&mut cx, &mut |_, _, _| {})
+    }
+
+    #[test]
+    fn a_source_is_taken_only_while_open_and_only_one_at_a_time() {
+        let inbound = Inbound::default();
+        let source = Arc::new(Counted::default());
+        assert!(!inbound.lend(source.clone()), "closed until the actor runs");
+        inbound.open();
+        assert!(inbound.lend(source.clone()));
+        assert!(!inbound.lend(Arc::new(Counted::default())), "one at a time");
+        inbound.close();
+        assert_eq!(source.given_back.load(Ordering::SeqCst), 1);
+        assert!(!inbound.lend(source), "closed for good");
+    }
+
+    #[test]
+    fn calls_are_read_until_the_source_is_given_or_taken_back() {
+        let inbound = Inbound::default();
+        inbound.open();
+        assert!(poll(&inbound).is_pending(), "nothing lent");
+        let source = Arc::new(Counted::default());
+        source.calls.store(2, Ordering::SeqCst);
+        assert!(inbound.lend(source.clone()));
+        assert!(poll(&inbound).is_ready());
+        assert!(poll(&inbound).is_ready());
+        assert!(poll(&inbound).is_pending(), "no call at hand");
+        inbound.give_back();
+        assert_eq!(source.given_back.load(Ordering::SeqCst), 1);
+        inbound.give_back();
+        assert_eq!(source.given_back.load(Ordering::SeqCst), 1, "once");
+        // Taken back by its transport: dropped, and another can be lent.
+        assert!(inbound.lend(source.clone()));
+        source.taken_back.store(true, Ordering::SeqCst);
+        assert!(poll(&inbound).is_pending());
+        assert!(inbound.lend(Arc::new(Counted::default())));
+    }
+}

@@ -18,6 +18,7 @@
 //! next one from the stream (per-caller order, rule O1, is kept). Actors that run
 //! `&self` calls concurrently never take a source: their batches come from the mailbox.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
@@ -46,12 +47,16 @@ pub trait CallSource: Send + Sync + 'static {
 #[derive(Default)]
 pub(crate) struct Inbound {
     slot: Mutex<Slot>,
+    /// Set by the first lend: until then (an actor that no transport serves) the run loop
+    /// does not look here at all.
+    wanted: AtomicBool,
 }
 
 #[derive(Default)]
 struct Slot {
     source: Option<Arc<dyn CallSource>>,
-    /// The actor's task, waiting idle: woken when a source is lent.
+    /// The actor's task, as of the last time it looked here while idle: woken when a
+    /// source is lent. `None` until it has looked.
     idle: Option<Waker>,
     /// True while the actor's task takes sources (set once it runs; cleared when it
     /// stops).
@@ -68,20 +73,27 @@ impl Inbound {
         self.slot().open = true;
     }
 
-    /// Takes `source` if the actor reads sources and holds none: the actor's task reads
-    /// it from now on.
+    /// True once a transport has offered a source: the run loop looks here from then on.
+    pub(crate) fn is_wanted(&self) -> bool {
+        self.wanted.load(Ordering::Relaxed)
+    }
+
+    /// Takes `source` if the actor reads sources, listens for them and holds none: the
+    /// actor's task reads it from now on. (The first offer only makes the actor listen.)
     pub(crate) fn lend(&self, source: Arc<dyn CallSource>) -> bool {
+        self.wanted.store(true, Ordering::Relaxed);
         let idle = {
             let mut slot = self.slot();
+            let Some(idle) = slot.idle.clone() else {
+                return false;
+            };
             if !slot.open || slot.source.is_some() {
                 return false;
             }
             slot.source = Some(source);
-            slot.idle.take()
+            idle
         };
-        if let Some(idle) = idle {
-            idle.wake();
-        }
+        idle.wake();
         true
     }
 
@@ -196,7 +208,13 @@ mod tests {
         let inbound = Inbound::default();
         let source = Arc::new(Counted::default());
         assert!(!inbound.lend(source.clone()), "closed until the actor runs");
+        assert!(inbound.is_wanted());
         inbound.open();
+        assert!(
+            !inbound.lend(source.clone()),
+            "the actor has not looked yet"
+        );
+        assert!(poll(&inbound).is_pending());
         assert!(inbound.lend(source.clone()));
         assert!(!inbound.lend(Arc::new(Counted::default())), "one at a time");
         inbound.close();
@@ -209,6 +227,7 @@ mod tests {
         let inbound = Inbound::default();
         inbound.open();
         assert!(poll(&inbound).is_pending(), "nothing lent");
+        assert!(!inbound.is_wanted(), "nobody offered a source yet");
         let source = Arc::new(Counted::default());
         source.calls.store(2, Ordering::SeqCst);
         assert!(inbound.lend(source.clone()));

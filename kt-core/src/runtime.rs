@@ -225,7 +225,7 @@ async fn run_actor<A: Actor>(
                 () = cell.release.notified() => {
                     return stop_gracefully(actor, &ctx, rx, DeathCause::HandlesDropped).await;
                 }
-                msg = next_lent_call::<A>(&cell) => msg,
+                msg = next_lent_call::<A>(&cell), if cell.inbound.is_wanted() => msg,
             },
         };
         let outcome = if max_concurrency > 1 && msg.info().shared {

@@ -284,7 +284,8 @@ impl CallSource for CallStream {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Ok(body))) => body,
                 Poll::Ready(other) => {
-                    break other.map(|body| body.map_err(frame_error).and_then(decode_caller_frame));
+                    break other
+                        .map(|body| body.map_err(frame_error).and_then(decode_caller_frame));
                 }
             };
             let more_at_hand = !frames.read_buffer().is_empty();

@@ -15,8 +15,10 @@
 //! transport reads on while the method runs (a `Kill` must be heard, calls queue up in
 //! the mailbox as before); the transport lends it again once every call it read is
 //! answered, so that none of its calls is still in the mailbox when the actor reads the
-//! next one from the stream (per-caller order, rule O1, is kept). Actors that run
-//! `&self` calls concurrently never take a source: their batches come from the mailbox.
+//! next one from the stream (per-caller order, rule O1, is kept). An actor holds up to
+//! [`MAX_LENT`] streams (one per caller that reaches it: its driver, other actors) and
+//! reads them in turn. Actors that run `&self` calls concurrently never take a source:
+//! their batches come from the mailbox.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -52,9 +54,14 @@ pub(crate) struct Inbound {
     wanted: AtomicBool,
 }
 
+/// At most this many streams are lent to one actor at a time (its callers' streams
+/// beyond them are read by their serving tasks, as before).
+pub(crate) const MAX_LENT: usize = 8;
+
 #[derive(Default)]
 struct Slot {
-    source: Option<Arc<dyn CallSource>>,
+    /// The sources lent, the one read from last at the back.
+    sources: Vec<Arc<dyn CallSource>>,
     /// The actor's task, as of the last time it looked here while idle: woken when a
     /// source is lent. `None` until it has looked.
     idle: Option<Waker>,
@@ -78,7 +85,7 @@ impl Inbound {
         self.wanted.load(Ordering::Relaxed)
     }
 
-    /// Takes `source` if the actor reads sources, listens for them and holds none: the
+    /// Takes `source` if the actor reads sources, listens for them and has room: the
     /// actor's task reads it from now on. (The first offer only makes the actor listen.)
     pub(crate) fn lend(&self, source: Arc<dyn CallSource>) -> bool {
         self.wanted.store(true, Ordering::Relaxed);
@@ -87,72 +94,72 @@ impl Inbound {
             let Some(idle) = slot.idle.clone() else {
                 return false;
             };
-            if !slot.open || slot.source.is_some() {
+            if !slot.open || slot.sources.len() >= MAX_LENT {
                 return false;
             }
-            slot.source = Some(source);
+            slot.sources.push(source);
             idle
         };
         idle.wake();
         true
     }
 
-    /// The actor's task, idle: reads the next call from the source it holds.
-    /// `Ready` once `take` was handed one.
+    /// The actor's task, idle: reads the next call from the sources it holds, each in
+    /// turn. `Ready` once `take` was handed one.
     pub(crate) fn poll_next(
         &self,
         cx: &mut Context<'_>,
         take: &mut dyn FnMut(&str, &[u8], EncodedReply),
     ) -> Poll<()> {
+        let mut at = 0;
         loop {
             let source = {
                 let mut slot = self.slot();
-                match &slot.source {
+                if !slot.idle.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    slot.idle = Some(cx.waker().clone());
+                }
+                match slot.sources.get(at) {
                     Some(source) => source.clone(),
-                    None => {
-                        if !slot.idle.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                            slot.idle = Some(cx.waker().clone());
-                        }
-                        return Poll::Pending;
-                    }
+                    None => return Poll::Pending,
                 }
             };
-            match source.poll_call(cx, take) {
-                Poll::Ready(true) => return Poll::Ready(()),
-                Poll::Pending => return Poll::Pending,
-                // Taken back: drop it (unless another was lent meanwhile), then wait.
-                Poll::Ready(false) => {
-                    let mut slot = self.slot();
-                    if slot
-                        .source
-                        .as_ref()
-                        .is_some_and(|held| Arc::ptr_eq(held, &source))
-                    {
-                        slot.source = None;
-                    }
+            let polled = source.poll_call(cx, take);
+            let mut slot = self.slot();
+            let held = slot
+                .sources
+                .iter()
+                .position(|held| Arc::ptr_eq(held, &source));
+            match (polled, held) {
+                (Poll::Pending, _) => at += 1,
+                // Read from last: its turn comes after the others'.
+                (Poll::Ready(true), Some(held)) => {
+                    let read = slot.sources.remove(held);
+                    slot.sources.push(read);
+                    return Poll::Ready(());
                 }
+                (Poll::Ready(true), None) => return Poll::Ready(()),
+                // Taken back: dropped (the next one moves up to `at`).
+                (Poll::Ready(false), Some(held)) => drop(slot.sources.remove(held)),
+                (Poll::Ready(false), None) => {}
             }
         }
     }
 
-    /// The actor is about to wait for something else than its next call: the source
-    /// goes back to its transport.
+    /// The actor is about to wait for something else than its next call: the sources
+    /// go back to their transports.
     pub(crate) fn give_back(&self) {
-        let source = self.slot().source.take();
-        if let Some(source) = source {
+        let mut slot = self.slot();
+        for source in slot.sources.drain(..) {
             source.give_back();
         }
     }
 
-    /// The actor stopped: its source goes back, and it takes no more.
+    /// The actor stopped: its sources go back, and it takes no more.
     pub(crate) fn close(&self) {
-        let source = {
-            let mut slot = self.slot();
-            slot.open = false;
-            slot.idle = None;
-            slot.source.take()
-        };
-        if let Some(source) = source {
+        let mut slot = self.slot();
+        slot.open = false;
+        slot.idle = None;
+        for source in slot.sources.drain(..) {
             source.give_back();
         }
     }
@@ -204,7 +211,7 @@ mod tests {
     }
 
     #[test]
-    fn a_source_is_taken_only_while_open_and_only_one_at_a_time() {
+    fn sources_are_taken_only_while_open_and_up_to_the_bound() {
         let inbound = Inbound::default();
         let source = Arc::new(Counted::default());
         assert!(!inbound.lend(source.clone()), "closed until the actor runs");
@@ -216,7 +223,13 @@ mod tests {
         );
         assert!(poll(&inbound).is_pending());
         assert!(inbound.lend(source.clone()));
-        assert!(!inbound.lend(Arc::new(Counted::default())), "one at a time");
+        for _ in 1..MAX_LENT {
+            assert!(inbound.lend(Arc::new(Counted::default())));
+        }
+        assert!(
+            !inbound.lend(Arc::new(Counted::default())),
+            "at most MAX_LENT"
+        );
         inbound.close();
         assert_eq!(source.given_back.load(Ordering::SeqCst), 1);
         assert!(!inbound.lend(source), "closed for good");
@@ -238,10 +251,33 @@ mod tests {
         assert_eq!(source.given_back.load(Ordering::SeqCst), 1);
         inbound.give_back();
         assert_eq!(source.given_back.load(Ordering::SeqCst), 1, "once");
-        // Taken back by its transport: dropped, and another can be lent.
+        // Taken back by its transport: dropped, the others still read, in turn.
+        let (first, second) = (Arc::new(Counted::default()), Arc::new(Counted::default()));
+        first.calls.store(2, Ordering::SeqCst);
+        second.calls.store(1, Ordering::SeqCst);
         assert!(inbound.lend(source.clone()));
+        assert!(inbound.lend(first.clone()));
+        assert!(inbound.lend(second.clone()));
         source.taken_back.store(true, Ordering::SeqCst);
+        assert!(poll(&inbound).is_ready());
+        assert_eq!(first.calls.load(Ordering::SeqCst), 1, "first read");
+        assert!(poll(&inbound).is_ready());
+        assert_eq!(
+            second.calls.load(Ordering::SeqCst),
+            0,
+            "then second, in turn"
+        );
+        assert!(poll(&inbound).is_ready());
+        assert_eq!(first.calls.load(Ordering::SeqCst), 0);
         assert!(poll(&inbound).is_pending());
-        assert!(inbound.lend(Arc::new(Counted::default())));
+        assert_eq!(lock_len(&inbound), 2, "the one taken back is dropped");
+        inbound.give_back();
+        assert_eq!(lock_len(&inbound), 0);
+        assert_eq!(first.given_back.load(Ordering::SeqCst), 1);
+        assert_eq!(second.given_back.load(Ordering::SeqCst), 1);
+    }
+
+    fn lock_len(inbound: &Inbound) -> usize {
+        inbound.slot().sources.len()
     }
 }

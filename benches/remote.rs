@@ -422,25 +422,22 @@ fn main() {
     let rt = runtime();
     let args: Vec<String> = std::env::args().collect();
     let asked = |part: &str| args.iter().any(|arg| arg == part);
-    if let Some(at) = args.iter().position(|arg| arg == "callgrind_pipelined") {
-        let n = args
-            .get(at + 1)
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(IN_FLIGHT);
-        return callgrind_pipelined(&rt, n);
+    // `MODE N`: the count after a mode's name, or its default.
+    let count_after = |mode: &str, default: u64| {
+        let at = args.iter().position(|arg| arg == mode)?;
+        Some(
+            args.get(at + 1)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(default),
+        )
+    };
+    if let Some(n) = count_after("callgrind_pipelined", IN_FLIGHT as u64) {
+        return callgrind_pipelined(&rt, n as usize);
     }
-    if let Some(at) = args.iter().position(|arg| arg == "callgrind_floor") {
-        let n = args
-            .get(at + 1)
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(1000);
+    if let Some(n) = count_after("callgrind_floor", 1000) {
         return callgrind_floor(&rt, n);
     }
-    if let Some(at) = args.iter().position(|arg| arg == "callgrind") {
-        let n = args
-            .get(at + 1)
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(1000);
+    if let Some(n) = count_after("callgrind", 1000) {
         return callgrind(&rt, n);
     }
     let only = ["round_trips", "pipelined", "head_of_line"];

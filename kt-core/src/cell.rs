@@ -32,7 +32,7 @@ pub(crate) struct LocalCell<A: Actor> {
     /// Wakes the run loop when the last owning handle drops.
     pub(crate) release: Notify,
     abort: OnceLock<AbortHandle>,
-    /// The call stream a transport lent the run loop, if any.
+    /// The call streams transports lent the run loop to read while it is idle.
     pub(crate) inbound: Inbound,
 }
 

@@ -167,6 +167,38 @@ async fn calls_run_in_order_while_the_actor_and_its_serving_task_take_turns_read
     );
 }
 
+/// An actor in the driver, called from a worker's actor over QUIC and killed while one
+/// call runs and one waits behind it: both callers hear `ActorDied { Killed }` at once,
+/// though the driver's process (and the stream) lives on.
+#[kt::test]
+async fn calls_to_a_killed_actor_in_the_driver_fail_with_the_kill_in_the_calling_process() {
+    let tag = format!("killed-in-driver-{}", std::process::id());
+    let c = Counter::spawn(0, tag.clone(), probe().await)
+        .on(Arc::new(kt::InProcess))
+        .await
+        .unwrap();
+    let relay = Relay::spawn().on(local()).await.unwrap();
+    let calls = relay.two_calls_behind_a_gate(c.clone(), tag.clone());
+    support::gauge_reaches(&tag, 1).await;
+    c.kill();
+    let ended = tokio::time::timeout(Duration::from_secs(20), calls)
+        .await
+        .expect("the calling process hears of the kill")
+        .unwrap();
+    for call in ended {
+        assert!(
+            matches!(
+                call,
+                Err(Error::ActorDied {
+                    cause: kt::DeathCause::Killed,
+                    ..
+                })
+            ),
+            "{call:?}"
+        );
+    }
+}
+
 /// The environment variable that names the detached actor of the first driver.
 const DETACHED_ROLE: &str = "KT_TEST_DETACHED_NAME";
 

@@ -324,6 +324,18 @@ impl Relay {
         (total, node.unwrap_or_default())
     }
 
+    /// Calls `target` at `gate` (it waits there) and once more behind that: how both
+    /// calls ended.
+    pub async fn two_calls_behind_a_gate(
+        &self,
+        target: ActorRef<Counter>,
+        gate: String,
+    ) -> Vec<Result<u64, Error>> {
+        let waiting = target.wait_for_gate(gate);
+        let queued = target.increment();
+        vec![waiting.await, queued.await]
+    }
+
     /// Sends `target` a call that waits at `gate`, then kills it through this process's
     /// own handle: a `Kill` frame behind the call, on the stream the calls travel on.
     pub async fn kill_behind_a_waiting_call(&self, target: ActorRef<Counter>, gate: String) {

@@ -156,6 +156,12 @@ impl CallStream {
         Poll::Pending
     }
 
+    /// Why the actor is gone, for a call it dropped unanswered (`None` once nothing of
+    /// it is left).
+    pub(super) fn actor_gone(&self) -> Option<Error> {
+        self.actor.upgrade().map(|actor| actor.gone())
+    }
+
     /// The serving task has handled the frame it read (its call is in the mailbox).
     pub(super) fn done_with_frame(&self) {
         lock(&self.inner).in_hand = false;

@@ -353,7 +353,13 @@ impl SharedReplySink for Replies {
         self.answered();
     }
 
-    fn abandoned(&self, _call: u64) {
+    fn abandoned(&self, call: u64) {
+        // The actor went away without answering (killed while the call ran or waited in
+        // its mailbox): the caller hears why now, not when the stream or process ends.
+        let gone = self.stream.upgrade().and_then(|stream| stream.actor_gone());
+        if let Some(gone) = gone {
+            self.append(call, &kt_core::backend::encode_error(&gone));
+        }
         self.answered();
     }
 }

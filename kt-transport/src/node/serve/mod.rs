@@ -5,7 +5,9 @@
 //! Anything wrong with the bytes — garbage, a truncated or oversized frame, an unknown
 //! actor, another protocol version — is answered with a `Refused` frame on that stream
 //! and never affects other streams or the process (rule X3). Unknown methods and wrong
-//! argument types are answered per call by the actor's own decoding.
+//! argument types are answered per call by the actor's own decoding. While the actor is
+//! idle, it reads its call stream itself (`call_stream`): a call then runs without a hop
+//! from this task to the actor's.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};

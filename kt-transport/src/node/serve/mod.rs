@@ -412,6 +412,8 @@ async fn serve_calls(
         let served = match served {
             Served::Call(call) => {
                 calls.unanswered.fetch_add(1, Ordering::AcqRel);
+                // Batching follows the unanswered count here, not what the actor last saw.
+                calls.more_at_hand.store(false, Ordering::Relaxed);
                 let sink = EncodedReply::shared(replies.clone(), call.call_id);
                 Ok(actor.route().send_encoded(&call.method, call.args, sink))
             }

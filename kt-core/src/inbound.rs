@@ -113,34 +113,41 @@ impl Inbound {
     ) -> Poll<()> {
         let mut at = 0;
         loop {
-            let source = {
+            let (source, held) = {
                 let mut slot = self.slot();
                 if !slot.idle.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                     slot.idle = Some(cx.waker().clone());
                 }
                 match slot.sources.get(at) {
-                    Some(source) => source.clone(),
+                    Some(source) => (source.clone(), slot.sources.len()),
                     None => return Poll::Pending,
                 }
             };
             let polled = source.poll_call(cx, take);
+            // With one source (the common case) there is no turn to keep: no lock again.
+            // (One lent meanwhile woke this task, which looks again.)
+            match polled {
+                Poll::Pending if at + 1 >= held => return Poll::Pending,
+                Poll::Pending => {
+                    at += 1;
+                    continue;
+                }
+                Poll::Ready(true) if held == 1 => return Poll::Ready(()),
+                Poll::Ready(_) => {}
+            }
             let mut slot = self.slot();
-            let held = slot
-                .sources
-                .iter()
-                .position(|held| Arc::ptr_eq(held, &source));
-            match (polled, held) {
-                (Poll::Pending, _) => at += 1,
+            let position = slot.sources.iter().position(|s| Arc::ptr_eq(s, &source));
+            match (polled, position) {
                 // Read from last: its turn comes after the others'.
-                (Poll::Ready(true), Some(held)) => {
-                    let read = slot.sources.remove(held);
+                (Poll::Ready(true), Some(position)) => {
+                    let read = slot.sources.remove(position);
                     slot.sources.push(read);
                     return Poll::Ready(());
                 }
                 (Poll::Ready(true), None) => return Poll::Ready(()),
                 // Taken back: dropped (the next one moves up to `at`).
-                (Poll::Ready(false), Some(held)) => drop(slot.sources.remove(held)),
-                (Poll::Ready(false), None) => {}
+                (_, Some(position)) => drop(slot.sources.remove(position)),
+                (_, None) => {}
             }
         }
     }
@@ -148,6 +155,10 @@ impl Inbound {
     /// The actor is about to wait for something else than its next call: the sources
     /// go back to their transports.
     pub(crate) fn give_back(&self) {
+        // Nothing was ever offered (an actor no transport serves): nothing to give back.
+        if !self.is_wanted() {
+            return;
+        }
         let mut slot = self.slot();
         for source in slot.sources.drain(..) {
             source.give_back();

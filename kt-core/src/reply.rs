@@ -186,9 +186,7 @@ impl EncodedReply {
             }
         }
     }
-}
 
-impl EncodedReply {
     /// Answers with a reply a route read (shared bytes go on as they are).
     pub fn deliver_kept(self, kept: KeptReply) {
         match kept {
@@ -196,9 +194,7 @@ impl EncodedReply {
             inline => self.deliver_slice(inline.as_slice()),
         }
     }
-}
 
-impl EncodedReply {
     /// Answers with an encoded reply that is only borrowed (see
     /// [`ReplySink::deliver_slice`]).
     pub fn deliver_slice(self, encoded: &[u8]) {

@@ -62,6 +62,7 @@ impl RouteState {
     /// with [`Self::gone`] once the caller holds no lock), one recorded after fails it
     /// with the other pending calls (`fail_pending` takes the same lock). Returns how
     /// many calls wait for replies now, this one included.
+    ///
     /// A second call waiting, or one whose caller will not read (it brought a slot of its
     /// own), makes the reader task read the replies ([`ReplyReader`]).
     pub(super) fn register(&self, call_id: u64, slot: Slot) -> Result<usize, Slot> {
@@ -125,6 +126,7 @@ impl RouteState {
 
     /// Collects the reply of call `call_id` for its caller (see
     /// [`kt_core::backend::EncodedRoute::poll_kept`]).
+    ///
     /// A caller whose call is the only one unanswered reads the replies itself
     /// ([`ReplyReader`]); it keeps no waker in its slot while it does, so that its own
     /// reply does not wake the task that is reading it.

@@ -89,28 +89,35 @@ pub(super) struct ReadCall {
 }
 
 impl CallStream {
-    /// The stream `frames` of calls for `actor`, counted in `calls`, replies going to
-    /// `replies` (which may lend the stream when the last call is answered).
+    /// The stream `frames` of calls for `actor`, counted in `calls`, and its replies,
+    /// made by `replies` (which may lend the stream when the last call is answered).
     pub(super) fn new(
         frames: Frames,
         actor: &Arc<dyn EncodedRoute>,
         calls: Arc<Calls>,
         replies: impl FnOnce(Weak<CallStream>) -> Arc<Replies>,
-    ) -> Arc<Self> {
-        Arc::new_cyclic(|me| CallStream {
-            inner: Mutex::new(Inner {
-                frames: Some(frames),
-                methods: Methods::default(),
-                replies: Some(replies(me.clone())),
-                reader: Reader::Serving,
-                left: None,
-                in_hand: false,
-                serving: None,
-                serving_waits: false,
-            }),
-            calls,
-            actor: Arc::downgrade(actor),
-        })
+    ) -> (Arc<Self>, Arc<Replies>) {
+        let mut made = None;
+        let stream = Arc::new_cyclic(|me| {
+            let replies = replies(me.clone());
+            made = Some(replies.clone());
+            CallStream {
+                inner: Mutex::new(Inner {
+                    frames: Some(frames),
+                    methods: Methods::default(),
+                    replies: Some(replies),
+                    reader: Reader::Serving,
+                    left: None,
+                    in_hand: false,
+                    serving: None,
+                    serving_waits: false,
+                }),
+                calls,
+                actor: Arc::downgrade(actor),
+            }
+        });
+        let replies = made.unwrap_or_else(|| unreachable!("new_cyclic ran the closure"));
+        (stream, replies)
     }
 
     /// The serving task's side: the next frame (methods defined, calls with their
@@ -121,7 +128,7 @@ impl CallStream {
             let mut inner = lock(&self.inner);
             if let Some(item) = inner.left.take() {
                 inner.in_hand = true;
-                return Poll::Ready(inner.serve(item));
+                return Poll::Ready(self.serve(&mut inner, item));
             }
             // Kept for when the actor gives the stream back: QUIC then wakes whoever
             // read last, the actor.
@@ -137,14 +144,14 @@ impl CallStream {
                 return Poll::Pending;
             }
             let Some(frames) = inner.frames.as_mut() else {
-                return Poll::Ready(Served::Item(None));
+                return Poll::Ready(Served::End);
             };
             match std::pin::Pin::new(frames).poll_next(cx) {
                 Poll::Ready(item) => {
                     inner.in_hand = true;
                     let item =
                         item.map(|body| body.map_err(frame_error).and_then(decode_caller_frame));
-                    return Poll::Ready(inner.serve(item));
+                    return Poll::Ready(self.serve(&mut inner, item));
                 }
                 Poll::Pending => self.calls.unanswered.load(Ordering::Acquire) == 0,
             }
@@ -237,37 +244,51 @@ impl CallStream {
 
 /// What the serving task read.
 pub(super) enum Served {
-    /// A call for the mailbox.
+    /// A call for the mailbox (counted as unanswered already).
     Call(ReadCall),
     /// A method defined: nothing more to do.
     Defined,
-    /// Any other frame, the stream's end (`None`), or why it cannot be read.
-    Item(Item),
+    /// The caller's last owning handle is gone.
+    Release,
+    /// Kill the actor now.
+    Kill,
+    /// The stream ended.
+    End,
+    /// The stream's framing is lost: nothing after this can be read reliably.
+    Broken(Error),
 }
 
-impl Inner {
-    /// Defines methods and names calls for the serving task.
-    fn serve(&mut self, item: Item) -> Served {
+impl CallStream {
+    /// Defines methods, and names and counts calls, for the serving task.
+    fn serve(&self, inner: &mut Inner, item: Item) -> Served {
         match item {
             Some(Ok(CallerFrame::Call {
                 call_id,
                 method,
                 args,
-            })) => match self.methods.name(method) {
-                Ok(method) => Served::Call(ReadCall {
-                    call_id,
-                    method: method.clone(),
-                    args,
-                }),
-                Err(error) => Served::Item(Some(Err(error))),
+            })) => match inner.methods.name(method) {
+                Ok(method) => {
+                    self.calls.unanswered.fetch_add(1, Ordering::AcqRel);
+                    // Batching follows the unanswered count, not what the actor last saw.
+                    self.calls.more_at_hand.store(false, Ordering::Relaxed);
+                    Served::Call(ReadCall {
+                        call_id,
+                        method: method.clone(),
+                        args,
+                    })
+                }
+                Err(error) => Served::Broken(error),
             },
             Some(Ok(CallerFrame::Method { index, name })) => {
-                match self.methods.define(index, name) {
+                match inner.methods.define(index, name) {
                     Ok(()) => Served::Defined,
-                    Err(error) => Served::Item(Some(Err(error))),
+                    Err(error) => Served::Broken(error),
                 }
             }
-            other => Served::Item(other),
+            Some(Ok(CallerFrame::Release)) => Served::Release,
+            Some(Ok(CallerFrame::Kill)) => Served::Kill,
+            Some(Err(error)) => Served::Broken(error),
+            None => Served::End,
         }
     }
 }

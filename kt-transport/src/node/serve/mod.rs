@@ -25,7 +25,7 @@ use super::Node;
 use super::control::{AttachStream, HelloStream};
 use super::writer::OrderedWriter;
 use crate::wire::budget::{Budgeted, ConnectionBudget};
-use crate::wire::call::{CallerFrame, REPLY_HEADER, write_refused, write_reply};
+use crate::wire::call::{REPLY_HEADER, write_refused, write_reply};
 use crate::wire::frame::{
     Frame, PROTOCOL_VERSION, codec, decode_frame, encode_frame, max_message_bytes,
 };
@@ -381,20 +381,16 @@ async fn serve_calls(
     let writer = Arc::new(OrderedWriter::new(BytesMut::new(), ()));
     let calls = Arc::new(Calls::default());
     let stream_id = u64::from(frames.get_ref().get_ref().id());
-    let mut replies = None;
-    let stream = CallStream::new(frames, actor.route(), calls.clone(), |stream| {
-        let made = Arc::new(Replies {
+    let (stream, replies) = CallStream::new(frames, actor.route(), calls.clone(), |stream| {
+        Arc::new(Replies {
             writer: writer.clone(),
             conn,
             stream_id,
             runtime: node.runtime.clone(),
-            calls: calls.clone(),
+            calls,
             stream,
-        });
-        replies = Some(made.clone());
-        made
+        })
     });
-    let replies = replies.unwrap_or_else(|| unreachable!("new_cyclic ran the closure"));
     // Finish the stream and wait until the caller has read it to the end, so that a
     // worker about to exit loses no reply it has sent.
     let written = tokio::spawn(async move {
@@ -411,23 +407,20 @@ async fn serve_calls(
         };
         let served = match served {
             Served::Call(call) => {
-                calls.unanswered.fetch_add(1, Ordering::AcqRel);
-                // Batching follows the unanswered count here, not what the actor last saw.
-                calls.more_at_hand.store(false, Ordering::Relaxed);
                 let sink = EncodedReply::shared(replies.clone(), call.call_id);
                 Ok(actor.route().send_encoded(&call.method, call.args, sink))
             }
             Served::Defined => Ok(Accepted::Now),
-            Served::Item(None) => break,
-            Served::Item(Some(item)) => item.map(|frame| {
-                match frame {
-                    CallerFrame::Kill => actor.kill(),
-                    CallerFrame::Release => node.control().release_hosted(actor.label().id),
-                    // Named or defined by the stream already.
-                    CallerFrame::Call { .. } | CallerFrame::Method { .. } => {}
-                }
-                Accepted::Now
-            }),
+            Served::Kill => {
+                actor.kill();
+                Ok(Accepted::Now)
+            }
+            Served::Release => {
+                node.control().release_hosted(actor.label().id);
+                Ok(Accepted::Now)
+            }
+            Served::End => break,
+            Served::Broken(error) => Err(error),
         };
         match served {
             Ok(Accepted::Now) => {}

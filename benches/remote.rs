@@ -19,6 +19,7 @@ use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[allow(dead_code, reason = "remote calls use the ping-pong floors only")]
 mod floors;
 mod support;
 

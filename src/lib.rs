@@ -58,6 +58,11 @@ pub use kt_k8s::{Kubernetes, KubernetesBuilder, Reach};
 pub use kt_macros::{actor, main, test};
 pub use kt_transport::{LocalProcess, is_worker, serve_if_worker};
 
+/// The data store: versioned values by key, held where they are put, mapped without a
+/// copy on one host and streamed over QUIC across hosts. See [`store::put`],
+/// [`store::get`] and [`store::wait_newer`].
+pub use kt_store as store;
+
 /// The JSON values [`Compute::pod_patch`] and [`Compute::pod_json_patch`] take, so that
 /// `kt` alone is enough to write them: `kt::serde_json::json!({...})`.
 pub use serde_json;

@@ -47,7 +47,7 @@ async fn attach_when_up(address: SocketAddr, token: u64) -> kt::Result<dialed::A
 
 /// Prepares and starts a dialed worker hosting `Accumulator::new(start)` on `ip`: its
 /// token, address, process and worker directory.
-fn dialed_accumulator(
+async fn dialed_accumulator(
     ip: &str,
     start: u64,
 ) -> (
@@ -64,6 +64,7 @@ fn dialed_accumulator(
         SpawnOptions::default(),
         port,
     )
+    .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let worker = start_worker(&prepared, ip, dir.path());
@@ -74,7 +75,7 @@ fn dialed_accumulator(
 #[kt::test]
 async fn a_dialed_worker_serves_its_driver_and_exits_when_released() {
     let ip = "127.0.1.77";
-    let (prepared, address, mut worker, _dir) = dialed_accumulator(ip, 40);
+    let (prepared, address, mut worker, _dir) = dialed_accumulator(ip, 40).await;
 
     // A driver with the wrong token is refused and the worker keeps waiting.
     let wrong = loop {
@@ -108,7 +109,7 @@ async fn a_dialed_worker_serves_its_driver_and_exits_when_released() {
 #[kt::test]
 async fn the_backend_reports_a_dialed_workers_death_to_waiting_calls() {
     let ip = "127.0.1.78";
-    let (prepared, address, mut worker, _dir) = dialed_accumulator(ip, 0);
+    let (prepared, address, mut worker, _dir) = dialed_accumulator(ip, 0).await;
     let attached = attach_when_up(address, prepared.token).await.unwrap();
     let death = attached.death.clone();
     let actor = kt::backend::Placed::elsewhere(attached.handle(true))

@@ -3,31 +3,16 @@
 
 mod support;
 
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kt::prelude::*;
-use support::{Accumulator, Counter, Relay, open_gate, probe};
+use support::{Accumulator, Counter, Relay, exited, open_gate, probe};
 use tokio::io::AsyncBufReadExt;
 
 fn local() -> Arc<dyn kt::Placement> {
     Arc::new(kt::LocalProcess::new())
-}
-
-/// Resolves when process `pid` has exited, without polling: a pidfd becomes readable.
-async fn exited(pid: i32) {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return; // ESRCH: already gone.
-    }
-    // SAFETY: `fd` was just returned by pidfd_open and is owned by nobody else.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    // SAFETY: the AsyncFd takes ownership of the pidfd and closes it when dropped.
-    let fd = unsafe { tokio::io::unix::AsyncFd::register(fd) }.expect("register pidfd");
-    let _ = fd.readable().await.expect("pidfd readable");
 }
 
 #[kt::test]

@@ -31,15 +31,16 @@ pub fn serve_if_floor() {
         match kind.as_str() {
             "quinn" => quinn_echo().await,
             "unix" => unix_echo().await,
+            "quinn-bulk" => quinn_bulk().await,
+            "memfd" => memfd_server().await,
             other => panic!("unknown floor {other}"),
         }
     });
     std::process::exit(0);
 }
 
-/// Reads the PEM identity from stdin, serves echo on every bidirectional stream, prints
-/// the port, and exits when stdin closes.
-async fn quinn_echo() {
+/// Reads the PEM identity from stdin and starts a quinn server with it; prints its port.
+fn quinn_server() -> quinn::Endpoint {
     let mut lines = std::io::stdin().lock().lines();
     let mut pem = || {
         let line = lines.next().expect("a line").expect("stdin");
@@ -55,6 +56,12 @@ async fn quinn_echo() {
     .expect("bind");
     println!("{}", server.local_addr().expect("addr").port());
     std::io::stdout().flush().expect("flush");
+    server
+}
+
+/// Serves echo on every bidirectional stream, and exits when stdin closes.
+async fn quinn_echo() {
+    let server = quinn_server();
     tokio::spawn(async move {
         while let Some(incoming) = server.accept().await {
             tokio::spawn(async move {
@@ -88,6 +95,76 @@ async fn unix_echo() {
                 let mut buf = vec![0u8; 64 * 1024];
                 while let Ok(n) = stream.read(&mut buf).await {
                     if n == 0 || stream.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    wait_for_stdin_eof().await;
+}
+
+/// The size of the value a bulk floor serves (`KT_BENCH_FLOOR_LEN`).
+fn floor_len() -> usize {
+    std::env::var("KT_BENCH_FLOOR_LEN")
+        .expect("a length")
+        .parse()
+        .expect("a number")
+}
+
+/// On every bidirectional stream, reads nothing and writes `KT_BENCH_FLOOR_LEN` bytes
+/// held in memory (as `Bytes` chunks: no copy on the sending side), then finishes it.
+async fn quinn_bulk() {
+    let server = quinn_server();
+    let value = bytes::Bytes::from(vec![1u8; floor_len()]);
+    tokio::spawn(async move {
+        while let Some(incoming) = server.accept().await {
+            let value = value.clone();
+            tokio::spawn(async move {
+                let Ok(conn) = incoming.await else { return };
+                while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+                    let value = value.clone();
+                    tokio::spawn(async move {
+                        let mut ask = [0u8; 1];
+                        if recv.read_exact(&mut ask).await.is_err() {
+                            return;
+                        }
+                        let mut at = 0;
+                        while at < value.len() {
+                            let end = value.len().min(at + (1 << 20));
+                            if send.write_chunk(value.slice(at..end)).await.is_err() {
+                                return;
+                            }
+                            at = end;
+                        }
+                        let _ = send.finish();
+                    });
+                }
+            });
+        }
+    });
+    wait_for_stdin_eof().await;
+}
+
+/// Holds a sealed memfd of `KT_BENCH_FLOOR_LEN` bytes and hands it to every request on
+/// the abstract Unix socket `KT_BENCH_FLOOR_PATH`.
+async fn memfd_server() {
+    use kt_transport::wire::fd_passing::FdListener;
+    use kt_transport::wire::sealed_memory::SealedMemory;
+    use std::os::fd::AsFd;
+    let name = std::env::var("KT_BENCH_FLOOR_PATH").expect("socket name");
+    let memory =
+        std::sync::Arc::new(SealedMemory::from_slice(&vec![1u8; floor_len()]).expect("memfd"));
+    let listener = FdListener::bind(&name).expect("bind");
+    println!("ready");
+    std::io::stdout().flush().expect("flush");
+    tokio::spawn(async move {
+        while let Ok(connection) = listener.accept().await {
+            let memory = memory.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 16];
+                while let Ok((n, _)) = connection.recv(&mut buf).await {
+                    if n == 0 || connection.send(b"k", &[memory.fd().as_fd()]).await.is_err() {
                         break;
                     }
                 }
@@ -239,5 +316,105 @@ impl UnixFloor {
         self.stream.write_all(&[7u8; MESSAGE]).await.expect("write");
         let mut buf = [0u8; MESSAGE];
         self.stream.read_exact(&mut buf).await.expect("read");
+    }
+}
+
+/// The same-host floor of a store get: a far-end process hands over a sealed memfd on an
+/// abstract Unix socket, and this side checks its seals and maps it.
+pub struct MemfdFloor {
+    connection: kt_transport::wire::fd_passing::FdConnection,
+    len: usize,
+    _far: FarEnd,
+}
+
+impl MemfdFloor {
+    /// Starts the far end holding `len` bytes and connects to it (inside the runtime).
+    pub async fn start(len: usize) -> MemfdFloor {
+        let name = format!("kt-bench-floor-{}", std::process::id());
+        let len_text = len.to_string();
+        let (child, stdin, stdout) = spawn_far_end(
+            "memfd",
+            &[
+                ("KT_BENCH_FLOOR_PATH", &name),
+                ("KT_BENCH_FLOOR_LEN", &len_text),
+            ],
+        );
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("ready");
+        let connection =
+            kt_transport::wire::fd_passing::FdConnection::connect(&name).expect("connect");
+        MemfdFloor {
+            connection,
+            len,
+            _far: FarEnd {
+                child,
+                _stdin: stdin,
+            },
+        }
+    }
+
+    /// Asks for the memfd and maps it.
+    pub async fn fetch(&mut self) -> kt_transport::wire::sealed_memory::SealedMemory {
+        self.connection.send(b"?", &[]).await.expect("ask");
+        let mut buf = [0u8; 16];
+        let (_, mut fds) = self.connection.recv(&mut buf).await.expect("answer");
+        kt_transport::wire::sealed_memory::SealedMemory::from_received(
+            fds.pop().expect("a memfd"),
+            Some(self.len as u64),
+        )
+        .expect("sealed")
+    }
+}
+
+/// The cross-host floor of a store get: a raw quinn stream (mutual TLS) from a far-end
+/// process carrying the whole value into a buffer.
+pub struct QuinnBulkFloor {
+    conn: quinn::Connection,
+    _endpoint: quinn::Endpoint,
+    _far: FarEnd,
+}
+
+impl QuinnBulkFloor {
+    /// Starts the far end holding `len` bytes and connects to it (inside the runtime).
+    pub async fn start(len: usize) -> QuinnBulkFloor {
+        let ca = ClusterCa::generate().expect("ca");
+        let (ca_pem, cert, key) = ca.issue("floor server").expect("leaf").to_pem();
+        let len_text = len.to_string();
+        let (child, mut stdin, stdout) =
+            spawn_far_end("quinn-bulk", &[("KT_BENCH_FLOOR_LEN", &len_text)]);
+        for pem in [ca_pem, cert, key] {
+            writeln!(stdin, "{}", pem.replace('\n', "\\n")).expect("write identity");
+        }
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("port");
+        let port: u16 = line.trim().parse().expect("a port");
+        let client_id = ca.issue("floor client").expect("leaf");
+        let mut endpoint =
+            quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("client");
+        endpoint.set_default_client_config(client_id.client_config().expect("client config"));
+        let conn = endpoint
+            .connect(([127, 0, 0, 1], port).into(), SERVER_NAME)
+            .expect("connect")
+            .await
+            .expect("handshake");
+        QuinnBulkFloor {
+            conn,
+            _endpoint: endpoint,
+            _far: FarEnd {
+                child,
+                _stdin: stdin,
+            },
+        }
+    }
+
+    /// Fetches the whole value into `buffer` (its length) on a new stream.
+    pub async fn fetch(&mut self, buffer: &mut [u8]) {
+        let (mut send, mut recv) = self.conn.open_bi().await.expect("stream");
+        send.write_all(&[1]).await.expect("ask");
+        recv.read_exact(buffer).await.expect("the value");
     }
 }

@@ -330,7 +330,9 @@ pub enum Error {
     /// A producer that never waits filled an actor's mailbox and the parking queue beside
     /// it (rule B1): this call was refused, not queued; the calls before it still run.
     #[error(
-        "actor {actor} is overloaded: its mailbox is full and {limit} calls already wait          beside it, so this call was refused. Await calls (or `Call::sent()`) so that the          producer keeps the actor's pace, or raise `mailbox_capacity`"
+        "actor {actor} is overloaded: its mailbox is full and {limit} calls already wait \
+         beside it, so this call was refused. Await calls (or `Call::sent()`) so that the \
+         producer keeps the actor's pace, or raise `mailbox_capacity`"
     )]
     Overloaded {
         /// The actor.
@@ -402,6 +404,104 @@ pub enum Error {
          `#[tokio::main]` or `#[tokio::test]`"
     )]
     NoRuntime,
+
+    /// The data store has no value under this key.
+    #[error(
+        "the data store has no value under '{key}'. Check the key (`kt::store::ls` lists \
+         them), or wait for its producer with `wait_newer(key, Version::NONE)`"
+    )]
+    KeyNotFound {
+        /// The key asked for.
+        key: String,
+    },
+
+    /// The version asked for was deleted or dropped by the key's retention.
+    #[error(
+        "version {version} of '{key}' is gone (removed, or past the key's retention); the \
+         versions kept are {kept}. Ask for a kept version, or raise `keep_last` on put"
+    )]
+    VersionGone {
+        /// The key.
+        key: String,
+        /// The version asked for.
+        version: u64,
+        /// The versions still kept, as a range ("3..=5") or "none".
+        kept: String,
+    },
+
+    /// A stored value was read as another kind than it was put as (tensors as a serde
+    /// value, say).
+    #[error("version {version} of '{key}' holds {holds}: read it with `{read_with}`")]
+    WrongValueKind {
+        /// The key.
+        key: String,
+        /// The version.
+        version: u64,
+        /// What the version holds ("a tensor set (put with `put_tensors`)").
+        holds: String,
+        /// The reader that fits it (`Entry::tensors()`).
+        read_with: String,
+    },
+
+    /// The store's memory and disk budgets cannot take this value.
+    #[error(
+        "the data store is full: {needed} bytes needed, {held} of its {budget}-byte budget \
+         held by values that cannot be evicted or spilled. Remove versions (`rm`, \
+         `keep_last`), or raise the budget (KT_STORE_MEMORY_BYTES, KT_STORE_DISK_BYTES)"
+    )]
+    StoreFull {
+        /// The bytes the value needs.
+        needed: u64,
+        /// The budget in bytes (memory plus disk).
+        budget: u64,
+        /// The bytes held now.
+        held: u64,
+    },
+
+    /// Every process that held this version is gone, so its bytes are lost.
+    #[error(
+        "version {version} of '{key}' is lost: its last holder ({holder}) is gone. Put the \
+         value again from its producer; values live in the processes that put or fetched \
+         them"
+    )]
+    HolderLost {
+        /// The key.
+        key: String,
+        /// The version.
+        version: u64,
+        /// The last holder tried.
+        holder: String,
+    },
+
+    /// A store operation did not complete in time.
+    #[error("{operation} did not complete within {waited_ms} ms. {advice}")]
+    Timeout {
+        /// What was waited for.
+        operation: String,
+        /// How long it waited.
+        waited_ms: u64,
+        /// What to do about it.
+        advice: String,
+    },
+
+    /// No GPU can be used here: no CUDA driver, no device, or no NCCL library.
+    #[error("no GPU can be used: {reason}")]
+    GpuUnavailable {
+        /// What is missing and how to provide it.
+        reason: String,
+    },
+
+    /// A CUDA or NCCL call failed.
+    #[error(
+        "{operation} failed: {message}. A CUDA error usually means a bad device index, too \
+         little device memory, or a broken driver install (check `nvidia-smi`)"
+    )]
+    GpuFailed {
+        /// The CUDA or NCCL operation.
+        operation: String,
+        /// The library's error name and text.
+        message: String,
+    },
 }
 
 impl Error {

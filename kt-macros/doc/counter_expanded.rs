@@ -2,6 +2,7 @@
 pub struct Counter {
     value: u64,
 }
+#[diagnostic::do_not_recommend]
 impl ::kt::__private::ActorStruct for Counter {
     const TYPE_NAME: &'static str = ::core::concat!(::core::module_path!(), "::", "Counter");
 }

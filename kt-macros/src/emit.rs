@@ -21,6 +21,9 @@ pub fn actor_struct(actor: &ActorStruct) -> TokenStream {
     quote! {
         #item
 
+        // Not offered as a hint when another type lacks the impl: the hint would name
+        // whichever actor happens to be linked, not the fix.
+        #[diagnostic::do_not_recommend]
         impl ::kt::__private::ActorStruct for #ident {
             const TYPE_NAME: &'static str = #type_name;
         }

@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+pub mod store;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
@@ -566,4 +568,18 @@ impl Blobs {
     pub fn measure(&self, payload: bytes::Bytes) -> usize {
         payload.len()
     }
+}
+
+/// Resolves when process `pid` has exited, without polling: a pidfd becomes readable.
+pub async fn exited(pid: i32) {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return; // ESRCH: already gone.
+    }
+    // SAFETY: `fd` was just returned by pidfd_open and is owned by nobody else.
+    let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
+    // SAFETY: the AsyncFd takes ownership of the pidfd and closes it when dropped.
+    let fd = unsafe { tokio::io::unix::AsyncFd::register(fd) }.expect("register pidfd");
+    let _ = fd.readable().await.expect("pidfd readable");
 }

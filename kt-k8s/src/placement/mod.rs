@@ -579,7 +579,7 @@ impl Inner {
         let pod = actor_pod_named(plan, &pod_name)?;
         // A pod the kubelet restarts keeps running after a failure: it is not kept.
         let restarts = pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref()) != Some("Never");
-        let prepared = dialed::prepare(type_name, recipe.args.clone(), options, self.port)?;
+        let prepared = dialed::prepare(type_name, recipe.args.clone(), options, self.port).await?;
         let files = WorkerFiles {
             ca_pem: prepared.files.ca_pem.into_bytes(),
             cert_pem: prepared.files.cert_pem.into_bytes(),

@@ -282,6 +282,7 @@ async fn start_incarnation(
         type_name: type_name.to_string(),
         args: recipe.args.clone(),
         options,
+        inherited: crate::worker::inherit::inherited().await?,
     };
     let detached = config.options.lifetime == Lifetime::Detached;
     let hello = node.control().expect_hello(token);

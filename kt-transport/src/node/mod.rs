@@ -11,7 +11,8 @@
 //! | `peer.rs` | connections to other nodes, and which route a large reply answers |
 //! | `route/` | [`RemoteRoute`]: calls to one remote actor, in order, on one stream; its fate and pending calls (`state.rs`, `pending.rs`), how a call is put on the stream (`calls.rs`) |
 //! | `writer.rs` | a stream's ordered outgoing bytes, written inline when the stream is idle |
-//! | `serve.rs` | the serving side: call streams in, replies out; refusing bad streams |
+//! | `serve/` | the serving side: call streams in, replies out; refusing bad streams |
+//! | [`bulk`] | data-store values between hosts: chunked, verified, resumable bulk streams |
 //! | `control.rs` | the worker-control rendezvous: hello, attach, release |
 //! | `forward.rs` | QUIC over forwarded byte streams (port-forwards) |
 //! | `handles.rs` | handles in messages become addresses on this node, and back |
@@ -29,6 +30,7 @@ use kt_core::{ErasedActor, Error};
 use crate::wire::TransportError;
 use crate::wire::tls::{ClusterCa, Identity};
 
+pub mod bulk;
 mod control;
 mod forward;
 mod global;
@@ -118,6 +120,12 @@ impl Node {
     /// The address other processes reach this node at.
     pub fn address(&self) -> SocketAddr {
         self.address
+    }
+
+    /// The runtime this node's tasks run on: it lives as long as the process, so
+    /// services that must outlive a caller's runtime (the data store's socket) run there.
+    pub fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.runtime
     }
 
     /// The session CA, on a driver.

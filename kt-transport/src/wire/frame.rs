@@ -21,7 +21,7 @@ use tokio_util::codec::Decoder;
 use super::budget::Admission;
 
 /// The version of this wire protocol; peers of another version are refused.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// The default limit on one message, in bytes (override with `KT_MAX_MESSAGE_BYTES`).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 128 * 1024 * 1024;
@@ -92,6 +92,27 @@ pub enum Frame {
     Gone {
         /// Why the actor stopped.
         cause: kt_core::DeathCause,
+    },
+    /// Getter → holder, the only frame of a bulk stream's request: send the bytes of
+    /// version `key_version` of `key`, from `offset` (a multiple of the chunk size) on.
+    Fetch {
+        /// The sender's protocol version.
+        version: u16,
+        /// The data-store key.
+        key: String,
+        /// The key's version.
+        key_version: u64,
+        /// Where to start, in bytes.
+        offset: u64,
+    },
+    /// Holder → getter, the first frame of a bulk stream's reply: the value's size (then
+    /// its bytes follow from the asked offset, unframed, in chunks of `chunk` bytes, the
+    /// last one shorter, each followed by its 8-byte xxh3 digest), or why not.
+    Fetched {
+        /// The value's whole size, or why it cannot be sent.
+        result: Result<u64, Error>,
+        /// The chunk size.
+        chunk: u32,
     },
 }
 
@@ -339,6 +360,20 @@ pub(crate) fn every_kind() -> Vec<Frame> {
         },
         Frame::Gone {
             cause: kt_core::DeathCause::Killed,
+        },
+        Frame::Fetch {
+            version: PROTOCOL_VERSION,
+            key: "policy/weights".into(),
+            key_version: 3,
+            offset: 1 << 20,
+        },
+        Frame::Fetched {
+            result: Ok(100 << 20),
+            chunk: 1 << 20,
+        },
+        Frame::Fetched {
+            result: Err(Error::KeyNotFound { key: "w".into() }),
+            chunk: 1 << 20,
         },
     ]
 }

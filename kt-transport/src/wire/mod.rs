@@ -12,13 +12,17 @@
 //! | [`quic`] | the QUIC transport settings every connection shares |
 //! | [`stream_socket`] | QUIC datagrams carried over byte streams (port-forwards) |
 //! | [`directory`] | this user's machine-wide state directory: names, the machine CA, logs |
+//! | [`sealed_memory`] | immutable bytes in a sealed memfd, mapped read-only, for same-host sharing |
+//! | [`fd_passing`] | file descriptors between same-user processes over an abstract Unix socket |
 
 pub mod budget;
 pub mod call;
 pub mod directory;
 mod error;
+pub mod fd_passing;
 pub mod frame;
 pub mod quic;
+pub mod sealed_memory;
 pub mod stream_socket;
 pub mod tls;
 

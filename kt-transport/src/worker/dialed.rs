@@ -48,7 +48,7 @@ pub struct Prepared {
 
 /// Prepares a dialed worker for an actor of type `type_name`, built from `args`,
 /// listening on UDP `listen_port`. Its identity is issued by this driver's CA.
-pub fn prepare(
+pub async fn prepare(
     type_name: &str,
     args: Bytes,
     options: SpawnOptions,
@@ -70,6 +70,7 @@ pub fn prepare(
         type_name: type_name.to_string(),
         args,
         options,
+        inherited: super::inherit::inherited().await?,
     };
     Ok(Prepared {
         token,

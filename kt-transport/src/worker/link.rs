@@ -23,7 +23,7 @@ pub(crate) fn link(
     events: Frames,
     killer: Option<Box<dyn Fn() + Send + Sync>>,
 ) -> (Arc<RemoteRoute>, DeathReporter) {
-    let route = RemoteRoute::new(node.clone(), address, true, killer);
+    let route = RemoteRoute::new(node.clone(), address.clone(), true, killer);
     let state = route.state().clone();
     node.runtime.spawn(watch_events(events, state.clone()));
     // The control stream stays open for the worker's life: its end tells an owned
@@ -36,6 +36,7 @@ pub(crate) fn link(
         state,
         node: node.clone(),
         worker,
+        worker_node: address.node.clone(),
     };
     (route, death)
 }
@@ -47,7 +48,20 @@ pub struct DeathReporter {
     state: Arc<RouteState>,
     node: Arc<Node>,
     worker: Option<SocketAddr>,
+    /// The worker's node address, as its handles name it.
+    worker_node: String,
 }
+
+/// Told when a worker process this driver supervises is gone, with the node address
+/// its handles named: services of the session that keep per-process state (the data
+/// store's directory of holders) forget it at once instead of finding out on next use.
+/// Registered with `inventory::submit!`.
+pub struct WorkerGone {
+    /// Called with the gone worker's node address; it must not block.
+    pub notify: fn(&str),
+}
+
+inventory::collect!(WorkerGone);
 
 impl DeathReporter {
     /// The worker's process is gone for `cause`. Replies it flushed before a clean exit
@@ -57,6 +71,11 @@ impl DeathReporter {
             // The worker reported why it stopped and finished its streams before
             // exiting: replies still being read are answers, not losses.
             self.state.replies_read(Duration::from_secs(2)).await;
+        }
+        // Before the callers learn of the death, so that what they do next (a get of a
+        // value it held) already finds it forgotten.
+        for hook in inventory::iter::<WorkerGone> {
+            (hook.notify)(&self.worker_node);
         }
         self.state.die_and_fail(cause);
         // Its address may be handed to a new process: never reuse a connection to the

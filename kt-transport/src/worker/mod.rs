@@ -8,17 +8,20 @@
 //! | `link.rs` | the driver's link to a worker after its `Hello`, and its death report, shared by both kinds |
 //! | [`supervision`] | a dead worker process replaced behind the same handle (rule S3) |
 //! | `command.rs` | the command line that starts this binary as a worker |
+//! | [`inherit`] | values a worker inherits from its driver, by name (the store's directory) |
 //!
 //! It builds on [`crate::node`] and [`crate::wire`]; the placements build on it.
 
 mod command;
 pub mod dialed;
+pub mod inherit;
 mod link;
 pub mod mode;
 pub mod supervision;
 
 pub(crate) use command::worker_args;
 pub use command::{set_worker_args, worker_command};
+pub use link::WorkerGone;
 pub(crate) use link::{DeathReporter, link};
 pub(crate) use mode::encode_config;
 pub use mode::{

@@ -70,6 +70,9 @@ pub struct WorkerConfig {
     pub args: Bytes,
     /// How to run the actor.
     pub options: SpawnOptions,
+    /// Values handed down by name ([`super::inherit`]).
+    #[serde(default)]
+    pub inherited: Vec<(String, Bytes)>,
 }
 
 /// True when this process was started by a kt backend to host an actor.
@@ -213,6 +216,7 @@ async fn run_worker(source: ConfigSource) -> Result<(), Error> {
     // The driver published this process in the name directory; the entry goes with it.
     let _name_entry = config.options.name.clone().map(NameEntryOfThisProcess);
     let log_name = config.options.name.clone().filter(|_| detached);
+    super::inherit::take_inheritance(&config.inherited)?;
     let spawned = registry::spawn_by_name(
         &config.type_name,
         Arc::from(config.args.to_vec()),

@@ -183,6 +183,17 @@ pub(crate) async fn serve_stream(
                 refuse(&mut attach.control, error).await;
             }
         }
+        Frame::Fetch {
+            version,
+            key,
+            key_version,
+            offset,
+        } => {
+            if version != PROTOCOL_VERSION {
+                return refuse(&mut send, version_error(version)).await;
+            }
+            super::bulk::serve_fetch(send, key, key_version, offset).await;
+        }
         other => {
             let error = Error::Protocol {
                 message: format!("a stream cannot start with {}", frame_name(&other)),
@@ -208,6 +219,8 @@ fn frame_name(frame: &Frame) -> &'static str {
         Frame::ReplyStream { .. } => "ReplyStream",
         Frame::Refused { .. } => "Refused",
         Frame::Gone { .. } => "Gone",
+        Frame::Fetch { .. } => "Fetch",
+        Frame::Fetched { .. } => "Fetched",
     }
 }
 

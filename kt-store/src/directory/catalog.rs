@@ -1,0 +1,495 @@
+//! The directory's state: for every key, its versions, and for every version, the
+//! processes that hold its bytes. Plain data and plain functions, so every rule of the
+//! store (monotonic versions, retention, waiting for a newer version, holders coming and
+//! going) is tested here without actors or sockets.
+
+use std::collections::{BTreeMap, HashMap};
+
+use kt_core::Error;
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+use crate::holder::HolderAddress;
+use crate::version::{ValueKind, Version, VersionInfo};
+
+/// What a putter tells the directory about a new value.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Publication {
+    /// The key.
+    pub key: String,
+    /// The value's size in bytes.
+    pub size: u64,
+    /// How its bytes are read.
+    pub kind: ValueKind,
+    /// The producer's metadata.
+    pub meta: BTreeMap<String, String>,
+    /// When it was put (the putter's clock, ms since the epoch).
+    pub put_at_ms: u64,
+    /// Keep only the newest N versions of the key from now on (`None`: leave as is).
+    pub keep_last: Option<usize>,
+    /// The process holding the bytes.
+    pub holder: HolderAddress,
+}
+
+/// The answer to a put: the new version, and the versions the key's retention dropped
+/// (the putter frees its own copies of them).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Published {
+    /// The new version's record.
+    pub info: VersionInfo,
+    /// Versions of the key no longer kept.
+    pub dropped: Vec<Version>,
+}
+
+/// Where a version's bytes can be fetched.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Located {
+    /// The version's record.
+    pub info: VersionInfo,
+    /// The processes holding it, the original first.
+    pub holders: Vec<HolderAddress>,
+    /// The oldest version of the key still kept: a holder frees cached copies older
+    /// than this.
+    pub oldest_kept: Version,
+    /// The last holder found gone, for the error when none is left.
+    pub last_lost: Option<HolderAddress>,
+}
+
+/// One key in a listing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyListing {
+    /// The key.
+    pub key: String,
+    /// Its kept versions, oldest first, each with how many processes hold it.
+    pub versions: Vec<(VersionInfo, usize)>,
+    /// Callers waiting for a version newer than the newest.
+    pub waiting: usize,
+}
+
+/// Which versions `rm` removes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Versions {
+    /// Every version (the key's version counter is kept: versions are never reused).
+    All,
+    /// These versions.
+    Only(Vec<Version>),
+    /// Every version older than this one.
+    OlderThan(Version),
+}
+
+struct Record {
+    info: VersionInfo,
+    holders: Vec<HolderAddress>,
+    last_lost: Option<HolderAddress>,
+}
+
+impl Record {
+    fn forget(&mut self, gone: impl Fn(&HolderAddress) -> bool) {
+        if let Some(index) = self.holders.iter().rposition(&gone) {
+            self.last_lost = Some(self.holders[index].clone());
+        }
+        self.holders.retain(|holder| !gone(holder));
+    }
+}
+
+#[derive(Default)]
+struct KeyEntry {
+    /// The last version handed out (versions of removed values are not handed out again).
+    last: u64,
+    keep_last: Option<usize>,
+    versions: BTreeMap<u64, Record>,
+    waiters: Vec<(u64, oneshot::Sender<Located>)>,
+}
+
+impl KeyEntry {
+    fn located(&self, version: u64) -> Option<Located> {
+        let record = self.versions.get(&version)?;
+        Some(Located {
+            info: record.info.clone(),
+            holders: record.holders.clone(),
+            oldest_kept: self.oldest_kept(),
+            last_lost: record.last_lost.clone(),
+        })
+    }
+
+    fn oldest_kept(&self) -> Version {
+        Version(
+            self.versions
+                .keys()
+                .next()
+                .copied()
+                .unwrap_or(self.last + 1),
+        )
+    }
+
+    fn kept(&self) -> String {
+        match (
+            self.versions.keys().next(),
+            self.versions.keys().next_back(),
+        ) {
+            (Some(first), Some(last)) if first == last => format!("{first} only"),
+            (Some(first), Some(last)) => format!("{first}..={last}"),
+            _ => "none".into(),
+        }
+    }
+
+    /// Drops the oldest versions past the retention; returns them.
+    fn apply_retention(&mut self) -> Vec<Version> {
+        let Some(keep) = self.keep_last else {
+            return Vec::new();
+        };
+        let mut dropped = Vec::new();
+        while self.versions.len() > keep.max(1) {
+            if let Some((version, _)) = self.versions.pop_first() {
+                dropped.push(Version(version));
+            }
+        }
+        dropped
+    }
+}
+
+/// Every key the directory knows.
+#[derive(Default)]
+pub struct Catalog {
+    keys: HashMap<String, KeyEntry>,
+}
+
+/// A `wait_newer` either has its answer now or waits for the next put.
+pub enum Newer {
+    /// A newer version exists.
+    Now(Located),
+    /// Resolves at the next put of the key.
+    Later(oneshot::Receiver<Located>),
+}
+
+impl Catalog {
+    /// Records a new version held by the putter; answers waiters; applies retention.
+    pub fn publish(&mut self, publication: Publication) -> Published {
+        let entry = self.keys.entry(publication.key.clone()).or_default();
+        entry.last += 1;
+        if publication.keep_last.is_some() {
+            entry.keep_last = publication.keep_last;
+        }
+        let info = VersionInfo {
+            key: publication.key,
+            version: Version(entry.last),
+            size: publication.size,
+            kind: publication.kind,
+            meta: publication.meta,
+            put_at_ms: publication.put_at_ms,
+        };
+        entry.versions.insert(
+            entry.last,
+            Record {
+                info: info.clone(),
+                holders: vec![publication.holder],
+                last_lost: None,
+            },
+        );
+        let dropped = entry.apply_retention();
+        if let Some(located) = entry.located(entry.last) {
+            for (_, waiter) in std::mem::take(&mut entry.waiters) {
+                // A waiter that went away (its caller gave up) just misses it.
+                let _ = waiter.send(located.clone());
+            }
+        }
+        Published { info, dropped }
+    }
+
+    /// The newest version of `key`, or `version` of it.
+    pub fn locate(&self, key: &str, version: Option<Version>) -> Result<Located, Error> {
+        let entry = self
+            .keys
+            .get(key)
+            .filter(|entry| entry.last > 0)
+            .ok_or_else(|| not_found(key))?;
+        let wanted = match version {
+            Some(version) => version.0,
+            None => match entry.versions.keys().next_back() {
+                Some(newest) => *newest,
+                None => return Err(not_found(key)),
+            },
+        };
+        entry.located(wanted).ok_or_else(|| Error::VersionGone {
+            key: key.to_string(),
+            version: wanted,
+            kept: entry.kept(),
+        })
+    }
+
+    /// The newest version of `key` if it is newer than `after`, or a receiver that
+    /// resolves at the next put.
+    pub fn wait_newer(&mut self, key: &str, after: Version) -> Newer {
+        let entry = self.keys.entry(key.to_string()).or_default();
+        if let Some((&newest, _)) = entry.versions.last_key_value()
+            && newest > after.0
+            && let Some(located) = entry.located(newest)
+        {
+            return Newer::Now(located);
+        }
+        let (tx, rx) = oneshot::channel();
+        entry.waiters.retain(|(_, waiter)| !waiter.is_closed());
+        entry.waiters.push((after.0, tx));
+        Newer::Later(rx)
+    }
+
+    /// Records one more holder of a version (a getter that keeps its copy).
+    pub fn add_holder(&mut self, key: &str, version: Version, holder: HolderAddress) {
+        if let Some(record) = self
+            .keys
+            .get_mut(key)
+            .and_then(|entry| entry.versions.get_mut(&version.0))
+            && !record.holders.contains(&holder)
+        {
+            record.holders.push(holder);
+        }
+    }
+
+    /// Forgets a holder of a version that a getter found gone; returns the holders left.
+    pub fn lost(&mut self, key: &str, version: Version, holder: &HolderAddress) -> usize {
+        match self
+            .keys
+            .get_mut(key)
+            .and_then(|entry| entry.versions.get_mut(&version.0))
+        {
+            Some(record) => {
+                record.forget(|h| h == holder);
+                record.holders.len()
+            }
+            None => 0,
+        }
+    }
+
+    /// Forgets every holding of the process whose node is at `node`: it is gone.
+    pub fn holder_gone(&mut self, node: &str) {
+        for entry in self.keys.values_mut() {
+            for record in entry.versions.values_mut() {
+                record.forget(|h| h.node == node);
+            }
+        }
+    }
+
+    /// Removes versions of `key`; returns those removed.
+    pub fn remove(&mut self, key: &str, which: &Versions) -> Result<Vec<Version>, Error> {
+        let entry = self
+            .keys
+            .get_mut(key)
+            .filter(|entry| entry.last > 0)
+            .ok_or_else(|| not_found(key))?;
+        let removed: Vec<u64> = match which {
+            Versions::All => entry.versions.keys().copied().collect(),
+            Versions::Only(versions) => versions
+                .iter()
+                .map(|v| v.0)
+                .filter(|v| entry.versions.contains_key(v))
+                .collect(),
+            Versions::OlderThan(newest) => {
+                entry.versions.range(..newest.0).map(|(v, _)| *v).collect()
+            }
+        };
+        for version in &removed {
+            entry.versions.remove(version);
+        }
+        Ok(removed.into_iter().map(Version).collect())
+    }
+
+    /// Every key starting with `prefix` that has kept versions, sorted.
+    pub fn list(&self, prefix: &str) -> Vec<KeyListing> {
+        let mut listing: Vec<KeyListing> = self
+            .keys
+            .iter()
+            .filter(|(key, entry)| key.starts_with(prefix) && !entry.versions.is_empty())
+            .map(|(key, entry)| KeyListing {
+                key: key.clone(),
+                versions: entry
+                    .versions
+                    .values()
+                    .map(|record| (record.info.clone(), record.holders.len()))
+                    .collect(),
+                waiting: entry.waiters.iter().filter(|(_, w)| !w.is_closed()).count(),
+            })
+            .collect();
+        listing.sort_by(|a, b| a.key.cmp(&b.key));
+        listing
+    }
+
+    /// Takes back what a holder still has after the directory lost its state (it
+    /// restarted): the versions keep their numbers, and later puts continue after them.
+    pub fn announce(&mut self, holder: &HolderAddress, held: Vec<VersionInfo>) {
+        for info in held {
+            let entry = self.keys.entry(info.key.clone()).or_default();
+            entry.last = entry.last.max(info.version.0);
+            let record = entry
+                .versions
+                .entry(info.version.0)
+                .or_insert_with(|| Record {
+                    info: info.clone(),
+                    holders: Vec::new(),
+                    last_lost: None,
+                });
+            if !record.holders.contains(holder) {
+                record.holders.push(holder.clone());
+            }
+        }
+    }
+}
+
+fn not_found(key: &str) -> Error {
+    Error::KeyNotFound {
+        key: key.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn holder(n: u16) -> HolderAddress {
+        HolderAddress::for_tests(n)
+    }
+
+    fn put(catalog: &mut Catalog, key: &str, keep_last: Option<usize>, by: u16) -> Published {
+        catalog.publish(Publication {
+            key: key.into(),
+            size: 8,
+            kind: ValueKind::Bytes,
+            meta: BTreeMap::from([("step".to_string(), "1".to_string())]),
+            put_at_ms: 0,
+            keep_last,
+            holder: holder(by),
+        })
+    }
+
+    #[test]
+    fn versions_grow_by_one_per_put_and_are_never_reused() {
+        let mut catalog = Catalog::default();
+        assert_eq!(put(&mut catalog, "w", None, 1).info.version, Version(1));
+        assert_eq!(put(&mut catalog, "w", None, 1).info.version, Version(2));
+        assert_eq!(put(&mut catalog, "other", None, 1).info.version, Version(1));
+        catalog.remove("w", &Versions::All).expect("removed");
+        assert!(matches!(
+            catalog.locate("w", None),
+            Err(Error::KeyNotFound { .. })
+        ));
+        assert_eq!(put(&mut catalog, "w", None, 1).info.version, Version(3));
+        let newest = catalog.locate("w", None).expect("found");
+        assert_eq!(newest.info.version, Version(3));
+        assert_eq!(newest.info.meta("step"), Some("1"));
+        assert_eq!(newest.holders, vec![holder(1)]);
+    }
+
+    #[test]
+    fn retention_keeps_the_newest_versions_and_says_which_went() {
+        let mut catalog = Catalog::default();
+        put(&mut catalog, "w", Some(2), 1);
+        put(&mut catalog, "w", None, 1);
+        let third = put(&mut catalog, "w", None, 1);
+        assert_eq!(third.dropped, vec![Version(1)]);
+        let error = catalog.locate("w", Some(Version(1))).expect_err("dropped");
+        match &error {
+            Error::VersionGone {
+                version: 1, kept, ..
+            } => assert_eq!(kept, "2..=3"),
+            other => panic!("expected VersionGone, got {other:?}"),
+        }
+        assert!(error.to_string().contains("keep_last"), "{error}");
+        assert_eq!(
+            catalog.locate("w", None).expect("found").oldest_kept,
+            Version(2)
+        );
+    }
+
+    #[test]
+    fn a_waiter_is_answered_by_the_next_put_and_not_before() {
+        let mut catalog = Catalog::default();
+        let Newer::Later(mut first) = catalog.wait_newer("w", Version::NONE) else {
+            panic!("nothing is published yet");
+        };
+        assert!(first.try_recv().is_err());
+        put(&mut catalog, "w", None, 1);
+        assert_eq!(first.try_recv().expect("answered").info.version, Version(1));
+        // A version newer than the one the caller has is answered at once.
+        let Newer::Now(now) = catalog.wait_newer("w", Version::NONE) else {
+            panic!("v1 is newer than none");
+        };
+        assert_eq!(now.info.version, Version(1));
+        let Newer::Later(mut second) = catalog.wait_newer("w", Version(1)) else {
+            panic!("v1 is not newer than v1");
+        };
+        assert_eq!(catalog.list("").first().map(|k| k.waiting), Some(1));
+        put(&mut catalog, "w", None, 1);
+        assert_eq!(
+            second.try_recv().expect("answered").info.version,
+            Version(2)
+        );
+    }
+
+    #[test]
+    fn holders_come_and_go() {
+        let mut catalog = Catalog::default();
+        put(&mut catalog, "w", None, 1);
+        catalog.add_holder("w", Version(1), holder(2));
+        catalog.add_holder("w", Version(1), holder(2));
+        assert_eq!(
+            catalog.locate("w", None).expect("found").holders,
+            vec![holder(1), holder(2)]
+        );
+        assert_eq!(catalog.lost("w", Version(1), &holder(1)), 1);
+        catalog.holder_gone(&holder(2).node);
+        let located = catalog.locate("w", None).expect("found");
+        assert!(located.holders.is_empty());
+        assert_eq!(located.last_lost, Some(holder(2)));
+    }
+
+    #[test]
+    fn rm_removes_what_it_is_asked_to() {
+        let mut catalog = Catalog::default();
+        for _ in 0..4 {
+            put(&mut catalog, "w", None, 1);
+        }
+        assert_eq!(
+            catalog
+                .remove("w", &Versions::Only(vec![Version(2), Version(9)]))
+                .expect("rm"),
+            vec![Version(2)]
+        );
+        assert_eq!(
+            catalog
+                .remove("w", &Versions::OlderThan(Version(4)))
+                .expect("rm"),
+            vec![Version(1), Version(3)]
+        );
+        let listed = catalog.list("w");
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].versions.len(), 1);
+        assert!(matches!(
+            catalog.remove("nope", &Versions::All),
+            Err(Error::KeyNotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn listing_filters_by_prefix_and_sorts() {
+        let mut catalog = Catalog::default();
+        for key in ["b/x", "a/y", "a/x", "c"] {
+            put(&mut catalog, key, None, 1);
+        }
+        let keys: Vec<String> = catalog.list("a/").into_iter().map(|k| k.key).collect();
+        assert_eq!(keys, ["a/x", "a/y"]);
+    }
+
+    #[test]
+    fn a_restarted_directory_takes_back_what_holders_announce() {
+        let mut old = Catalog::default();
+        put(&mut old, "w", None, 1);
+        put(&mut old, "w", None, 1);
+        let held = vec![old.locate("w", None).expect("found").info];
+        let mut fresh = Catalog::default();
+        fresh.announce(&holder(1), held);
+        assert_eq!(
+            fresh.locate("w", None).expect("found").info.version,
+            Version(2)
+        );
+        assert_eq!(put(&mut fresh, "w", None, 1).info.version, Version(3));
+    }
+}

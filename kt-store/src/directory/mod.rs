@@ -1,0 +1,119 @@
+//! The directory: one actor per driver session that knows, for every key, its versions
+//! and who holds them — never the bytes themselves.
+//!
+//! It lives in the driver process (an in-process actor there, exported on the driver's
+//! node like any handle that travels), and every worker the driver starts inherits its
+//! address (the `session` module). Losing it loses no data: the holders keep their bytes
+//! and announce them to a new directory ([`Catalog::announce`]).
+//!
+//! Its methods take `&self` and run concurrently, so that callers waiting for a newer
+//! version ([`StoreDirectory::wait_newer`]) never hold up puts; each method holds the
+//! catalog's lock only for a few map operations.
+
+mod catalog;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use kt_core::Error;
+
+pub use catalog::{Catalog, KeyListing, Located, Newer, Publication, Published, Versions};
+
+use crate::holder::HolderAddress;
+use crate::version::{Version, VersionInfo};
+
+/// How many calls the directory runs at once: callers blocked in `wait_newer` each take
+/// one, and puts must never queue behind them.
+pub(crate) const DIRECTORY_CONCURRENCY: usize = 1 << 20;
+
+/// The store's directory actor.
+#[kt_macros::actor(name = "kt.store.Directory")]
+pub struct StoreDirectory {
+    catalog: Mutex<Catalog>,
+}
+
+#[kt_macros::actor]
+impl StoreDirectory {
+    /// An empty directory.
+    pub fn new() -> Self {
+        StoreDirectory {
+            catalog: Mutex::new(Catalog::default()),
+        }
+    }
+
+    /// Records a new version; answers the callers waiting for one.
+    pub async fn publish(&self, publication: Publication) -> Published {
+        self.catalog().publish(publication)
+    }
+
+    /// Where the newest version of `key` (or `version` of it) is held.
+    pub async fn locate(&self, key: String, version: Option<Version>) -> Result<Located, Error> {
+        self.catalog().locate(&key, version)
+    }
+
+    /// Resolves with the newest version of `key` once it is newer than `after`: at once
+    /// if it already is, else at the next put; fails with `Timeout` after `timeout_ms`.
+    pub async fn wait_newer(
+        &self,
+        key: String,
+        after: Version,
+        timeout_ms: Option<u64>,
+    ) -> Result<Located, Error> {
+        let waiting = match self.catalog().wait_newer(&key, after) {
+            Newer::Now(located) => return Ok(located),
+            Newer::Later(waiting) => waiting,
+        };
+        let timeout = |waited_ms| Error::Timeout {
+            operation: format!("waiting for a version of '{key}' newer than {after}"),
+            waited_ms,
+            advice: "Check that its producer is running and putting new versions, or wait \
+                     longer"
+                .into(),
+        };
+        let answered = match timeout_ms {
+            Some(ms) => tokio::time::timeout(Duration::from_millis(ms), waiting)
+                .await
+                .map_err(|_| timeout(ms))?,
+            None => waiting.await,
+        };
+        answered.map_err(|_| Error::NoRuntime)
+    }
+
+    /// Records a getter that keeps its copy of a version and serves it to others.
+    pub async fn add_holder(&self, key: String, version: Version, holder: HolderAddress) {
+        self.catalog().add_holder(&key, version, holder);
+    }
+
+    /// A getter found `holder` gone: forget it. Returns how many holders are left.
+    pub async fn lost(&self, key: String, version: Version, holder: HolderAddress) -> usize {
+        self.catalog().lost(&key, version, &holder)
+    }
+
+    /// The holder process whose node is at `node` is gone: forget everything it held.
+    pub async fn holder_gone(&self, node: String) {
+        self.catalog().holder_gone(&node);
+    }
+
+    /// Removes versions of `key`; returns those removed.
+    pub async fn remove(&self, key: String, which: Versions) -> Result<Vec<Version>, Error> {
+        self.catalog().remove(&key, &which)
+    }
+
+    /// Every key starting with `prefix`, with its kept versions.
+    pub async fn list(&self, prefix: String) -> Vec<KeyListing> {
+        self.catalog().list(&prefix)
+    }
+
+    /// A holder's values, announced again after the directory lost its state.
+    pub async fn announce(&self, holder: HolderAddress, held: Vec<VersionInfo>) {
+        self.catalog().announce(&holder, held);
+    }
+}
+
+impl StoreDirectory {
+    fn catalog(&self) -> std::sync::MutexGuard<'_, Catalog> {
+        self.catalog
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+}

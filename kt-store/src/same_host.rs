@@ -1,0 +1,200 @@
+//! The same-host path: sealed memfds handed over a Unix socket.
+//!
+//! Every holding process listens on an abstract Unix socket (no file to clean up; gone
+//! with the process). A getter on the same host asks for one version of one key and gets
+//! back the value's size and its memfd; it checks the seals itself and maps the pages
+//! read-only, so a value of any size arrives in a fraction of a millisecond and is never
+//! copied. Any process of the network namespace can connect to an abstract socket, so
+//! the holder serves only peers of its own user.
+
+use std::sync::Arc;
+
+use kt_core::Error;
+use kt_transport::wire::fd_passing::{FdConnection, FdListener, same_user};
+use kt_transport::wire::sealed_memory::SealedMemory;
+use serde::{Deserialize, Serialize};
+
+use crate::holdings::{Held, Holdings};
+use crate::version::Version;
+
+/// The largest request or reply message (a key and an error's text fit easily).
+const MAX_MESSAGE: usize = 64 * 1024;
+
+#[derive(Serialize, Deserialize)]
+struct Request {
+    key: String,
+    version: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Reply {
+    /// The value's size (its memfd comes with the message), or why not.
+    result: Result<u64, Error>,
+}
+
+/// Binds this process's socket and serves it on `runtime`; returns its name.
+pub(crate) fn serve(
+    holdings: Arc<Holdings>,
+    runtime: &tokio::runtime::Handle,
+) -> Result<String, Error> {
+    let mut random = [0u8; 8];
+    kt_transport::wire::tls::random_bytes(&mut random)?;
+    let name = format!(
+        "kt-store-{}-{:016x}",
+        std::process::id(),
+        u64::from_le_bytes(random)
+    );
+    let listener = {
+        let _in_runtime = runtime.enter();
+        FdListener::bind(&name).map_err(|e| Error::Unavailable {
+            target: "this process's store socket".into(),
+            message: format!("cannot listen on the abstract Unix socket {name}: {e}"),
+        })?
+    };
+    runtime.spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok(connection) => {
+                    let holdings = holdings.clone();
+                    tokio::spawn(async move { serve_connection(connection, &holdings).await });
+                }
+                Err(error) => tracing::debug!("store socket: accept failed: {error}"),
+            }
+        }
+    });
+    Ok(name)
+}
+
+async fn serve_connection(connection: FdConnection, holdings: &Holdings) {
+    match same_user(&connection) {
+        Ok(true) => {}
+        Ok(false) | Err(_) => {
+            return tracing::warn!("store socket: refused a peer of another user");
+        }
+    }
+    let mut buf = vec![0u8; MAX_MESSAGE];
+    loop {
+        let request = match connection.recv(&mut buf).await {
+            Ok((0, _)) | Err(_) => return,
+            Ok((len, _)) => kt_core::codec::decode::<Request>(&buf[..len], "a store request"),
+        };
+        let key = request.as_ref().map(|request| request.key.clone()).ok();
+        let (reply, memory) = match request {
+            Ok(request) => answer(holdings, request).await,
+            Err(error) => (Reply { result: Err(error) }, None),
+        };
+        let Ok(encoded) = kt_core::codec::encode(&reply, "a store reply") else {
+            return;
+        };
+        let fds: Vec<_> = memory.iter().map(|memory| memory.fd()).collect();
+        if connection.send(&encoded, &fds).await.is_err() {
+            return;
+        }
+        if let (Some(memory), Some(key)) = (&memory, &key) {
+            let len = memory.len() as u64;
+            crate::traffic::count(key, |t| t.passed_on_this_host += len);
+        }
+    }
+}
+
+/// The memfd of a held version, making one for a copy held in a plain buffer.
+async fn answer(holdings: &Holdings, request: Request) -> (Reply, Option<Arc<SealedMemory>>) {
+    let not_held = || Error::VersionGone {
+        key: request.key.clone(),
+        version: request.version,
+        kept: "none in this process".into(),
+    };
+    let Some(held) = holdings.find(&request.key, Version(request.version)).await else {
+        return (
+            Reply {
+                result: Err(not_held()),
+            },
+            None,
+        );
+    };
+    let memory = match held.memory.clone() {
+        Some(memory) => memory,
+        None => match SealedMemory::from_slice(&held.bytes) {
+            Ok(memory) => {
+                let memory = Arc::new(memory);
+                holdings.insert(Held {
+                    memory: Some(memory.clone()),
+                    ..held.clone()
+                });
+                memory
+            }
+            Err(error) => {
+                let error = Error::Unavailable {
+                    target: "a store holder".into(),
+                    message: error.to_string(),
+                };
+                return (Reply { result: Err(error) }, None);
+            }
+        },
+    };
+    let reply = Reply {
+        result: Ok(memory.len() as u64),
+    };
+    (reply, Some(memory))
+}
+
+/// Why a same-host fetch failed: the holder is gone, or it answered without the value.
+pub(crate) enum SameHostFailure {
+    /// Nobody listens on its socket: the process is gone.
+    Gone(Error),
+    /// It answered, without the value.
+    NotHeld(Error),
+}
+
+/// Fetches version `version` of `key` from the holder listening on `socket`.
+pub(crate) async fn fetch(
+    socket: &str,
+    key: &str,
+    version: Version,
+    size: u64,
+) -> Result<Arc<SealedMemory>, SameHostFailure> {
+    let gone = |message: String| {
+        SameHostFailure::Gone(Error::Unavailable {
+            target: format!("the store holder on socket {socket}"),
+            message,
+        })
+    };
+    let connection = FdConnection::connect(socket).map_err(|e| gone(e.to_string()))?;
+    let request = Request {
+        key: key.to_string(),
+        version: version.0,
+    };
+    let encoded =
+        kt_core::codec::encode(&request, "a store request").map_err(SameHostFailure::NotHeld)?;
+    connection
+        .send(&encoded, &[])
+        .await
+        .map_err(|e| gone(e.to_string()))?;
+    let mut buf = vec![0u8; MAX_MESSAGE];
+    let (len, mut fds) = connection
+        .recv(&mut buf)
+        .await
+        .map_err(|e| gone(e.to_string()))?;
+    if len == 0 {
+        return Err(gone("it closed the connection".into()));
+    }
+    let reply: Reply =
+        kt_core::codec::decode(&buf[..len], "a store reply").map_err(SameHostFailure::NotHeld)?;
+    let announced = reply.result.map_err(SameHostFailure::NotHeld)?;
+    if announced != size || fds.len() != 1 {
+        return Err(SameHostFailure::NotHeld(Error::Protocol {
+            message: format!(
+                "the store holder on {socket} sent {} descriptors for {announced} bytes of \
+                 '{key}' {version}, where one for {size} bytes was expected",
+                fds.len()
+            ),
+        }));
+    }
+    let fd = fds.remove(0);
+    let memory = SealedMemory::from_received(fd, Some(size)).map_err(|error| {
+        SameHostFailure::NotHeld(Error::Protocol {
+            message: error.to_string(),
+        })
+    })?;
+    Ok(Arc::new(memory))
+}

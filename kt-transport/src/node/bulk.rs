@@ -1,0 +1,238 @@
+//! Bulk streams: a data-store value's bytes from the process that holds them to a getter
+//! on another host.
+//!
+//! A getter opens a stream of its own on its connection to the holder and asks for one
+//! version of one key from an offset ([`Frame::Fetch`]); the holder answers with the
+//! value's size ([`Frame::Fetched`]) and then the raw bytes in chunks of
+//! [`CHUNK_BYTES`], each followed by its xxh3 digest, so a getter knows how far its copy
+//! is good and resumes there — from the same holder or another one — when a stream
+//! breaks. The bytes go out as they are held (`Bytes` slices of the holder's mapping: no
+//! copy on the sending side) and come in straight into the getter's buffer.
+//!
+//! Bulk streams have a lower priority than call streams on the same connection, so a
+//! transfer of gigabytes never holds up a call's frames.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::future::BoxFuture;
+use kt_core::Error;
+use xxhash_rust::xxh3::xxh3_64;
+
+use super::Node;
+use crate::wire::frame::{Frame, PROTOCOL_VERSION, decode_frame, encode_frame};
+
+/// The size of one verified chunk of a bulk stream.
+pub const CHUNK_BYTES: u32 = 1 << 20;
+
+/// Call streams have priority 0: bulk bytes go out only when no call frame waits.
+const BULK_PRIORITY: i32 = -1;
+
+/// The longest `Fetched` header accepted (it carries at most an error's text).
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// Where a node finds the bytes a getter asks for: the data store of this process.
+pub trait BulkSource: Send + Sync + 'static {
+    /// The bytes of version `version` of `key`, or why this process cannot send them
+    /// (it never held them, or dropped them).
+    fn open(&self, key: String, version: u64) -> BoxFuture<'static, Result<Bytes, Error>>;
+
+    /// `bytes` more of `key`'s value went out (for the store's traffic figures).
+    fn sent(&self, key: &str, bytes: u64) {
+        let _ = (key, bytes);
+    }
+}
+
+static SOURCE: OnceLock<Arc<dyn BulkSource>> = OnceLock::new();
+
+/// Makes this process's node answer bulk streams from `source`. The first source stays;
+/// a later one is ignored (there is one store per process).
+pub fn serve_bulk_from(source: Arc<dyn BulkSource>) {
+    let _ = SOURCE.set(source);
+}
+
+/// A fetch that stopped before its end: how many bytes from the start were verified
+/// (resume there), and why it stopped.
+#[derive(Debug)]
+pub struct FetchFailure {
+    /// Bytes from the start of the value that arrived and passed their digests.
+    pub verified: u64,
+    /// Why the fetch stopped.
+    pub error: Error,
+    /// True when the holder answered that it does not have the value (as opposed to a
+    /// holder that could not be reached or whose stream broke).
+    pub not_held: bool,
+}
+
+/// Serves one `Fetch`: the header, then the chunks from `offset`.
+pub(super) async fn serve_fetch(
+    mut send: quinn::SendStream,
+    key: String,
+    key_version: u64,
+    offset: u64,
+) {
+    let _ = send.set_priority(BULK_PRIORITY);
+    let source = SOURCE.get();
+    let opened = match source {
+        Some(source) => source.open(key.clone(), key_version).await,
+        None => Err(Error::KeyNotFound { key: key.clone() }),
+    };
+    let opened = opened.and_then(|bytes| {
+        let size = bytes.len() as u64;
+        if !offset.is_multiple_of(u64::from(CHUNK_BYTES)) || offset > size {
+            return Err(Error::Protocol {
+                message: format!(
+                    "a fetch of '{key}' asks for offset {offset}, which is not a chunk \
+                     boundary within its {size} bytes"
+                ),
+            });
+        }
+        Ok(bytes)
+    });
+    let header = Frame::Fetched {
+        result: opened
+            .as_ref()
+            .map(|bytes| bytes.len() as u64)
+            .map_err(Clone::clone),
+        chunk: CHUNK_BYTES,
+    };
+    let mut buf = BytesMut::new();
+    if encode_frame(&header, &mut buf).is_err() || send.write_all(&buf).await.is_err() {
+        return;
+    }
+    let Ok(bytes) = opened else {
+        let _ = send.finish();
+        return;
+    };
+    // The offset was checked against the size above.
+    let mut at = offset as usize;
+    while at < bytes.len() {
+        let end = bytes.len().min(at + CHUNK_BYTES as usize);
+        let chunk = bytes.slice(at..end);
+        let digest = Bytes::copy_from_slice(&xxh3_64(&chunk).to_le_bytes());
+        let len = chunk.len() as u64;
+        if send.write_all_chunks(&mut [chunk, digest]).await.is_err() {
+            // The getter went away; it resumes elsewhere if it still wants the bytes.
+            return;
+        }
+        if let Some(source) = source {
+            source.sent(&key, len);
+        }
+        at = end;
+    }
+    let _ = send.finish();
+}
+
+impl Node {
+    /// Fetches version `version` of `key` from the holder whose node is at `holder`,
+    /// from `offset` (a multiple of [`CHUNK_BYTES`]) to the end of `target`, whose length
+    /// must be the value's size.
+    pub async fn fetch_into(
+        &self,
+        holder: SocketAddr,
+        key: &str,
+        version: u64,
+        offset: u64,
+        target: &mut [u8],
+    ) -> Result<(), FetchFailure> {
+        let mut verified = offset;
+        let fail = |verified, error, not_held| FetchFailure {
+            verified,
+            error,
+            not_held,
+        };
+        let unreachable = |message: String| Error::Unavailable {
+            target: format!("the store holder at {holder}"),
+            message,
+        };
+        let peer = self
+            .peer(holder)
+            .await
+            .map_err(|error| fail(verified, error, false))?;
+        let (mut send, mut recv) = peer
+            .conn
+            .open_bi()
+            .await
+            .map_err(|e| fail(verified, unreachable(e.to_string()), false))?;
+        let _ = send.set_priority(BULK_PRIORITY);
+        let mut request = BytesMut::new();
+        let fetch = Frame::Fetch {
+            version: PROTOCOL_VERSION,
+            key: key.to_string(),
+            key_version: version,
+            offset,
+        };
+        encode_frame(&fetch, &mut request).map_err(|error| fail(verified, error, false))?;
+        send.write_all(&request)
+            .await
+            .map_err(|e| fail(verified, unreachable(e.to_string()), false))?;
+        let _ = send.finish();
+
+        let broken = |e: quinn::ReadExactError| unreachable(format!("the bulk stream broke: {e}"));
+        let mut prefix = [0u8; 4];
+        recv.read_exact(&mut prefix)
+            .await
+            .map_err(|e| fail(verified, broken(e), false))?;
+        let length = u32::from_be_bytes(prefix) as usize;
+        if length > MAX_HEADER_BYTES {
+            let error = Error::Protocol {
+                message: format!("a bulk stream's header announces {length} bytes"),
+            };
+            return Err(fail(verified, error, false));
+        }
+        let mut body = vec![0u8; length];
+        recv.read_exact(&mut body)
+            .await
+            .map_err(|e| fail(verified, broken(e), false))?;
+        let (size, chunk) = match decode_frame(&body) {
+            Ok(Frame::Fetched {
+                result: Ok(size),
+                chunk,
+            }) => (size, chunk),
+            Ok(Frame::Fetched {
+                result: Err(error), ..
+            }) => return Err(fail(verified, error, true)),
+            Ok(other) => {
+                let error = Error::Protocol {
+                    message: format!("a bulk stream answered with {other:?}"),
+                };
+                return Err(fail(verified, error, false));
+            }
+            Err(error) => return Err(fail(verified, error, false)),
+        };
+        if size != target.len() as u64 || chunk == 0 {
+            let error = Error::Protocol {
+                message: format!(
+                    "the holder at {holder} has {size} bytes for version {version} of \
+                     '{key}', where {} were expected",
+                    target.len()
+                ),
+            };
+            return Err(fail(verified, error, false));
+        }
+        while verified < size {
+            let start = verified as usize;
+            let end = target.len().min(start + chunk as usize);
+            let part = &mut target[start..end];
+            recv.read_exact(part)
+                .await
+                .map_err(|e| fail(verified, broken(e), false))?;
+            let mut digest = [0u8; 8];
+            recv.read_exact(&mut digest)
+                .await
+                .map_err(|e| fail(verified, broken(e), false))?;
+            if u64::from_le_bytes(digest) != xxh3_64(part) {
+                let error = Error::Protocol {
+                    message: format!(
+                        "the chunk at offset {start} of version {version} of '{key}' from \
+                         {holder} failed its integrity check"
+                    ),
+                };
+                return Err(fail(verified, error, false));
+            }
+            verified = end as u64;
+        }
+        Ok(())
+    }
+}

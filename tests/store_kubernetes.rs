@@ -1,0 +1,115 @@
+//! The data store on the Kubernetes backend, through the emulator: the driver and the
+//! pods are different hosts (each emulated node's pods share a network namespace of
+//! their own), so values cross between them over QUIC bulk streams, while pods of one
+//! node pass memfds. Keys are unique to each test: the tests share the driver's
+//! directory.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kt::PlacementStrategy;
+use kt::prelude::*;
+use kt::store::Version;
+use support::store::{Keeper, digest, grown, pattern};
+use support::{Cluster, cluster};
+
+fn on_k8s(cluster: &Cluster) -> Arc<dyn kt::Placement> {
+    Arc::new(cluster.k8s.clone())
+}
+
+/// More than one bulk chunk, and not a multiple of it.
+const LEN: usize = (3 << 20) + 123;
+
+#[kt::test]
+async fn a_value_put_in_a_pod_crosses_to_the_driver_over_quic_and_to_a_pod_of_its_node_by_memfd() {
+    let c = cluster().await;
+    let key = "k8s-store/crosses".to_string();
+    let putter = Keeper::spawn()
+        .placement_group("k8s-store-pack", PlacementStrategy::StrictPack)
+        .on(on_k8s(c))
+        .await
+        .unwrap();
+    let neighbour = Keeper::spawn()
+        .placement_group("k8s-store-pack", PlacementStrategy::StrictPack)
+        .on(on_k8s(c))
+        .await
+        .unwrap();
+    putter
+        .put_pattern(key.clone(), LEN, 5, 1, None)
+        .await
+        .unwrap()
+        .unwrap();
+
+    // The driver is another host: the bytes came over a bulk stream, not a memfd.
+    let before = kt::store::traffic_of(&key);
+    let entry = kt::store::get(&key).await.unwrap();
+    let moved = grown(&key, before);
+    assert_eq!(entry.info().size, LEN as u64);
+    assert_eq!(digest(entry.bytes()), digest(&pattern(LEN, 5)));
+    assert_eq!(
+        (moved.received_over_quic, moved.mapped_from_this_host),
+        (LEN as u64, 0)
+    );
+
+    // A pod on the putter's node maps the putter's memfd; nothing crosses QUIC.
+    let (version, seen, moved) = neighbour.get_traced(key.clone()).await.unwrap().unwrap();
+    assert_eq!((version, seen), (Version(1), digest(&pattern(LEN, 5))));
+    assert_eq!(
+        (moved.mapped_from_this_host, moved.received_over_quic),
+        (LEN as u64, 0)
+    );
+
+    // The other way: a pod waiting for the driver's next put gets it over QUIC.
+    let waiting = putter.wait_newer(key.clone(), Version(1));
+    kt::store::put(key.clone(), pattern(LEN, 6))
+        .meta("step", 2)
+        .await
+        .unwrap();
+    let (version, step, seen) = waiting.await.unwrap().unwrap();
+    assert_eq!((version, step.as_deref()), (Version(2), Some("2")));
+    assert_eq!(seen, digest(&pattern(LEN, 6)));
+}
+
+#[kt::test]
+async fn get_into_from_a_pod_writes_the_bulk_stream_into_the_callers_buffer() {
+    let c = cluster().await;
+    let key = "k8s-store/get-into".to_string();
+    let putter = Keeper::spawn().on(on_k8s(c)).await.unwrap();
+    putter
+        .put_pattern(key.clone(), LEN, 9, 1, None)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut buffer = vec![0u8; LEN + 10];
+    let info = kt::store::get_into(&key, &mut buffer).await.unwrap();
+    assert_eq!((info.version, info.size), (Version(1), LEN as u64));
+    assert_eq!(digest(&buffer[..LEN]), digest(&pattern(LEN, 9)));
+}
+
+#[kt::test]
+async fn a_value_whose_pod_is_gone_fails_with_holder_lost_at_once() {
+    let c = cluster().await;
+    let key = "k8s-store/lost".to_string();
+    let putter = Keeper::spawn().on(on_k8s(c)).await.unwrap();
+    putter
+        .put_pattern(key.clone(), 1000, 1, 1, None)
+        .await
+        .unwrap()
+        .unwrap();
+    putter.kill();
+    putter.raw().erase().stopped().await;
+    // The driver forgot the pod's holdings when it learned of its death: no attempt to
+    // reach the gone pod (which would wait for QUIC's handshake timeout).
+    let started = std::time::Instant::now();
+    match tokio::time::timeout(Duration::from_secs(30), kt::store::get(&key)).await {
+        Ok(Err(Error::HolderLost {
+            key: lost,
+            version: 1,
+            ..
+        })) => assert_eq!(lost, key),
+        other => panic!("expected HolderLost, got {other:?}"),
+    }
+    println!("HolderLost after the pod's death: {:?}", started.elapsed());
+}

@@ -247,3 +247,70 @@ async fn in_one_process_a_get_is_the_put_bytes_themselves() {
         "{timed_out}"
     );
 }
+
+/// A worker whose store may hold `memory` bytes in memory and `disk` on disk, waiting
+/// 50 ms for room before a put fails.
+async fn keeper_with_budget(memory: u64, disk: u64) -> ActorRef<Keeper> {
+    let compute = kt::Compute::new()
+        .env(kt::store::MEMORY_ENV, memory.to_string())
+        .env(kt::store::DISK_ENV, disk.to_string())
+        .env(kt::store::FULL_WAIT_ENV, "50");
+    Keeper::spawn().compute(compute).on(local()).await.unwrap()
+}
+
+#[kt::test]
+async fn past_its_memory_budget_a_worker_spills_originals_and_still_serves_every_version() {
+    let key = "store/spill".to_string();
+    let keeper = keeper_with_budget(2_500_000, 10_000_000).await;
+    for step in 1..=3u64 {
+        keeper
+            .put_pattern(key.clone(), 1_000_000, step as u8, step, None)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let usage = keeper.usage().await.unwrap();
+    assert_eq!((usage.originals, usage.spilled), (3, 1), "{usage:?}");
+    assert_eq!(
+        (usage.memory_used, usage.disk_used),
+        (2_000_000, 1_000_000),
+        "{usage:?}"
+    );
+    // The spilled version comes from its file (copied: a file cannot be sealed), the
+    // others as mapped memfds.
+    for version in 1..=3u64 {
+        let entry = kt::store::get_at(&key, Version(version)).await.unwrap();
+        assert_eq!(
+            digest(entry.bytes()),
+            digest(&pattern(1_000_000, version as u8))
+        );
+    }
+}
+
+#[kt::test]
+async fn past_its_memory_and_disk_budgets_a_put_fails_with_store_full() {
+    let key = "store/full".to_string();
+    let keeper = keeper_with_budget(1_500_000, 0).await;
+    keeper
+        .put_pattern(key.clone(), 1_000_000, 1, 1, None)
+        .await
+        .unwrap()
+        .unwrap();
+    match keeper
+        .put_pattern(key.clone(), 1_000_000, 2, 2, None)
+        .await
+        .unwrap()
+    {
+        Err(Error::StoreFull {
+            needed,
+            budget,
+            held,
+        }) => {
+            assert_eq!((needed, budget, held), (1_000_000, 1_500_000, 1_000_000));
+        }
+        other => panic!("expected StoreFull, got {other:?}"),
+    }
+    // Nothing was dropped silently: the first version is still there.
+    let first = kt::store::get_at(&key, Version(1)).await.unwrap();
+    assert_eq!(digest(first.bytes()), digest(&pattern(1_000_000, 1)));
+}

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 
 use crate::client::{PutOptions, store};
 use crate::directory::{KeyListing, Versions};
-use crate::holdings::Held;
+use crate::holdings::{Held, Usage};
 use crate::session::directory;
 use crate::tensors::{self, SafeTensors, TensorSet};
 use crate::version::{ValueKind, Version, VersionInfo, check_key};
@@ -258,6 +258,12 @@ impl IntoFuture for WaitNewer {
 /// From a holder on another host the bytes arrive straight in `target`.
 pub async fn get_into(key: &str, target: &mut [u8]) -> Result<VersionInfo, Error> {
     store().get_into(key, target).await
+}
+
+/// What this process's store holds against its budget: memory and disk used, and how
+/// many originals, spilled originals and cached copies it keeps.
+pub fn usage() -> Usage {
+    store().usage()
 }
 
 /// Every key starting with `prefix`, sorted, with its kept versions and how many

@@ -14,17 +14,17 @@ use std::sync::{Arc, LazyLock};
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use kt_core::Error;
+use kt_core::{ActorRef, Error};
 use kt_transport::Node;
-use kt_transport::TransportError;
 use kt_transport::node::bulk::{BulkSource, serve_bulk_from};
 use kt_transport::wire::sealed_memory::{SealedMemory, WritableMemory};
+use std::os::unix::fs::FileExt;
 use tokio::sync::OnceCell;
 
-use crate::directory::{Located, Publication};
+use crate::directory::{Located, Publication, StoreDirectory};
 use crate::holder::{HolderAddress, this_host};
-use crate::holdings::{Held, Holdings};
-use crate::same_host::{self, SameHostFailure};
+use crate::holdings::{Held, Holdings, Origin, Reservation, Usage};
+use crate::same_host::{self, Passed, SameHostFailure};
 use crate::session::directory;
 use crate::traffic;
 use crate::version::{ValueKind, Version, VersionInfo, check_key};
@@ -111,6 +111,11 @@ impl Store {
     ) -> Result<VersionInfo, Error> {
         check_key(&key)?;
         let me = self.me().await?.clone();
+        let directory = directory().await?;
+        let reservation = self
+            .holdings
+            .reserve(size as u64, evicted_from(directory, &me))
+            .await?;
         let mut written = Ok(());
         let memory =
             SealedMemory::create_with(size, |buf| written = write(buf)).map_err(|error| {
@@ -121,7 +126,6 @@ impl Store {
             })?;
         written?;
         let memory = Arc::new(memory);
-        let directory = directory().await?;
         let in_flight = self.holdings.begin_put(&key);
         let published = directory
             .publish(Publication {
@@ -134,11 +138,14 @@ impl Store {
                 holder: me,
             })
             .await?;
-        self.holdings.insert(Held {
+        let held = Held {
             info: published.info.clone(),
             bytes: memory.clone().into_bytes(),
             memory: Some(memory),
-        });
+            spilled: None,
+            origin: Origin::Put,
+        };
+        self.holdings.insert(held, Some(reservation));
         drop(in_flight);
         self.holdings.remove(&key, &published.dropped);
         Ok(published.info)
@@ -185,25 +192,28 @@ impl Store {
         }
         let me = self.me().await?.clone();
         let directory = directory().await?;
+        let evicted = evicted_from(directory, &me);
         let mut last_tried = last_lost;
-        let mut resume = RemoteCopy::default();
+        let mut copy = Copy::default();
         for holder in best_first(holders) {
             let fetched = match holder == me {
                 // The directory thinks this process has it, but it does not (any more).
-                true => Err(()),
-                false => self.fetch_from(&holder, &info, &mut resume).await,
+                true => Err(Miss::Holder),
+                false => self.fetch_from(&holder, &info, &mut copy, &evicted).await,
             };
             match fetched {
                 Ok(held) => {
-                    self.holdings.insert(held.clone());
+                    let reservation = copy.reservation.take();
+                    self.holdings.insert(held.clone(), reservation);
                     // Sent now; nobody waits for the answer.
                     drop(directory.add_holder(key.clone(), version, me));
                     return Ok(held);
                 }
-                Err(()) => {
+                Err(Miss::Holder) => {
                     drop(directory.lost(key.clone(), version, holder.clone()));
                     last_tried = Some(holder);
                 }
+                Err(Miss::Fatal(error)) => return Err(error),
             }
         }
         Err(holder_lost(key, version, last_tried))
@@ -265,48 +275,65 @@ impl Store {
         Err(holder_lost(key.to_string(), info.version, last_tried))
     }
 
+    /// What this process holds, against its budget.
+    pub fn usage(&self) -> Usage {
+        self.holdings.usage()
+    }
+
     /// Frees this process's copies of removed versions.
     pub fn forget(&self, key: &str, versions: &[Version]) {
         self.holdings.remove(key, versions);
     }
 
-    /// One holder's copy; `Err` when it is gone or has none (the caller tries the next).
-    async fn fetch_from(
-        &self,
+    /// One holder's copy; `Miss::Holder` when it is gone or has none (the caller tries
+    /// the next), `Miss::Fatal` when this process has no room for a copy.
+    async fn fetch_from<'a>(
+        &'a self,
         holder: &HolderAddress,
         info: &VersionInfo,
-        resume: &mut RemoteCopy,
-    ) -> Result<Held, ()> {
+        copy: &mut Copy<'a>,
+        evicted: &impl Fn(&VersionInfo),
+    ) -> Result<Held, Miss> {
         if holder.on_this_host()
             && let Some(socket) = &holder.socket
         {
             match same_host::fetch(socket, &info.key, info.version, info.size).await {
-                Ok(memory) => {
+                Ok(Passed::Memfd(memory)) => {
                     traffic::count(&info.key, |t| t.mapped_from_this_host += info.size);
                     return Ok(Held {
                         info: info.clone(),
                         bytes: memory.clone().into_bytes(),
                         memory: Some(memory),
+                        spilled: None,
+                        origin: Origin::Mapped,
                     });
+                }
+                // Spilled there: copied into memory of this process's own.
+                Ok(Passed::File(file)) => {
+                    copy.reserve(&self.holdings, info.size, evicted).await?;
+                    let buffer = copy.buffer(info.size as usize)?;
+                    std::fs::File::from(file)
+                        .read_exact_at(buffer, 0)
+                        .map_err(|error| {
+                            tracing::debug!("reading a spilled '{}': {error}", info.key);
+                            Miss::Holder
+                        })?;
+                    traffic::count(&info.key, |t| t.mapped_from_this_host += info.size);
+                    return copy.seal(info);
                 }
                 Err(SameHostFailure::Gone(error)) => {
                     tracing::debug!("{error}");
-                    return Err(());
+                    return Err(Miss::Holder);
                 }
                 // It answered but could not pass the memfd: try its QUIC node.
                 Err(SameHostFailure::NotHeld(error)) => tracing::debug!("{error}"),
             }
         }
-        let address: SocketAddr = holder.node.parse().map_err(|_| ())?;
-        let node = Node::global().map_err(|_| ())?;
-        let from = resume.verified;
-        let buffer = resume.buffer(info.size as usize).map_err(|error| {
-            tracing::warn!(
-                "no memory for a copy of '{}' {}: {error}",
-                info.key,
-                info.version
-            );
-        })?;
+        let address: SocketAddr = holder.node.parse().map_err(|_| Miss::Holder)?;
+        let node = Node::global().map_err(|error| Miss::Fatal(error.into()))?;
+        copy.reserve(&self.holdings, info.size, evicted).await?;
+        let from = copy.verified;
+        let buffer = copy.buffer(info.size as usize)?;
         let fetched = node
             .fetch_into(address, &info.key, info.version.0, from, buffer)
             .await;
@@ -315,16 +342,7 @@ impl Store {
             t.received_over_quic += verified.saturating_sub(from)
         });
         match fetched {
-            Ok(()) => {
-                let memory = resume.seal().map_err(|error| {
-                    tracing::warn!("sealing a copy of '{}': {error}", info.key);
-                })?;
-                Ok(Held {
-                    info: info.clone(),
-                    bytes: memory.clone().into_bytes(),
-                    memory: Some(memory),
-                })
-            }
+            Ok(()) => copy.seal(info),
             Err(failure) => {
                 tracing::debug!(
                     "fetching '{}' {}: {}",
@@ -332,44 +350,93 @@ impl Store {
                     info.version,
                     failure.error
                 );
-                resume.verified = failure.verified;
-                Err(())
+                copy.verified = failure.verified;
+                Err(Miss::Holder)
             }
         }
     }
 }
 
-/// A copy arriving over QUIC, straight into a memfd (so that this process can pass it
-/// on to getters on its host), kept across holders so that a broken transfer resumes at
-/// its last verified chunk.
+/// Why a holder gave no copy.
+enum Miss {
+    /// It is gone or has none: try the next.
+    Holder,
+    /// This process cannot take a copy (no room): stop.
+    Fatal(Error),
+}
+
+/// Tells the directory that this process no longer holds a copy it evicted.
+fn evicted_from(
+    directory: &'static ActorRef<StoreDirectory>,
+    me: &HolderAddress,
+) -> impl Fn(&VersionInfo) + use<> {
+    let me = me.clone();
+    move |info: &VersionInfo| {
+        // Sent now; nobody waits for the answer.
+        drop(directory.lost(info.key.clone(), info.version, me.clone()));
+    }
+}
+
+/// A copy being made in this process: memory reserved against the budget, then a memfd
+/// filled from a bulk stream (kept across holders, so that a broken transfer resumes at
+/// its last verified chunk) or from a spilled holder's file.
 #[derive(Default)]
-struct RemoteCopy {
+struct Copy<'a> {
+    reservation: Option<Reservation<'a>>,
     memory: Option<WritableMemory>,
     verified: u64,
 }
 
-impl RemoteCopy {
+impl<'a> Copy<'a> {
+    /// Reserves the copy's memory, once.
+    async fn reserve(
+        &mut self,
+        holdings: &'a Holdings,
+        size: u64,
+        evicted: &impl Fn(&VersionInfo),
+    ) -> Result<(), Miss> {
+        if self.reservation.is_none() {
+            let reservation = holdings.reserve(size, evicted).await.map_err(Miss::Fatal)?;
+            self.reservation = Some(reservation);
+        }
+        Ok(())
+    }
+
     /// The buffer, made on first use.
-    fn buffer(&mut self, size: usize) -> Result<&mut [u8], TransportError> {
+    fn buffer(&mut self, size: usize) -> Result<&mut [u8], Miss> {
         if self.memory.is_none() {
-            self.memory = Some(SealedMemory::writable(size)?);
+            let memory = SealedMemory::writable(size).map_err(|error| {
+                Miss::Fatal(Error::Unavailable {
+                    target: format!("memory for a {size}-byte copy"),
+                    message: error.to_string(),
+                })
+            })?;
+            self.memory = Some(memory);
         }
         match &mut self.memory {
             Some(memory) => Ok(memory.as_mut_slice()),
-            None => Err(TransportError::Io("no copy was made".into())),
+            None => Err(Miss::Holder),
         }
     }
 
     /// The finished copy.
-    fn seal(&mut self) -> Result<Arc<SealedMemory>, TransportError> {
-        let memory = self
-            .memory
-            .take()
-            .ok_or_else(|| TransportError::Io("no copy was made".into()))?;
-        Ok(Arc::new(memory.seal()?))
+    fn seal(&mut self, info: &VersionInfo) -> Result<Held, Miss> {
+        let memory = self.memory.take().ok_or(Miss::Holder)?;
+        let memory = Arc::new(memory.seal().map_err(|error| {
+            Miss::Fatal(Error::Unavailable {
+                target: format!("a copy of '{}'", info.key),
+                message: error.to_string(),
+            })
+        })?);
+        Ok(Held {
+            info: info.clone(),
+            bytes: memory.clone().into_bytes(),
+            memory: Some(memory),
+            spilled: None,
+            origin: Origin::Copied,
+        })
     }
 }
-
 fn holder_lost(key: String, version: Version, last_tried: Option<HolderAddress>) -> Error {
     Error::HolderLost {
         key,

@@ -41,21 +41,26 @@
 extern crate kt_core as kt;
 
 mod api;
+mod budget;
 mod client;
 mod directory;
 mod holder;
 mod holdings;
 mod same_host;
 mod session;
+mod spill;
 mod tensors;
 mod traffic;
 mod version;
 
 pub use api::{
-    Entry, Put, WaitNewer, get, get_at, get_into, ls, put, put_tensors, put_value, rm, wait_newer,
+    Entry, Put, WaitNewer, get, get_at, get_into, ls, put, put_tensors, put_value, rm, usage,
+    wait_newer,
 };
+pub use budget::{DISK_ENV, FULL_WAIT_ENV, MEMORY_ENV, SPILL_DIR_ENV};
 pub use directory::{KeyListing, Versions};
 pub use holder::{HolderAddress, SAME_HOST_ENV};
+pub use holdings::Usage;
 pub use tensors::{Dtype, SafeTensors, TensorSet};
 pub use traffic::{Traffic, traffic, traffic_of};
 pub use version::{MAX_KEY_BYTES, ValueKind, Version, VersionInfo};

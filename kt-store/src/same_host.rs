@@ -7,6 +7,7 @@
 //! copied. Any process of the network namespace can connect to an abstract socket, so
 //! the holder serves only peers of its own user.
 
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 
 use kt_core::Error;
@@ -14,7 +15,7 @@ use kt_transport::wire::fd_passing::{FdConnection, FdListener, same_user};
 use kt_transport::wire::sealed_memory::SealedMemory;
 use serde::{Deserialize, Serialize};
 
-use crate::holdings::{Held, Holdings};
+use crate::holdings::Holdings;
 use crate::version::Version;
 
 /// The largest request or reply message (a key and an error's text fit easily).
@@ -28,8 +29,11 @@ struct Request {
 
 #[derive(Serialize, Deserialize)]
 struct Reply {
-    /// The value's size (its memfd comes with the message), or why not.
+    /// The value's size (its descriptor comes with the message), or why not.
     result: Result<u64, Error>,
+    /// The descriptor is a spilled value's file, not a sealed memfd.
+    #[serde(default)]
+    spilled: bool,
 }
 
 /// Binds this process's socket and serves it on `runtime`; returns its name.
@@ -79,63 +83,61 @@ async fn serve_connection(connection: FdConnection, holdings: &Holdings) {
             Ok((len, _)) => kt_core::codec::decode::<Request>(&buf[..len], "a store request"),
         };
         let key = request.as_ref().map(|request| request.key.clone()).ok();
-        let (reply, memory) = match request {
+        let (reply, passed) = match request {
             Ok(request) => answer(holdings, request).await,
-            Err(error) => (Reply { result: Err(error) }, None),
+            Err(error) => (reply(Err(error), false), None),
         };
         let Ok(encoded) = kt_core::codec::encode(&reply, "a store reply") else {
             return;
         };
-        let fds: Vec<_> = memory.iter().map(|memory| memory.fd()).collect();
+        let fds: Vec<_> = passed.iter().map(|fd| fd.as_fd()).collect();
         if connection.send(&encoded, &fds).await.is_err() {
             return;
         }
-        if let (Some(memory), Some(key)) = (&memory, &key) {
-            let len = memory.len() as u64;
-            crate::traffic::count(key, |t| t.passed_on_this_host += len);
+        if let (Some(_), Some(key), Ok(size)) = (&passed, &key, &reply.result) {
+            crate::traffic::count(key, |t| t.passed_on_this_host += size);
         }
     }
 }
 
-/// The memfd of a held version, making one for a copy held in a plain buffer.
-async fn answer(holdings: &Holdings, request: Request) -> (Reply, Option<Arc<SealedMemory>>) {
+/// The memfd of a held version, or the file of a spilled one.
+async fn answer(holdings: &Holdings, request: Request) -> (Reply, Option<OwnedFd>) {
     let not_held = || Error::VersionGone {
         key: request.key.clone(),
         version: request.version,
         kept: "none in this process".into(),
     };
     let Some(held) = holdings.find(&request.key, Version(request.version)).await else {
-        return (
-            Reply {
-                result: Err(not_held()),
-            },
-            None,
-        );
+        return (reply(Err(not_held()), false), None);
     };
-    let memory = match held.memory.clone() {
-        Some(memory) => memory,
-        None => match SealedMemory::from_slice(&held.bytes) {
-            Ok(memory) => {
-                let memory = Arc::new(memory);
-                holdings.insert(Held {
-                    memory: Some(memory.clone()),
-                    ..held.clone()
-                });
-                memory
-            }
-            Err(error) => {
-                let error = Error::Unavailable {
-                    target: "a store holder".into(),
-                    message: error.to_string(),
-                };
-                return (Reply { result: Err(error) }, None);
-            }
-        },
+    let passed = match (&held.spilled, &held.memory) {
+        (Some(file), _) => file.as_fd().try_clone_to_owned().map(|fd| (fd, true)),
+        (None, Some(memory)) => memory.fd().try_clone_to_owned().map(|fd| (fd, false)),
+        (None, None) => return (reply(Err(not_held()), false), None),
     };
-    let reply = Reply {
-        result: Ok(memory.len() as u64),
-    };
-    (reply, Some(memory))
+    match passed {
+        Ok((fd, spilled)) => (reply(Ok(held.info.size), spilled), Some(fd)),
+        Err(error) => {
+            let error = Error::Unavailable {
+                target: "a store holder".into(),
+                message: format!("cannot pass the value's descriptor: {error}"),
+            };
+            (reply(Err(error), false), None)
+        }
+    }
+}
+
+fn reply(result: Result<u64, Error>, spilled: bool) -> Reply {
+    Reply { result, spilled }
+}
+
+/// What a holder on this host passed.
+pub(crate) enum Passed {
+    /// Its sealed memfd, mapped here.
+    Memfd(Arc<SealedMemory>),
+    /// The unlinked file it spilled the value to, to be copied (a file cannot be sealed,
+    /// so it is never mapped across processes).
+    File(OwnedFd),
 }
 
 /// Why a same-host fetch failed: the holder is gone, or it answered without the value.
@@ -152,7 +154,7 @@ pub(crate) async fn fetch(
     key: &str,
     version: Version,
     size: u64,
-) -> Result<Arc<SealedMemory>, SameHostFailure> {
+) -> Result<Passed, SameHostFailure> {
     let gone = |message: String| {
         SameHostFailure::Gone(Error::Unavailable {
             target: format!("the store holder on socket {socket}"),
@@ -180,7 +182,7 @@ pub(crate) async fn fetch(
     }
     let reply: Reply =
         kt_core::codec::decode(&buf[..len], "a store reply").map_err(SameHostFailure::NotHeld)?;
-    let announced = reply.result.map_err(SameHostFailure::NotHeld)?;
+    let announced = reply.result.clone().map_err(SameHostFailure::NotHeld)?;
     if announced != size || fds.len() != 1 {
         return Err(SameHostFailure::NotHeld(Error::Protocol {
             message: format!(
@@ -191,10 +193,13 @@ pub(crate) async fn fetch(
         }));
     }
     let fd = fds.remove(0);
+    if reply.spilled {
+        return Ok(Passed::File(fd));
+    }
     let memory = SealedMemory::from_received(fd, Some(size)).map_err(|error| {
         SameHostFailure::NotHeld(Error::Protocol {
             message: error.to_string(),
         })
     })?;
-    Ok(Arc::new(memory))
+    Ok(Passed::Memfd(Arc::new(memory)))
 }

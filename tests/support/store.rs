@@ -60,6 +60,11 @@ impl Keeper {
         Ok((entry.version(), digest(entry.bytes()), grown(&key, before)))
     }
 
+    /// What this process's store holds against its budget.
+    pub fn usage(&self) -> kt::store::Usage {
+        kt::store::usage()
+    }
+
     /// This process's store traffic for `key` so far.
     pub fn traffic_of(&self, key: String) -> Traffic {
         kt::store::traffic_of(&key)

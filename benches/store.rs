@@ -37,9 +37,19 @@ impl Producer {
         Producer
     }
 
-    /// Puts `len` bytes of `seed` as the next version of `key`, keeping only that one.
-    pub async fn put(&self, key: String, len: usize, seed: u8) -> Result<Version, Error> {
-        kt::store::put(key, vec![seed; len]).keep_last(1).await
+    /// Puts `len` bytes of `seed` as the next version of `key`, with `keep_last`.
+    pub async fn put(
+        &self,
+        key: String,
+        len: usize,
+        seed: u8,
+        keep_last: Option<usize>,
+    ) -> Result<Version, Error> {
+        let put = kt::store::put(key, vec![seed; len]);
+        match keep_last {
+            Some(n) => put.keep_last(n).await,
+            None => put.await,
+        }
     }
 
     /// Gets the newest version of `key`, then reads every byte: how long each took.
@@ -71,18 +81,18 @@ fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1e3)
 }
 
-fn one_host(rt: &tokio::runtime::Runtime, len: usize, rounds: usize) {
+fn one_host(rt: &tokio::runtime::Runtime, len: usize, rounds: usize, keep_last: Option<usize>) {
     run_as_task(rt, async move {
         let local: Arc<dyn kt::Placement> = Arc::new(kt::LocalProcess::new());
         let producer = Producer::spawn().on(local.clone()).await.expect("producer");
         let consumer = Producer::spawn().on(local).await.expect("consumer");
         let mut floor = MemfdFloor::start(len).await;
-        let key = format!("bench/one-host/{len}");
+        let key = format!("bench/one-host/{len}/{keep_last:?}");
         let (mut get, mut get_read, mut a2a, mut a2a_read) = (vec![], vec![], vec![], vec![]);
         let (mut floor_map, mut floor_read) = (vec![], vec![]);
         for round in 0..rounds {
             producer
-                .put(key.clone(), len, round as u8)
+                .put(key.clone(), len, round as u8, keep_last)
                 .await
                 .expect("call")
                 .expect("put");
@@ -109,6 +119,10 @@ fn one_host(rt: &tokio::runtime::Runtime, len: usize, rounds: usize) {
             "1 GiB".to_string()
         } else {
             format!("{} MB", len / MB)
+        };
+        let size = match keep_last {
+            Some(n) => format!("{size} (keep_last({n}): the holder frees old versions meanwhile)"),
+            None => size,
         };
         println!(
             "figure: store get {size}, worker to driver, mapped: {} (floor fd pass + map: {})",
@@ -141,7 +155,7 @@ fn across_hosts(rt: &tokio::runtime::Runtime, len: usize, rounds: usize) {
         let (mut get, mut get_into, mut raw) = (vec![], vec![], vec![]);
         for round in 0..rounds {
             producer
-                .put(key.clone(), len, round as u8)
+                .put(key.clone(), len, round as u8, None)
                 .await
                 .expect("call")
                 .expect("put");
@@ -153,7 +167,7 @@ fn across_hosts(rt: &tokio::runtime::Runtime, len: usize, rounds: usize) {
             assert_eq!(info.size as usize, len);
             // A second version, fetched into a memfd of the driver's own (kept, served).
             producer
-                .put(key.clone(), len, round as u8 + 1)
+                .put(key.clone(), len, round as u8 + 1, None)
                 .await
                 .expect("call")
                 .expect("put");
@@ -212,8 +226,9 @@ fn main() {
     let rt = runtime();
     if wants("one_host") {
         for &(len, rounds) in &sizes {
-            one_host(&rt, len, rounds);
+            one_host(&rt, len, rounds, None);
         }
+        one_host(&rt, 100 * MB, 10, Some(2));
     }
     if parts == ["across_hosts"] {
         for &(len, rounds) in &sizes {

@@ -76,7 +76,11 @@ impl StoreDirectory {
                 .map_err(|_| timeout(ms))?,
             None => waiting.await,
         };
-        answered.map_err(|_| Error::NoRuntime)
+        // The catalog drops a waiter's sender only when the directory itself goes.
+        answered.map_err(|_| Error::Unavailable {
+            target: "the store's directory".into(),
+            message: format!("it stopped while a caller waited for a version of '{key}'"),
+        })
     }
 
     /// Records a getter that keeps its copy of a version and serves it to others.

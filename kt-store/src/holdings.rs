@@ -98,6 +98,8 @@ struct Table {
     reserved: u64,
     memory: u64,
     disk: u64,
+    /// Disk promised to spills under way.
+    disk_reserved: u64,
     tick: u64,
 }
 
@@ -151,7 +153,7 @@ impl Table {
                 slot.held.origin == Origin::Put
                     && !slot.spilling
                     && slot.held.charge().0 > 0
-                    && self.disk + slot.held.info.size <= budget.disk
+                    && self.disk + self.disk_reserved + slot.held.info.size <= budget.disk
             })
             .min_by_key(|(_, slot)| slot.last_used)
             .map(|(key, _)| key.clone())
@@ -284,7 +286,9 @@ impl Holdings {
                     match table.values.get_mut(&key) {
                         Some(slot) => {
                             slot.spilling = true;
-                            Step::Spill(key, slot.held.clone())
+                            let held = slot.held.clone();
+                            table.disk_reserved += held.info.size;
+                            Step::Spill(key, held)
                         }
                         None => Step::Wait,
                     }
@@ -324,6 +328,7 @@ impl Holdings {
         let bytes = held.bytes.clone();
         let written = tokio::task::spawn_blocking(move || spill::to_file(&dir, &bytes)).await;
         let mut table = self.table();
+        table.disk_reserved -= held.info.size.min(table.disk_reserved);
         match written {
             Ok(Ok((file, mapped))) if table.values.contains_key(&key) => {
                 let spilled = Held {

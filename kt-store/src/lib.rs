@@ -48,6 +48,7 @@ mod holder;
 mod holdings;
 mod same_host;
 mod session;
+pub mod sessions;
 mod spill;
 mod tensors;
 mod traffic;

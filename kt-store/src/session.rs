@@ -27,10 +27,12 @@ pub(crate) async fn directory() -> Result<&'static ActorRef<StoreDirectory>, Err
                 Some(address) => ActorRef::from_erased(resolve(address.clone())?),
                 // The driver, or a process no backend started: the directory is here.
                 None => {
-                    StoreDirectory::spawn()
+                    let directory = StoreDirectory::spawn()
                         .on(Arc::new(InProcess))
                         .max_concurrency(DIRECTORY_CONCURRENCY)
-                        .await
+                        .await?;
+                    crate::sessions::register(&directory);
+                    Ok(directory)
                 }
             }
         })

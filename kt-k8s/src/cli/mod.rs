@@ -9,6 +9,7 @@
 //! | `kt kill NAME` | deletes an actor's pod and worker Secret (a group's: every member's and its Service) |
 //! | `kt down [--session S] [--all]` | deletes session roots (the garbage collector deletes what they own); `--all` also detached actors |
 //! | `kt manifest --type T --image I ...` | prints the YAML kt would create for an actor or a group, offline |
+//! | `kt store ls [PREFIX] [-o json]` | the data stores of the drivers on this machine: key, version, size, holders, metadata |
 //!
 //! Actors are found by the labels and annotations of the contract
 //! ([`crate::manifest`]): pods labelled `app.kubernetes.io/managed-by=kt` and
@@ -30,6 +31,7 @@ mod logs;
 mod manifest;
 mod ps;
 mod status;
+mod store;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -44,6 +46,7 @@ pub use logs::logs;
 pub use manifest::manifest;
 pub use ps::{PsRow, ps, ps_rows};
 pub use status::{format_age, pod_status};
+pub use store::store_ls;
 
 /// `kt`: kt's actors on Kubernetes.
 #[derive(Debug, Parser)]
@@ -84,6 +87,26 @@ pub enum Command {
     Down(DownArgs),
     /// Print the YAML kt would create for an actor or a group (no cluster needed).
     Manifest(Box<ManifestArgs>),
+    /// The data stores of the drivers on this machine (no cluster needed).
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+/// `kt store ...`.
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// List keys: version, size, holders, metadata, per driver on this machine.
+    Ls(StoreLsArgs),
+}
+
+/// `kt store ls`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct StoreLsArgs {
+    /// Only keys starting with this.
+    pub prefix: Option<String>,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
 }
 
 /// `kt ps`.
@@ -341,12 +364,15 @@ pub async fn run(cli: &Cli, out: &mut (dyn Write + Send)) -> Result<(), CliError
         let namespace = cli.global.namespace.as_deref().unwrap_or("default");
         return manifest(args, namespace, out);
     }
+    if let Command::Store(StoreCommand::Ls(args)) = &cli.command {
+        return store_ls(args, out).await;
+    }
     let target = connect(&cli.global).await?;
     match &cli.command {
         Command::Ps(args) => ps(&target, args, out).await,
         Command::Logs(args) => logs(&target, args, out).await,
         Command::Kill(args) => kill(&target, args, out).await,
         Command::Down(args) => down(&target, args, out).await,
-        Command::Manifest(_) => Ok(()),
+        Command::Manifest(_) | Command::Store(_) => Ok(()),
     }
 }

@@ -158,7 +158,10 @@ pub async fn ps(
 
 /// Left-aligned columns three spaces apart, as kubectl prints them. Actor names may hold
 /// spaces, so scripts should read `-o json` rather than split lines.
-fn write_table(out: &mut (dyn Write + Send), table: &[Vec<String>]) -> std::io::Result<()> {
+pub(crate) fn write_table(
+    out: &mut (dyn Write + Send),
+    table: &[Vec<String>],
+) -> std::io::Result<()> {
     let Some((header, rows)) = table.split_first() else {
         return Ok(());
     };

@@ -19,6 +19,10 @@
 //! verified chunk by chunk. A holder that is gone is skipped (and forgotten); when no
 //! holder is left, the get fails with `Error::HolderLost` at once.
 //!
+//! Each process keeps to a memory budget (evicting cached copies, then spilling its own
+//! values to disk, then failing a put with `Error::StoreFull`; see [`usage`]), and
+//! [`sessions::on_this_machine`] lists the stores of this machine's drivers (`kt store ls`).
+//!
 //! The same functions work in the driver and inside actors, on every backend.
 //!
 //! ```

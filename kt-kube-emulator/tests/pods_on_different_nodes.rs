@@ -362,15 +362,35 @@ async fn every_nodes_link_and_forwarding_go_with_the_emulator() {
         before,
         "the machine-wide setting is untouched"
     );
+    // By index, not by name or address: once this emulator freed its blocks, an emulator
+    // of a test running beside this one may make links of the same names and addresses.
+    let indexes: Vec<String> = links.iter().map(|link| link_index(link)).collect();
+    assert!(hosts.iter().all(|host| addresses().contains(host.as_str())));
     h.emulator.shutdown().await;
-    let after = addresses();
-    for (host, link) in hosts.iter().zip(&links) {
-        assert!(!after.contains(host.as_str()), "{after}");
-        let conf = format!("/proc/sys/net/ipv4/conf/{link}");
+    let left = link_indexes();
+    for (link, index) in links.iter().zip(&indexes) {
         assert!(
-            !std::path::Path::new(&conf).exists(),
-            "{link} is still there"
+            !left.contains(index),
+            "{link} (index {index}) is still there"
         );
     }
     assert_eq!(ip_forward(), before);
+}
+
+/// The interface index of `link` on this machine.
+fn link_index(link: &str) -> String {
+    std::fs::read_to_string(format!("/sys/class/net/{link}/ifindex"))
+        .expect("the link's index")
+        .trim()
+        .to_string()
+}
+
+/// The interface index of every link on this machine (indexes are not reused soon).
+fn link_indexes() -> Vec<String> {
+    std::fs::read_dir("/sys/class/net")
+        .expect("the links")
+        .flatten()
+        .filter_map(|entry| std::fs::read_to_string(entry.path().join("ifindex")).ok())
+        .map(|index| index.trim().to_string())
+        .collect()
 }

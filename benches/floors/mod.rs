@@ -212,6 +212,39 @@ fn spawn_far_end(
     (child, stdin, stdout)
 }
 
+/// Starts the quinn far end `kind` with `env`, hands it an identity from a fresh CA, and
+/// connects to it with mutual TLS (call inside the runtime).
+async fn connect_quinn_far_end(
+    kind: &str,
+    env: &[(&str, &str)],
+) -> (quinn::Connection, quinn::Endpoint, FarEnd) {
+    let ca = ClusterCa::generate().expect("ca");
+    let (ca_pem, cert, key) = ca.issue("floor server").expect("leaf").to_pem();
+    let (child, mut stdin, stdout) = spawn_far_end(kind, env);
+    for pem in [ca_pem, cert, key] {
+        writeln!(stdin, "{}", pem.replace('\n', "\\n")).expect("write identity");
+    }
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("port");
+    let port: u16 = line.trim().parse().expect("a port");
+    let far = FarEnd {
+        child,
+        _stdin: stdin,
+    };
+    let client_id = ca.issue("floor client").expect("leaf");
+    let mut endpoint =
+        quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("client");
+    endpoint.set_default_client_config(client_id.client_config().expect("client config"));
+    let conn = endpoint
+        .connect(([127, 0, 0, 1], port).into(), SERVER_NAME)
+        .expect("connect")
+        .await
+        .expect("handshake");
+    (conn, endpoint, far)
+}
+
 /// A raw quinn stream to a far-end echo process, with mutual TLS from a fresh CA.
 pub struct QuinnFloor {
     pub send: quinn::SendStream,
@@ -224,30 +257,7 @@ pub struct QuinnFloor {
 impl QuinnFloor {
     /// Starts the far end and connects to it (call inside the runtime).
     pub async fn start() -> QuinnFloor {
-        let ca = ClusterCa::generate().expect("ca");
-        let (ca_pem, cert, key) = ca.issue("floor server").expect("leaf").to_pem();
-        let (child, mut stdin, stdout) = spawn_far_end("quinn", &[]);
-        for pem in [ca_pem, cert, key] {
-            writeln!(stdin, "{}", pem.replace('\n', "\\n")).expect("write identity");
-        }
-        let mut line = String::new();
-        std::io::BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("port");
-        let port: u16 = line.trim().parse().expect("a port");
-        let far = FarEnd {
-            child,
-            _stdin: stdin,
-        };
-        let client_id = ca.issue("floor client").expect("leaf");
-        let mut endpoint =
-            quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("client");
-        endpoint.set_default_client_config(client_id.client_config().expect("client config"));
-        let conn = endpoint
-            .connect(([127, 0, 0, 1], port).into(), SERVER_NAME)
-            .expect("connect")
-            .await
-            .expect("handshake");
+        let (conn, endpoint, far) = connect_quinn_far_end("quinn", &[]).await;
         let (send, recv) = conn.open_bi().await.expect("stream");
         QuinnFloor {
             send,
@@ -379,35 +389,13 @@ pub struct QuinnBulkFloor {
 impl QuinnBulkFloor {
     /// Starts the far end holding `len` bytes and connects to it (inside the runtime).
     pub async fn start(len: usize) -> QuinnBulkFloor {
-        let ca = ClusterCa::generate().expect("ca");
-        let (ca_pem, cert, key) = ca.issue("floor server").expect("leaf").to_pem();
-        let len_text = len.to_string();
-        let (child, mut stdin, stdout) =
-            spawn_far_end("quinn-bulk", &[("KT_BENCH_FLOOR_LEN", &len_text)]);
-        for pem in [ca_pem, cert, key] {
-            writeln!(stdin, "{}", pem.replace('\n', "\\n")).expect("write identity");
-        }
-        let mut line = String::new();
-        std::io::BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("port");
-        let port: u16 = line.trim().parse().expect("a port");
-        let client_id = ca.issue("floor client").expect("leaf");
-        let mut endpoint =
-            quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("client");
-        endpoint.set_default_client_config(client_id.client_config().expect("client config"));
-        let conn = endpoint
-            .connect(([127, 0, 0, 1], port).into(), SERVER_NAME)
-            .expect("connect")
-            .await
-            .expect("handshake");
+        let len = len.to_string();
+        let (conn, endpoint, far) =
+            connect_quinn_far_end("quinn-bulk", &[("KT_BENCH_FLOOR_LEN", &len)]).await;
         QuinnBulkFloor {
             conn,
             _endpoint: endpoint,
-            _far: FarEnd {
-                child,
-                _stdin: stdin,
-            },
+            _far: far,
         }
     }
 

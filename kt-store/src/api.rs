@@ -16,10 +16,9 @@ use crate::session::directory;
 use crate::tensors::{self, SafeTensors, TensorSet};
 use crate::version::{ValueKind, Version, VersionInfo, check_key};
 
-/// What a put stores.
+/// What a put stores: bytes of a kind, or a tensor set written in place.
 enum Payload {
-    Bytes(Bytes),
-    Encoded(Vec<u8>),
+    Bytes(ValueKind, Bytes),
     Tensors(TensorSet),
 }
 
@@ -55,28 +54,13 @@ impl IntoFuture for Put {
         Box::pin(async move {
             let store = store();
             let info = match self.payload? {
-                Payload::Bytes(bytes) => {
+                Payload::Bytes(kind, bytes) => {
                     let write = |out: &mut [u8]| {
                         out.copy_from_slice(&bytes);
                         Ok(())
                     };
                     store
-                        .put(self.key, ValueKind::Bytes, bytes.len(), write, self.options)
-                        .await?
-                }
-                Payload::Encoded(encoded) => {
-                    let write = |out: &mut [u8]| {
-                        out.copy_from_slice(&encoded);
-                        Ok(())
-                    };
-                    store
-                        .put(
-                            self.key,
-                            ValueKind::Value,
-                            encoded.len(),
-                            write,
-                            self.options,
-                        )
+                        .put(self.key, kind, bytes.len(), write, self.options)
                         .await?
                 }
                 Payload::Tensors(set) => {
@@ -97,7 +81,7 @@ impl IntoFuture for Put {
 pub fn put(key: impl Into<String>, bytes: impl Into<Bytes>) -> Put {
     Put {
         key: key.into(),
-        payload: Ok(Payload::Bytes(bytes.into())),
+        payload: Ok(Payload::Bytes(ValueKind::Bytes, bytes.into())),
         options: PutOptions::default(),
     }
 }
@@ -108,7 +92,7 @@ pub fn put_value<T: Serialize + ?Sized>(key: impl Into<String>, value: &T) -> Pu
     let payload = kt_core::codec::encode(value, format_args!("the value for '{key}'"));
     Put {
         key,
-        payload: payload.map(Payload::Encoded),
+        payload: payload.map(|encoded| Payload::Bytes(ValueKind::Value, encoded.into())),
         options: PutOptions::default(),
     }
 }

@@ -312,26 +312,6 @@ impl Catalog {
         listing.sort_by(|a, b| a.key.cmp(&b.key));
         listing
     }
-
-    /// Takes back what a holder still has after the directory lost its state (it
-    /// restarted): the versions keep their numbers, and later puts continue after them.
-    pub fn announce(&mut self, holder: &HolderAddress, held: Vec<VersionInfo>) {
-        for info in held {
-            let entry = self.keys.entry(info.key.clone()).or_default();
-            entry.last = entry.last.max(info.version.0);
-            let record = entry
-                .versions
-                .entry(info.version.0)
-                .or_insert_with(|| Record {
-                    info: info.clone(),
-                    holders: Vec::new(),
-                    last_lost: None,
-                });
-            if !record.holders.contains(holder) {
-                record.holders.push(holder.clone());
-            }
-        }
-    }
 }
 
 fn not_found(key: &str) -> Error {
@@ -476,20 +456,5 @@ mod tests {
         }
         let keys: Vec<String> = catalog.list("a/").into_iter().map(|k| k.key).collect();
         assert_eq!(keys, ["a/x", "a/y"]);
-    }
-
-    #[test]
-    fn a_restarted_directory_takes_back_what_holders_announce() {
-        let mut old = Catalog::default();
-        put(&mut old, "w", None, 1);
-        put(&mut old, "w", None, 1);
-        let held = vec![old.locate("w", None).expect("found").info];
-        let mut fresh = Catalog::default();
-        fresh.announce(&holder(1), held);
-        assert_eq!(
-            fresh.locate("w", None).expect("found").info.version,
-            Version(2)
-        );
-        assert_eq!(put(&mut fresh, "w", None, 1).info.version, Version(3));
     }
 }

@@ -3,8 +3,9 @@
 //!
 //! It lives in the driver process (an in-process actor there, exported on the driver's
 //! node like any handle that travels), and every worker the driver starts inherits its
-//! address (the `session` module). Losing it loses no data: the holders keep their bytes
-//! and announce them to a new directory ([`Catalog::announce`]).
+//! address (the `session` module). It holds no bytes: those stay with their holders. A
+//! directory that is lost is not rebuilt yet; its session's values cannot be found until
+//! they are put again.
 //!
 //! Its methods take `&self` and run concurrently, so that callers waiting for a newer
 //! version ([`StoreDirectory::wait_newer`]) never hold up puts; each method holds the
@@ -20,7 +21,7 @@ use kt_core::Error;
 pub use catalog::{Catalog, KeyListing, Located, Newer, Publication, Published, Versions};
 
 use crate::holder::HolderAddress;
-use crate::version::{Version, VersionInfo};
+use crate::version::Version;
 
 /// How many calls the directory runs at once: callers blocked in `wait_newer` each take
 /// one, and puts must never queue behind them.
@@ -106,11 +107,6 @@ impl StoreDirectory {
     /// Every key starting with `prefix`, with its kept versions.
     pub async fn list(&self, prefix: String) -> Vec<KeyListing> {
         self.catalog().list(&prefix)
-    }
-
-    /// A holder's values, announced again after the directory lost its state.
-    pub async fn announce(&self, holder: HolderAddress, held: Vec<VersionInfo>) {
-        self.catalog().announce(&holder, held);
     }
 }
 

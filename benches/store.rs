@@ -24,7 +24,7 @@ mod support;
 use floors::{MemfdFloor, QuinnBulkFloor};
 use kt::prelude::*;
 use kt::store::Version;
-use support::{run_as_task, runtime};
+use support::{median, ms, read_every_byte, run_as_task, runtime};
 
 const MB: usize = 1_000_000;
 
@@ -61,24 +61,6 @@ impl Producer {
         std::hint::black_box(sum);
         Ok((got, started.elapsed() - got))
     }
-}
-
-/// Reads every byte (eight at a time), so the pages are really touched.
-fn read_every_byte(bytes: &[u8]) -> u64 {
-    let (words, rest) = bytes.as_chunks::<8>();
-    words
-        .iter()
-        .fold(0u64, |acc, w| acc.wrapping_add(u64::from_le_bytes(*w)))
-        + rest.iter().map(|b| u64::from(*b)).sum::<u64>()
-}
-
-fn median(samples: &mut [Duration]) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.3} ms", d.as_secs_f64() * 1e3)
 }
 
 fn one_host(rt: &tokio::runtime::Runtime, len: usize, rounds: usize, keep_last: Option<usize>) {

@@ -56,6 +56,7 @@
 pub use kt_core::*;
 pub use kt_k8s::{Kubernetes, KubernetesBuilder, Reach};
 pub use kt_macros::{actor, main, test};
+pub use kt_transport::wire::blob::Blob;
 pub use kt_transport::{LocalProcess, is_worker, serve_if_worker};
 
 /// The data store: versioned values by key, held where they are put, mapped without a
@@ -169,4 +170,5 @@ pub mod prelude {
         ActorGroup, ActorRef, Call, Compute, Context, DeathCause, Error, GroupCall, GroupMember,
         Lifetime, SpawnOptions, get_actor,
     };
+    pub use kt_transport::wire::blob::Blob;
 }

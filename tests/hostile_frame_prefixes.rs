@@ -53,6 +53,7 @@ async fn hostile_connection(actor: &kt::ErasedActor) -> (quinn::Connection, byte
         &Frame::Open {
             version: PROTOCOL_VERSION,
             actor_id: address.label.id,
+            host: None,
         },
         &mut open,
     )

@@ -2,7 +2,7 @@
 //! pods are different hosts (each emulated node's pods share a network namespace of
 //! their own), so values cross between them over QUIC bulk streams, while pods of one
 //! node pass memfds. Keys are unique to each test: the tests share the driver's
-//! directory.
+//! directory. Blobs in call replies take the same two paths.
 
 mod support;
 
@@ -12,6 +12,7 @@ use std::time::Duration;
 use kt::PlacementStrategy;
 use kt::prelude::*;
 use kt::store::Version;
+use support::blobs::Bulk;
 use support::store::{Keeper, digest, grown, pattern};
 use support::{Cluster, cluster};
 
@@ -112,4 +113,34 @@ async fn a_value_whose_pod_is_gone_fails_with_holder_lost_at_once() {
         other => panic!("expected HolderLost, got {other:?}"),
     }
     println!("HolderLost after the pod's death: {:?}", started.elapsed());
+}
+
+/// Past the size from which a cross-host reply is received into huge pages.
+const BLOB_LEN: usize = (5 << 20) + 7;
+
+#[kt::test]
+async fn a_blob_reply_crosses_from_a_pod_over_quic_and_to_a_pod_of_its_node_as_shared_memory() {
+    let c = cluster().await;
+    let holder = Bulk::spawn()
+        .placement_group("k8s-blob-pack", PlacementStrategy::StrictPack)
+        .on(on_k8s(c))
+        .await
+        .unwrap();
+    let neighbour = Bulk::spawn()
+        .placement_group("k8s-blob-pack", PlacementStrategy::StrictPack)
+        .on(on_k8s(c))
+        .await
+        .unwrap();
+    // To the driver, on another host: over QUIC, whole.
+    let blob = holder.shared(BLOB_LEN, 9).await.unwrap().unwrap();
+    assert!(!blob.is_shared(), "{blob:?}");
+    assert_eq!(digest(&blob), digest(&pattern(BLOB_LEN, 9)));
+    // To a pod of the same node: the holder's memfd.
+    let (shared, sum) = neighbour
+        .fetch_from(holder.clone(), BLOB_LEN, 10)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(shared, "a pod of the same node got a copy");
+    assert_eq!(sum, digest(&pattern(BLOB_LEN, 10)));
 }

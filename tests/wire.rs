@@ -78,6 +78,7 @@ async fn exchange(conn: &quinn::Connection, actor_id: u64, calls: Calls) -> Vec<
     send.write_all(&frame(&Frame::Open {
         version: PROTOCOL_VERSION,
         actor_id,
+        host: None,
     }))
     .await
     .unwrap();

@@ -21,3 +21,26 @@ pub fn runtime() -> tokio::runtime::Runtime {
     kt::__private::use_runtime(rt.handle().clone());
     rt
 }
+
+/// The median of `samples` (sorted in place).
+#[allow(dead_code)] // not every benchmark takes medians of durations
+pub fn median(samples: &mut [std::time::Duration]) -> std::time::Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+/// `d` in milliseconds, for `figure:` lines.
+#[allow(dead_code)]
+pub fn ms(d: std::time::Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1e3)
+}
+
+/// Reads every byte (eight at a time), so the pages are really touched.
+#[allow(dead_code)]
+pub fn read_every_byte(bytes: &[u8]) -> u64 {
+    let (words, rest) = bytes.as_chunks::<8>();
+    words
+        .iter()
+        .fold(0u64, |acc, w| acc.wrapping_add(u64::from_le_bytes(*w)))
+        + rest.iter().map(|b| u64::from(*b)).sum::<u64>()
+}

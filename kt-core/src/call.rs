@@ -140,7 +140,11 @@ impl<T: DeserializeOwned> Future for Call<T> {
                 Err(_) => Err(route.gone()),
             },
             State::Encoded { rx, route, method } => match ready!(Pin::new(rx).poll(cx)) {
-                Ok(bytes) => decode_reply(&bytes, method),
+                Ok(bytes) => codec::decode_reply_of(
+                    &bytes,
+                    &codec::no_attachments(),
+                    format_args!("the reply of `{method}`"),
+                ),
                 Err(_) => Err(route.gone()),
             },
             State::Kept {
@@ -148,7 +152,7 @@ impl<T: DeserializeOwned> Future for Call<T> {
                 route,
                 method,
             } => match ready!(route.poll_kept(*call, cx)) {
-                Some(kept) => decode_reply(kept.as_slice(), method),
+                Some(kept) => kept.decode(format_args!("the reply of `{method}`")),
                 None => Err(route.gone()),
             },
             State::Done => panic!("Call polled after it completed"),
@@ -165,10 +169,6 @@ impl<T> Drop for Call<T> {
             route.forget_kept(*call);
         }
     }
-}
-
-fn decode_reply<T: DeserializeOwned>(bytes: &[u8], method: &str) -> Result<T> {
-    codec::decode_reply::<T>(bytes, format_args!("the reply of `{method}`"))
 }
 
 /// The pending replies of a call broadcast to every member of a group; resolves to the

@@ -8,10 +8,16 @@
 //! Structs are encoded as maps (field names included) so that a reply decodes
 //! correctly even when field order changes between builds.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
+
+pub mod attachments;
+
+use attachments::Attachment;
 
 /// Encodes `value` to MessagePack; `what` names the value in the error. It is formatted
 /// only if encoding fails, so hot paths can pass `format_args!` without allocating.
@@ -91,22 +97,49 @@ const REPLY_ERR: u8 = 1;
 /// cannot be encoded comes out as an [`Error::Encode`] reply; `use_` gets the bytes.
 pub fn with_encoded_reply<T: Serialize, R>(result: &Result<T>, use_: impl FnOnce(&[u8]) -> R) -> R {
     with_scratch(|buf| {
-        let written = match result {
-            Ok(value) => {
-                buf.push(REPLY_OK);
-                write_value(buf, value, "a reply")
-            }
-            Err(error) => {
-                write_error(buf, error);
-                Ok(())
-            }
-        };
-        if let Err(error) = written {
-            buf.clear();
-            write_error(buf, &error);
-        }
+        write_reply(buf, result);
         use_(buf)
     })
+}
+
+/// Encodes a method's result as a reply for a receiver that takes attachments: large
+/// buffers in it ([`attachments`]) are handed to `use_` beside the encoded bytes rather
+/// than copied into them. A value that cannot be encoded comes out as an
+/// [`Error::Encode`] reply with no attachments.
+pub fn with_encoded_reply_attaching<T: Serialize, R>(
+    result: &Result<T>,
+    use_: impl FnOnce(&[u8], Vec<Attachment>) -> R,
+) -> R {
+    with_scratch(|buf| {
+        let (encoded, attachments) = attachments::while_attaching(|| write_reply(buf, result));
+        match encoded {
+            true => use_(buf, attachments),
+            false => use_(buf, Vec::new()),
+        }
+    })
+}
+
+/// Writes the reply of `result` into `buf`; `false` when the value could not be encoded
+/// and an [`Error::Encode`] reply was written instead.
+fn write_reply<T: Serialize>(buf: &mut Vec<u8>, result: &Result<T>) -> bool {
+    let written = match result {
+        Ok(value) => {
+            buf.push(REPLY_OK);
+            write_value(buf, value, "a reply")
+        }
+        Err(error) => {
+            write_error(buf, error);
+            Ok(())
+        }
+    };
+    match written {
+        Ok(()) => true,
+        Err(error) => {
+            buf.clear();
+            write_error(buf, &error);
+            false
+        }
+    }
 }
 
 /// Encodes a method's result as a reply (see [`with_encoded_reply`]).
@@ -145,6 +178,42 @@ pub fn decode_reply<T: DeserializeOwned>(bytes: &[u8], what: impl std::fmt::Disp
             ),
         }),
     }
+}
+
+/// Decodes a reply that came in as `bytes` with `attachments` ([`with_encoded_reply_attaching`]):
+/// bulk buffers in it (the transport's `Blob`) become views of `bytes` or of their
+/// attachment, not copies.
+pub fn decode_reply_of<T: DeserializeOwned>(
+    bytes: &bytes::Bytes,
+    attachments: &Arc<[Attachment]>,
+    what: impl std::fmt::Display,
+) -> Result<T> {
+    attachments::while_decoding(bytes, attachments, || decode_reply(bytes, what))
+}
+
+/// The reply `encoded` with its attachments inline (see [`attachments::inline`]), for a
+/// receiver that takes none; a reply that does not parse becomes an [`Error::Decode`]
+/// reply.
+pub fn inline_attachments(encoded: &[u8], attachments: &Arc<[Attachment]>) -> bytes::Bytes {
+    let Some((&tag, value)) = encoded.split_first() else {
+        return bytes::Bytes::copy_from_slice(encoded);
+    };
+    let extra: usize = attachments.iter().map(|a| a.bytes.len() + 5).sum();
+    let mut out = Vec::with_capacity(encoded.len() + extra);
+    out.push(tag);
+    match attachments::inline(value, attachments, &mut out) {
+        Ok(()) => bytes::Bytes::from(out),
+        Err(message) => encode_error(&Error::Decode {
+            what: "a reply passed on".into(),
+            message,
+        }),
+    }
+}
+
+/// No attachments.
+pub fn no_attachments() -> Arc<[Attachment]> {
+    static NONE: std::sync::OnceLock<Arc<[Attachment]>> = std::sync::OnceLock::new();
+    NONE.get_or_init(|| Arc::from(Vec::new())).clone()
 }
 
 /// The error an encoded reply carries, if it is an error reply that decodes.

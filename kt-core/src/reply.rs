@@ -14,6 +14,7 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use crate::codec;
+use crate::codec::attachments::Attachment;
 use crate::error::{Error, Result};
 
 /// Where an encoded reply goes when it is not a channel back to a caller in this
@@ -44,6 +45,26 @@ pub trait SharedReplySink: Send + Sync + 'static {
     /// The reply slot of call `call` was dropped unanswered (its actor is gone).
     fn abandoned(&self, call: u64) {
         let _ = call;
+    }
+
+    /// Whether replies through this sink may come with attachments
+    /// ([`codec::attachments`]): the transport can hand large buffers to the caller
+    /// another way (a caller on the same host). Default: no.
+    fn attaches(&self) -> bool {
+        false
+    }
+
+    /// Delivers an encoded reply and the attachments its bytes refer to. Only called
+    /// when [`attaches`](Self::attaches) says yes, with at least one attachment.
+    fn deliver_attached(&self, call: u64, encoded: &[u8], attachments: Vec<Attachment>) {
+        let _ = (encoded, attachments);
+        self.deliver(
+            call,
+            codec::encode_error(&Error::Encode {
+                what: "a reply".into(),
+                message: "this transport does not take attachments".into(),
+            }),
+        );
     }
 }
 
@@ -85,6 +106,13 @@ pub enum KeptReply {
     },
     /// A larger reply.
     Shared(Bytes),
+    /// A reply with attachments ([`codec::attachments`]) that came beside it.
+    Attached {
+        /// The encoded reply.
+        encoded: Bytes,
+        /// What it refers to.
+        attachments: Arc<[Attachment]>,
+    },
 }
 
 impl KeptReply {
@@ -117,7 +145,25 @@ impl KeptReply {
     pub fn as_slice(&self) -> &[u8] {
         match self {
             KeptReply::Inline { len, bytes } => &bytes[..usize::from(*len)],
-            KeptReply::Shared(bytes) => bytes,
+            KeptReply::Shared(bytes) | KeptReply::Attached { encoded: bytes, .. } => bytes,
+        }
+    }
+
+    /// Decodes the reply: its bulk buffers become views of its bytes or of its
+    /// attachments, not copies.
+    pub fn decode<T: serde::de::DeserializeOwned>(
+        &self,
+        what: impl std::fmt::Display,
+    ) -> Result<T> {
+        match self {
+            KeptReply::Inline { .. } => codec::decode_reply(self.as_slice(), what),
+            KeptReply::Shared(bytes) => {
+                codec::decode_reply_of(bytes, &codec::no_attachments(), what)
+            }
+            KeptReply::Attached {
+                encoded,
+                attachments,
+            } => codec::decode_reply_of(encoded, attachments, what),
         }
     }
 }
@@ -191,7 +237,35 @@ impl EncodedReply {
     pub fn deliver_kept(self, kept: KeptReply) {
         match kept {
             KeptReply::Shared(bytes) => self.deliver(bytes),
+            KeptReply::Attached {
+                encoded,
+                attachments,
+            } if self.attaches() => self.deliver_attached(&encoded, attachments.to_vec()),
+            // A receiver that takes no attachments gets the reply with them inline.
+            KeptReply::Attached {
+                encoded,
+                attachments,
+            } => self.deliver(codec::inline_attachments(&encoded, &attachments)),
             inline => self.deliver_slice(inline.as_slice()),
+        }
+    }
+
+    /// Whether the reply may come with attachments (see [`SharedReplySink::attaches`]).
+    pub fn attaches(&self) -> bool {
+        match self {
+            EncodedReply::Shared(reply) => reply.sink.as_ref().is_some_and(|sink| sink.attaches()),
+            EncodedReply::Channel(_) | EncodedReply::Sink(_) => false,
+        }
+    }
+
+    /// Answers with an encoded reply and its attachments; only for a reply that
+    /// [`attaches`](Self::attaches).
+    pub fn deliver_attached(self, encoded: &[u8], attachments: Vec<Attachment>) {
+        match self {
+            EncodedReply::Shared(reply) => {
+                reply.deliver_with(|sink, call| sink.deliver_attached(call, encoded, attachments))
+            }
+            other => other.deliver(codec::inline_attachments(encoded, &Arc::from(attachments))),
         }
     }
 
@@ -263,6 +337,14 @@ impl<T: Serialize + Send + 'static> Reply<T> {
         match self.inner {
             ReplyInner::Local(tx) => {
                 let _ = tx.send(result);
+            }
+            ReplyInner::Encoded(reply) if reply.attaches() => {
+                codec::with_encoded_reply_attaching(&result, |bytes, attachments| match attachments
+                    .is_empty()
+                {
+                    true => reply.deliver_slice(bytes),
+                    false => reply.deliver_attached(bytes, attachments),
+                })
             }
             ReplyInner::Encoded(reply) => {
                 codec::with_encoded_reply(&result, |bytes| reply.deliver_slice(bytes))

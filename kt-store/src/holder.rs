@@ -57,21 +57,7 @@ fn same_host_path() -> bool {
     *ON.get_or_init(|| std::env::var(SAME_HOST_ENV).map_or(true, |v| v != "off"))
 }
 
-/// This host and network namespace: the kernel's boot id and the namespace's inode.
-/// Processes with equal values can reach each other's abstract Unix sockets.
-pub fn this_host() -> &'static str {
-    static HOST: OnceLock<String> = OnceLock::new();
-    HOST.get_or_init(|| {
-        let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-            .map(|id| id.trim().to_string())
-            .unwrap_or_else(|_| "unknown-boot".into());
-        // The link reads `net:[4026531840]`.
-        let netns = std::fs::read_link("/proc/self/ns/net")
-            .map(|link| link.to_string_lossy().into_owned())
-            .unwrap_or_else(|_| "unknown-netns".into());
-        format!("{boot}/{netns}")
-    })
-}
+pub use kt_transport::wire::host::this_host;
 
 #[cfg(test)]
 mod tests {

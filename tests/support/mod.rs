@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+pub mod blobs;
 pub mod store;
 
 use std::collections::HashMap;

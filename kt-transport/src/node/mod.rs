@@ -12,6 +12,7 @@
 //! | `route/` | [`RemoteRoute`]: calls to one remote actor, in order, on one stream; its fate and pending calls (`state.rs`, `pending.rs`), how a call is put on the stream (`calls.rs`) |
 //! | `writer.rs` | a stream's ordered outgoing bytes, written inline when the stream is idle |
 //! | `serve/` | the serving side: call streams in, replies out; refusing bad streams |
+//! | `attachments.rs` | large blobs of replies to callers on this host, as sealed memfds over a Unix socket |
 //! | [`bulk`] | data-store values between hosts: chunked, verified, resumable bulk streams |
 //! | `control.rs` | the worker-control rendezvous: hello, attach, release |
 //! | `forward.rs` | QUIC over forwarded byte streams (port-forwards) |
@@ -30,6 +31,7 @@ use kt_core::{ErasedActor, Error};
 use crate::wire::TransportError;
 use crate::wire::tls::{ClusterCa, Identity};
 
+mod attachments;
 pub mod bulk;
 mod control;
 mod forward;
@@ -73,6 +75,8 @@ pub struct Node {
     forwarding: forward::Forwarding,
     control: Rendezvous,
     drain: serve::Drain,
+    /// Blobs of replies waiting for their callers on this host.
+    attachments: Arc<attachments::Attachments>,
 }
 
 impl Node {
@@ -110,6 +114,7 @@ impl Node {
             forwarding: Default::default(),
             control: Default::default(),
             drain: Default::default(),
+            attachments: Default::default(),
         });
         let acceptor = node.clone();
         let incoming = node.endpoint.clone();

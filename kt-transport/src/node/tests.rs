@@ -75,6 +75,7 @@ fn unknown_actor() -> Vec<u8> {
     frame_bytes(&Frame::Open {
         version: PROTOCOL_VERSION,
         actor_id: 424242,
+        host: None,
     })
 }
 
@@ -146,6 +147,7 @@ async fn bad_first_frames_are_refused_with_a_reason_and_the_node_keeps_serving()
             frame_bytes(&Frame::Open {
                 version: 99,
                 actor_id: 1,
+                host: None,
             }),
         ),
         (
@@ -290,6 +292,7 @@ async fn an_idle_actor_reads_its_stream_and_gives_it_back_while_a_method_runs() 
     let opened = frame_bytes(&Frame::Open {
         version: PROTOCOL_VERSION,
         actor_id: 77,
+        host: None,
     });
     send.write_all(&opened).await.expect("open");
     // Nothing to read and no call unanswered: the stream is lent to the idle actor.

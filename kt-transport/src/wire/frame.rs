@@ -21,7 +21,7 @@ use tokio_util::codec::Decoder;
 use super::budget::Admission;
 
 /// The version of this wire protocol; peers of another version are refused.
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// The default limit on one message, in bytes (override with `KT_MAX_MESSAGE_BYTES`).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 128 * 1024 * 1024;
@@ -67,6 +67,11 @@ pub enum Frame {
         version: u16,
         /// The actor the calls are for.
         actor_id: u64,
+        /// The caller's host, network namespace and user
+        /// ([`this_host_and_user`](super::host::this_host_and_user)): a node on the same
+        /// one hands large replies' blobs over as sealed memory ([`Frame::AttachedReply`]).
+        #[serde(default)]
+        host: Option<String>,
     },
     /// Node → caller, the only frame of a reply stream of its own: the next `len` bytes
     /// of the stream, unframed, are the call's encoded reply (a tag byte, then the value
@@ -80,6 +85,25 @@ pub enum Frame {
         call_id: u64,
         /// How many bytes follow.
         len: u64,
+    },
+    /// Node → caller, the only frame of a reply stream of its own: the encoded reply of a
+    /// call whose large blobs ([`super::blob`]) go beside it. For a caller on the same
+    /// host (`socket` set) they wait as sealed memfds at the node's abstract Unix socket,
+    /// to be asked for with `token`; otherwise they follow on this stream, unframed, in
+    /// index order, each as long as `lens` says.
+    AttachedReply {
+        /// The id of the call stream the call came on (its QUIC stream id).
+        stream: u64,
+        /// The call this answers.
+        call_id: u64,
+        /// The encoded reply, referring to its attachments by index.
+        encoded: bytes::Bytes,
+        /// The node's abstract Unix socket, for a caller on its host.
+        socket: Option<String>,
+        /// What to ask the socket for.
+        token: u64,
+        /// Each attachment's size, in index order.
+        lens: Vec<u64>,
     },
     /// Node → opener: the stream cannot be served (garbage first frame, unknown
     /// attach token, ...). A call stream's refusals are binary (see [`super::call`]).
@@ -255,6 +279,7 @@ mod tests {
             &Frame::Open {
                 version: PROTOCOL_VERSION,
                 actor_id: 9,
+                host: None,
             },
             &mut buf,
         )
@@ -347,11 +372,20 @@ pub(crate) fn every_kind() -> Vec<Frame> {
         Frame::Open {
             version: PROTOCOL_VERSION,
             actor_id: 7,
+            host: Some("boot/net:[1]/uid 0".into()),
         },
         Frame::ReplyStream {
             stream: 4,
             call_id: 2,
             len: 100 << 20,
+        },
+        Frame::AttachedReply {
+            stream: 4,
+            call_id: 3,
+            encoded: bytes::Bytes::from_static(&[0, 0xd6, 0x4b, 0, 0, 0, 0]),
+            socket: Some("kt-attachments-1-2".into()),
+            token: 9,
+            lens: vec![100 << 20],
         },
         Frame::Refused {
             error: Error::Protocol {
@@ -400,6 +434,7 @@ mod fuzz_seeds {
             &Frame::Open {
                 version: PROTOCOL_VERSION,
                 actor_id: 7,
+                host: None,
             },
             &mut calls,
         )

@@ -14,13 +14,17 @@
 //! | [`directory`] | this user's machine-wide state directory: names, the machine CA, logs |
 //! | [`sealed_memory`] | immutable bytes in a sealed memfd, mapped read-only, for same-host sharing |
 //! | [`fd_passing`] | file descriptors between same-user processes over an abstract Unix socket |
+//! | [`host`] | which processes share a host (and can pass each other descriptors) |
+//! | [`blob`] | `Blob`: bytes for arguments and replies, handed over as shared memory on one host |
 
+pub mod blob;
 pub mod budget;
 pub mod call;
 pub mod directory;
 mod error;
 pub mod fd_passing;
 pub mod frame;
+pub mod host;
 pub mod quic;
 pub mod sealed_memory;
 pub mod stream_socket;

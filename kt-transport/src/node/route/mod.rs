@@ -70,6 +70,7 @@ impl RemoteRoute {
             &Frame::Open {
                 version: PROTOCOL_VERSION,
                 actor_id: address.label.id,
+                host: crate::wire::host::announced().map(str::to_string),
             },
             &mut open,
         );

@@ -15,6 +15,7 @@ use std::sync::{Arc, Weak};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use kt_core::backend::{Accepted, EncodedReply, SharedReplySink};
+use kt_core::codec::attachments::Attachment;
 use kt_core::{ErasedActor, Error};
 use tokio::sync::watch;
 use tokio_util::codec::FramedRead;
@@ -22,6 +23,7 @@ use tokio_util::codec::FramedRead;
 mod call_stream;
 
 use super::Node;
+use super::attachments::attached_reply;
 use super::control::{AttachStream, HelloStream};
 use super::writer::OrderedWriter;
 use crate::wire::budget::{Budgeted, ConnectionBudget};
@@ -132,7 +134,11 @@ pub(crate) async fn serve_stream(
         None => return,
     };
     match first {
-        Frame::Open { version, actor_id } => {
+        Frame::Open {
+            version,
+            actor_id,
+            host,
+        } => {
             if version != PROTOCOL_VERSION {
                 return refuse_calls(&mut send, version_error(version)).await;
             }
@@ -146,7 +152,8 @@ pub(crate) async fn serve_stream(
                 };
                 return refuse_calls(&mut send, error).await;
             };
-            serve_calls(&node, actor, conn, send, frames).await;
+            let same_host = super::attachments::takes_attachments(host.as_deref());
+            serve_calls(&node, actor, conn, send, frames, same_host).await;
         }
         Frame::Hello {
             version,
@@ -217,6 +224,7 @@ fn frame_name(frame: &Frame) -> &'static str {
         Frame::Open { .. } => "Open",
         Frame::Attach { .. } => "Attach",
         Frame::ReplyStream { .. } => "ReplyStream",
+        Frame::AttachedReply { .. } => "AttachedReply",
         Frame::Refused { .. } => "Refused",
         Frame::Gone { .. } => "Gone",
         Frame::Fetch { .. } => "Fetch",
@@ -291,6 +299,9 @@ struct Replies {
     calls: Arc<Calls>,
     /// The stream, lent to the actor again once its last call is answered.
     stream: Weak<CallStream>,
+    /// The caller is on this host: large blobs go beside replies as sealed memory.
+    same_host: bool,
+    attachments: Arc<super::attachments::Attachments>,
 }
 
 impl Replies {
@@ -368,6 +379,38 @@ impl SharedReplySink for Replies {
         self.answered();
     }
 
+    /// Every caller takes attachments: on this host as sealed memory, elsewhere as raw
+    /// bytes behind the reply on its own stream (no copy into the reply).
+    fn attaches(&self) -> bool {
+        true
+    }
+
+    fn deliver_attached(&self, call: u64, encoded: &[u8], blobs: Vec<Attachment>) {
+        let (conn, stream_id) = (self.conn.clone(), self.stream_id);
+        let (attachments, runtime) = (self.attachments.clone(), self.runtime.clone());
+        let encoded = Bytes::copy_from_slice(encoded);
+        let same_host = self.same_host;
+        self.runtime.spawn(async move {
+            let id = (stream_id, call);
+            let reply =
+                attached_reply(&attachments, &runtime, &conn, id, encoded, blobs, same_host);
+            match reply.await {
+                Ok(outgoing) => {
+                    let mut chunks = Vec::with_capacity(1 + outgoing.follow.len());
+                    chunks.push(outgoing.header.freeze());
+                    chunks.extend(outgoing.follow);
+                    if let Ok(mut send) = conn.open_uni().await
+                        && send.write_all_chunks(&mut chunks).await.is_ok()
+                    {
+                        let _ = send.finish();
+                    }
+                }
+                Err(inline) => write_out_of_band(conn, stream_id, call, inline).await,
+            }
+        });
+        self.answered();
+    }
+
     fn abandoned(&self, call: u64) {
         // The actor went away without answering (killed while the call ran or waited in
         // its mailbox): the caller hears why now, not when the stream or process ends.
@@ -388,6 +431,7 @@ async fn serve_calls(
     conn: quinn::Connection,
     send: quinn::SendStream,
     frames: Frames,
+    same_host: bool,
 ) {
     let _serving = node.drain.serving();
     let mut draining = node.drain.draining();
@@ -402,6 +446,8 @@ async fn serve_calls(
             runtime: node.runtime.clone(),
             calls,
             stream,
+            same_host,
+            attachments: node.attachments.clone(),
         })
     });
     // Finish the stream and wait until the caller has read it to the end, so that a

@@ -53,6 +53,9 @@
 
 #![warn(missing_docs)]
 
+/// `#[serde(with = "kt::raw")]` on a `Vec` of numbers in your own types: it travels as
+/// its raw bytes (the macro does this by itself for argument and return types).
+pub use kt_core::codec::raw;
 pub use kt_core::*;
 pub use kt_k8s::{Kubernetes, KubernetesBuilder, Reach};
 pub use kt_macros::{actor, main, test};

@@ -15,10 +15,11 @@ pub use crate::actor::{
 pub use crate::actor_ref::RawRef;
 pub use crate::call::{Call, GroupCall};
 pub use crate::codec;
+pub use crate::codec::raw::{RawSlice, RawVec};
 pub use crate::error::{DeathCause, Error, Result};
 pub use crate::group::{GroupMembers, SpawnGroup};
 pub use crate::registry::ActorType;
-pub use crate::reply::{EncodedReply, Reply};
+pub use crate::reply::{EncodedReply, KeptReply, Reply, encode_reply_as};
 pub use crate::spawn::Spawn;
 pub use inventory;
 pub use serde;

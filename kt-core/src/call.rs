@@ -16,9 +16,9 @@ use futures_util::future::JoinAll;
 use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 
-use crate::codec;
 use crate::error::{Error, Result};
 use crate::ordered::Accepted;
+use crate::reply::KeptReply;
 use crate::route::{AwaitedReply, EncodedRoute};
 
 /// The pending reply of one call. Await it for the result, or drop it (or call
@@ -27,7 +27,13 @@ use crate::route::{AwaitedReply, EncodedRoute};
 pub struct Call<T> {
     state: State<T>,
     accepted: Accepted,
+    /// How an encoded reply becomes a `T`, when not as a plain `T` (a vector of numbers
+    /// that travels raw, say: [`codec::raw`]).
+    decode: Option<DecodeReply<T>>,
 }
+
+/// Decodes the encoded reply of method `method` (see [`Call::decoding_with`]).
+pub type DecodeReply<T> = fn(&KeptReply, &'static str) -> Result<T>;
 
 enum State<T> {
     Failed(Option<Error>),
@@ -55,6 +61,7 @@ impl<T> Call<T> {
         Call {
             state: State::Failed(Some(error)),
             accepted: Accepted::Now,
+            decode: None,
         }
     }
 
@@ -66,6 +73,7 @@ impl<T> Call<T> {
         Call {
             state: State::Local { rx, route },
             accepted,
+            decode: None,
         }
     }
 
@@ -78,6 +86,7 @@ impl<T> Call<T> {
         Call {
             state: State::Encoded { rx, route, method },
             accepted,
+            decode: None,
         }
     }
 
@@ -101,7 +110,19 @@ impl<T> Call<T> {
             },
             AwaitedReply::Refused(error) => State::Failed(Some(*error)),
         };
-        Call { state, accepted }
+        Call {
+            state,
+            accepted,
+            decode: None,
+        }
+    }
+
+    /// Decodes the reply with `decode` rather than as a plain `T`: the code
+    /// `#[kt::actor]` generates for a method whose reply travels in another form.
+    #[doc(hidden)]
+    pub fn decoding_with(mut self, decode: DecodeReply<T>) -> Self {
+        self.decode = Some(decode);
+        self
     }
 
     /// Waits until the call is in the actor's mailbox: at once, unless the mailbox was
@@ -131,6 +152,7 @@ impl<T: DeserializeOwned> Future for Call<T> {
     type Output = Result<T>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        let with = self.decode;
         let result = match &mut self.state {
             State::Failed(error) => Err(error.take().unwrap_or(Error::NoRuntime)),
             State::Local { rx, route } => match ready!(Pin::new(rx).poll(cx)) {
@@ -140,11 +162,7 @@ impl<T: DeserializeOwned> Future for Call<T> {
                 Err(_) => Err(route.gone()),
             },
             State::Encoded { rx, route, method } => match ready!(Pin::new(rx).poll(cx)) {
-                Ok(bytes) => codec::decode_reply_of(
-                    &bytes,
-                    &codec::no_attachments(),
-                    format_args!("the reply of `{method}`"),
-                ),
+                Ok(bytes) => decode(with, &KeptReply::Shared(bytes), method),
                 Err(_) => Err(route.gone()),
             },
             State::Kept {
@@ -152,7 +170,7 @@ impl<T: DeserializeOwned> Future for Call<T> {
                 route,
                 method,
             } => match ready!(route.poll_kept(*call, cx)) {
-                Some(kept) => kept.decode(format_args!("the reply of `{method}`")),
+                Some(kept) => decode(with, &kept, method),
                 None => Err(route.gone()),
             },
             State::Done => panic!("Call polled after it completed"),
@@ -168,6 +186,17 @@ impl<T> Drop for Call<T> {
         if let State::Kept { call, route, .. } = &self.state {
             route.forget_kept(*call);
         }
+    }
+}
+
+fn decode<T: DeserializeOwned>(
+    with: Option<DecodeReply<T>>,
+    kept: &KeptReply,
+    method: &'static str,
+) -> Result<T> {
+    match with {
+        Some(decode) => decode(kept, method),
+        None => kept.decode(format_args!("the reply of `{method}`")),
     }
 }
 

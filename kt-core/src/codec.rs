@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use crate::error::{Error, Result};
 
 pub mod attachments;
+pub mod raw;
 
 use attachments::Attachment;
 
@@ -97,7 +98,7 @@ const REPLY_ERR: u8 = 1;
 /// cannot be encoded comes out as an [`Error::Encode`] reply; `use_` gets the bytes.
 pub fn with_encoded_reply<T: Serialize, R>(result: &Result<T>, use_: impl FnOnce(&[u8]) -> R) -> R {
     with_scratch(|buf| {
-        write_reply(buf, result);
+        write_reply(buf, result.as_ref());
         use_(buf)
     })
 }
@@ -110,7 +111,23 @@ pub fn with_encoded_reply_attaching<T: Serialize, R>(
     result: &Result<T>,
     use_: impl FnOnce(&[u8], Vec<Attachment>) -> R,
 ) -> R {
+    with_encoded_reply_as(result.as_ref(), true, use_)
+}
+
+/// Encodes a reply from a view of a method's result (`value` may be a borrowed form of
+/// it that encodes the same way as the value the caller decodes: see [`raw`]).
+/// `attaching`: whether the receiver takes attachments
+/// ([`with_encoded_reply_attaching`]); when not, `use_` gets none.
+pub fn with_encoded_reply_as<W: Serialize, R>(
+    result: std::result::Result<W, &Error>,
+    attaching: bool,
+    use_: impl FnOnce(&[u8], Vec<Attachment>) -> R,
+) -> R {
     with_scratch(|buf| {
+        if !attaching {
+            write_reply(buf, result);
+            return use_(buf, Vec::new());
+        }
         let (encoded, attachments) = attachments::while_attaching(|| write_reply(buf, result));
         match encoded {
             true => use_(buf, attachments),
@@ -121,11 +138,11 @@ pub fn with_encoded_reply_attaching<T: Serialize, R>(
 
 /// Writes the reply of `result` into `buf`; `false` when the value could not be encoded
 /// and an [`Error::Encode`] reply was written instead.
-fn write_reply<T: Serialize>(buf: &mut Vec<u8>, result: &Result<T>) -> bool {
+fn write_reply<W: Serialize>(buf: &mut Vec<u8>, result: std::result::Result<W, &Error>) -> bool {
     let written = match result {
         Ok(value) => {
             buf.push(REPLY_OK);
-            write_value(buf, value, "a reply")
+            write_value(buf, &value, "a reply")
         }
         Err(error) => {
             write_error(buf, error);

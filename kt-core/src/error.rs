@@ -502,6 +502,20 @@ pub enum Error {
         /// The library's error name and text.
         message: String,
     },
+
+    /// The members of a group disagreed about a collective (all-reduce, broadcast): its
+    /// kind, root, or buffer length. The group can no longer be used.
+    #[error(
+        "{operation} failed: {message}. Every member of a group must run the same \
+         collectives, in the same order, on buffers of the same length; form a new group to \
+         go on"
+    )]
+    CollectiveMismatch {
+        /// The collective, and which round of the group.
+        operation: String,
+        /// What did not match.
+        message: String,
+    },
 }
 
 impl Error {

@@ -35,6 +35,22 @@ impl<A: Actor> GroupMembers<A> {
         Args: Serialize,
         T: DeserializeOwned,
     {
+        self.broadcast_decoded(method, args, None)
+    }
+
+    /// [`broadcast`](Self::broadcast), each reply decoded with `decode` (the code
+    /// `#[kt::actor]` generates for a method whose reply travels in another form).
+    #[doc(hidden)]
+    pub fn broadcast_decoded<Args, T>(
+        &self,
+        method: &'static str,
+        args: &Args,
+        decode: Option<crate::call::DecodeReply<T>>,
+    ) -> GroupCall<T>
+    where
+        Args: Serialize,
+        T: DeserializeOwned,
+    {
         let what = format_args!("arguments of `{}::{method}`", A::TYPE_NAME);
         let calls = match codec::encode(args, what) {
             // Encoded once; every member's call shares the same bytes.
@@ -42,7 +58,13 @@ impl<A: Actor> GroupMembers<A> {
                 let payload = bytes::Bytes::from(payload);
                 self.members
                     .iter()
-                    .map(|m| m.raw().call_encoded(method, payload.clone()))
+                    .map(|m| {
+                        let call = m.raw().call_encoded(method, payload.clone());
+                        match decode {
+                            Some(decode) => call.decoding_with(decode),
+                            None => call,
+                        }
+                    })
                     .collect()
             }
             Err(error) => vec![Call::failed(error)],

@@ -301,14 +301,30 @@ pub struct Reply<T> {
 
 enum ReplyInner<T> {
     Local(oneshot::Sender<Result<T>>),
-    Encoded(EncodedReply),
+    Encoded(EncodedReply, Option<EncodeReply<T>>),
+}
+
+/// Encodes a method's result into a reply slot, when not as a plain `T` (see
+/// [`Reply::encoded_with`]).
+pub type EncodeReply<T> = fn(&Result<T>, EncodedReply);
+
+/// Encodes `result` (a view of a method's result that encodes as the caller decodes it)
+/// into `reply`, with its large blobs beside it when the slot takes attachments.
+pub fn encode_reply_as<W: Serialize>(result: std::result::Result<W, &Error>, reply: EncodedReply) {
+    let attaching = reply.attaches();
+    codec::with_encoded_reply_as(result, attaching, |bytes, attachments| {
+        match attachments.is_empty() {
+            true => reply.deliver_slice(bytes),
+            false => reply.deliver_attached(bytes, attachments),
+        }
+    })
 }
 
 impl<T> std::fmt::Debug for Reply<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self.inner {
             ReplyInner::Local(_) => "Reply::Local",
-            ReplyInner::Encoded(_) => "Reply::Encoded",
+            ReplyInner::Encoded(..) => "Reply::Encoded",
         })
     }
 }
@@ -328,7 +344,16 @@ impl<T: Serialize + Send + 'static> Reply<T> {
     /// A reply slot that encodes the answer for a caller that sent bytes.
     pub fn encoded(reply: EncodedReply) -> Self {
         Reply {
-            inner: ReplyInner::Encoded(reply),
+            inner: ReplyInner::Encoded(reply, None),
+        }
+    }
+
+    /// A reply slot that encodes the answer with `encode` rather than as a plain `T`:
+    /// the code `#[kt::actor]` generates for a method whose reply travels in another form.
+    #[doc(hidden)]
+    pub fn encoded_with(reply: EncodedReply, encode: EncodeReply<T>) -> Self {
+        Reply {
+            inner: ReplyInner::Encoded(reply, Some(encode)),
         }
     }
 
@@ -338,17 +363,8 @@ impl<T: Serialize + Send + 'static> Reply<T> {
             ReplyInner::Local(tx) => {
                 let _ = tx.send(result);
             }
-            ReplyInner::Encoded(reply) if reply.attaches() => {
-                codec::with_encoded_reply_attaching(&result, |bytes, attachments| match attachments
-                    .is_empty()
-                {
-                    true => reply.deliver_slice(bytes),
-                    false => reply.deliver_attached(bytes, attachments),
-                })
-            }
-            ReplyInner::Encoded(reply) => {
-                codec::with_encoded_reply(&result, |bytes| reply.deliver_slice(bytes))
-            }
+            ReplyInner::Encoded(reply, Some(encode)) => encode(&result, reply),
+            ReplyInner::Encoded(reply, None) => encode_reply_as(result.as_ref(), reply),
         }
     }
 }

@@ -24,8 +24,9 @@
 //! ## What works where
 //!
 //! - **Anywhere**: [`libraries`] (finding `libcuda.so.1` and `libnccl.so.2`, preparing a
-//!   directory for workers' `LD_LIBRARY_PATH`), the [`Collectives`] trait, and every
-//!   function's error path.
+//!   directory for workers' `LD_LIBRARY_PATH`), the [`Collectives`] trait and its host
+//!   implementation over kt calls ([`HostCollectives`], for groups without GPUs and for
+//!   CI), and every function's error path.
 //! - **Where an NCCL library is installed**, GPU or not: [`nccl_version`],
 //!   [`nccl_library_path`], [`UniqueId::new`].
 //! - **Where the NVIDIA driver is installed**: [`device_count`], [`devices`] (no device is
@@ -58,6 +59,9 @@
 
 #![warn(missing_docs)]
 
+// `#[kt::actor]` (the hub of host collectives) names `::kt`: here, the core.
+extern crate kt_core as kt;
+
 pub use cudarc;
 
 mod collectives;
@@ -65,6 +69,7 @@ mod communicator;
 mod device;
 mod dl;
 mod guard;
+pub mod host;
 pub mod libraries;
 mod nccl;
 mod nccl_api;
@@ -76,4 +81,5 @@ mod stub_tests;
 pub use collectives::{CollectiveFuture, Collectives};
 pub use communicator::{Communicator, NcclElement};
 pub use device::{DeviceInfo, context, device_count, devices};
+pub use host::{CollectiveHub, HostCollectives};
 pub use nccl::{MIN_NCCL_VERSION, NcclVersion, UniqueId, nccl_library_path, nccl_version};

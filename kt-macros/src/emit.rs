@@ -6,6 +6,7 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
 use crate::model::{ActorImpl, ActorStruct, Hook, Method, Param, Receiver};
+use crate::wire_form::form;
 
 /// The struct, unchanged, plus the impl that names it.
 pub fn actor_struct(actor: &ActorStruct) -> TokenStream {
@@ -147,8 +148,13 @@ fn handle_type(actor: &ActorImpl) -> TokenStream {
         let variant = variant_ident(m);
         let idents = arg_idents(m);
         let output = &m.output;
+        let (wired, unwired) = (args_into_wire(m), args_from_wire(m));
+        let decode = match reply_decoder(m) {
+            Some(decoder) => quote!(.decoding_with(#decoder)),
+            None => quote!(),
+        };
         handle_method(m, quote!(::kt::__private::Call<#output>), quote! {
-            self.0.call(#name, (#(#idents,)*), |(#(#idents,)*), reply| #message::#variant(#(#idents,)* reply))
+            self.0.call(#name, (#(#wired,)*), |(#(#idents,)*), reply| #message::#variant(#(#unwired,)* reply))#decode
         })
     });
     quote! {
@@ -169,6 +175,43 @@ fn handle_type(actor: &ActorImpl) -> TokenStream {
             #(#methods)*
         }
     }
+}
+
+/// Each argument as it travels ([`crate::wire_form`]): the argument itself unless it
+/// is a vector of numbers.
+fn args_into_wire(m: &Method) -> Vec<TokenStream> {
+    m.args()
+        .map(|a| {
+            let ident = &a.ident;
+            form(&a.ty).to_wire(quote!(#ident), 0)
+        })
+        .collect()
+}
+
+/// Each argument, named by its identifier but holding its wire form, back as its type.
+fn args_from_wire(m: &Method) -> Vec<TokenStream> {
+    m.args()
+        .map(|a| {
+            let ident = &a.ident;
+            form(&a.ty).back_from_wire(quote!(#ident), 0)
+        })
+        .collect()
+}
+
+/// The decoder of a reply that does not travel as the return type itself.
+fn reply_decoder(m: &Method) -> Option<TokenStream> {
+    let output = &m.output;
+    let form = form(output);
+    if form.is_plain() {
+        return None;
+    }
+    let wire = form.wire_type(output);
+    let back = form.back_from_wire(quote!(__kt_w), 0);
+    Some(quote! {
+        |kept, method| kept
+            .decode::<#wire>(::core::format_args!("the reply of `{}`", method))
+            .map(|__kt_w| #back)
+    })
 }
 
 /// A method of a generated handle type: the actor method's name, docs, visibility and
@@ -194,15 +237,15 @@ fn group_type(actor: &ActorImpl) -> TokenStream {
     );
     let methods = actor.methods.iter().map(|m| {
         let name = m.ident.to_string();
-        let idents = arg_idents(m);
         let output = &m.output;
-        handle_method(
-            m,
-            quote!(::kt::__private::GroupCall<#output>),
-            quote! {
-                self.0.broadcast(#name, &(#(#idents,)*))
+        let wired = args_into_wire(m);
+        let body = match reply_decoder(m) {
+            Some(decoder) => quote! {
+                self.0.broadcast_decoded(#name, &(#(#wired,)*), ::core::option::Option::Some(#decoder))
             },
-        )
+            None => quote! { self.0.broadcast(#name, &(#(#wired,)*)) },
+        };
+        handle_method(m, quote!(::kt::__private::GroupCall<#output>), body)
     });
     quote! {
         #[doc = #doc]
@@ -334,11 +377,28 @@ fn actor_trait(actor: &ActorImpl) -> TokenStream {
         let name = m.ident.to_string();
         let variant = variant_ident(m);
         let idents = arg_idents(m);
-        let types = arg_types(m);
+        let types = m.args().map(|a| form(&a.ty).wire_type(&a.ty));
+        let unwired = args_from_wire(m);
+        let output = &m.output;
+        let out_form = form(output);
+        let reply = match out_form.is_plain() {
+            true => quote!(::kt::__private::Reply::encoded(reply)),
+            false => {
+                let view = out_form.view(quote!(__kt_r), 0);
+                quote! {
+                    ::kt::__private::Reply::encoded_with(
+                        reply,
+                        |result: &::kt::__private::Result<#output>, reply: ::kt::__private::EncodedReply| {
+                            ::kt::__private::encode_reply_as(result.as_ref().map(|__kt_r| #view), reply)
+                        },
+                    )
+                }
+            }
+        };
         quote! {
             #name => {
                 let ((#(#idents,)*), reply) = ::kt::__private::decode_args::<(#(#types,)*)>(#type_name, method, payload, reply)?;
-                ::core::result::Result::Ok(#message::#variant(#(#idents,)* ::kt::__private::Reply::encoded(reply)))
+                ::core::result::Result::Ok(#message::#variant(#(#unwired,)* #reply))
             }
         }
     });

@@ -17,6 +17,7 @@ mod emit;
 mod main_attr;
 mod model;
 mod parse;
+mod wire_form;
 
 use proc_macro::TokenStream;
 
@@ -37,7 +38,11 @@ use proc_macro::TokenStream;
 ///
 /// Method rules: `&mut self` methods run one at a time, `&self` methods may overlap up to
 /// `max_concurrency`; a `ctx: &Context<Self>` parameter receives the actor's context;
-/// arguments and return values must be owned and serde-serializable. Helper attributes:
+/// arguments and return values must be owned and serde-serializable. An argument or return
+/// type that is a vector of numbers (`Vec<u8>`, `Vec<f32>`, any of `u8`–`u64`, `i8`–`i64`,
+/// `f32`, `f64`), also inside `Option` or `Result`, travels as its raw bytes (one
+/// MessagePack `bin`, not a number per element); inside your own types, mark such a field
+/// `#[serde(with = "kt::raw")]`. Helper attributes:
 /// `#[kt(constructor)]`, `#[kt(on_start)]`, `#[kt(on_stop)]` (hooks taking `&mut self` and
 /// optionally the context and, for `on_stop`, `cause: &DeathCause`), `#[kt(idempotent)]`
 /// (the call may be re-run on a restarted actor).

@@ -59,7 +59,7 @@ inventory::submit! {
 
 /// A worker this driver supervised is gone: its holdings go with it, so a get fails
 /// with `HolderLost` (or goes to another holder) at once instead of trying to reach it.
-fn worker_gone(node: &str) {
+fn worker_gone(node: &str, _cause: &kt_core::DeathCause) {
     if let Some(directory) = DIRECTORY.get() {
         // Sent now; nobody waits for the answer.
         drop(directory.holder_gone(node.to_string()));

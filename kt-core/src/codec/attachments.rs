@@ -32,6 +32,90 @@ pub const EXT_TAG: i8 = 0x4b;
 /// The newtype name under which the codec reads and writes MessagePack extensions.
 pub const EXT_STRUCT_NAME: &str = rmp_serde::MSGPACK_EXT_STRUCT_NAME;
 
+/// Buffers at least this long go beside a value whose receiver takes attachments rather
+/// than inside it: below it, a copy costs less than handing them over another way.
+pub const ATTACH_MIN_BYTES: usize = 64 * 1024;
+
+/// Writes `bytes` as an attachment reference when the value being encoded takes
+/// attachments and they are long enough ([`ATTACH_MIN_BYTES`]); `make` gives the
+/// attachment (called only then). `None`: write them inline.
+pub fn serialize_attached<S: serde::Serializer>(
+    serializer: S,
+    len: usize,
+    make: impl FnOnce() -> Attachment,
+) -> Result<Result<S::Ok, S::Error>, S> {
+    if len < ATTACH_MIN_BYTES || serializer.is_human_readable() {
+        return Err(serializer);
+    }
+    match attach(make()) {
+        Some(index) => Ok(serializer.serialize_newtype_struct(EXT_STRUCT_NAME, &Reference(index))),
+        None => Err(serializer),
+    }
+}
+
+/// The body of an attachment reference: the extension tag and the index.
+struct Reference(u32);
+
+impl serde::Serialize for Reference {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        let mut tuple = serializer.serialize_tuple(2)?;
+        tuple.serialize_element(&EXT_TAG)?;
+        tuple.serialize_element(&AsBin(&self.0.to_be_bytes()))?;
+        tuple.end()
+    }
+}
+
+struct AsBin<'a>(&'a [u8]);
+
+impl serde::Serialize for AsBin<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(self.0)
+    }
+}
+
+/// Reads an attachment reference from the MessagePack extension `ext` (what a visitor's
+/// `visit_newtype_struct` is given for one) and returns the attachment it names.
+pub fn deserialize_attached<'de, D: serde::Deserializer<'de>>(
+    ext: D,
+) -> Result<Attachment, D::Error> {
+    use serde::Deserialize;
+    let (tag, index) = <(i8, Index)>::deserialize(ext)?;
+    if tag != EXT_TAG {
+        return Err(serde::de::Error::custom(format!(
+            "a MessagePack extension of type {tag} is not an attachment reference"
+        )));
+    }
+    attached(index.0).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "the value refers to attachment {} that did not come with it",
+            index.0
+        ))
+    })
+}
+
+/// An attachment's index, four big-endian bytes.
+struct Index(u32);
+
+impl<'de> serde::Deserialize<'de> for Index {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct IndexVisitor;
+        impl serde::de::Visitor<'_> for IndexVisitor {
+            type Value = Index;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an attachment index (4 bytes)")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<Index, E> {
+                let bytes: [u8; 4] = bytes
+                    .try_into()
+                    .map_err(|_| E::invalid_length(bytes.len(), &self))?;
+                Ok(Index(u32::from_be_bytes(bytes)))
+            }
+        }
+        deserializer.deserialize_bytes(IndexVisitor)
+    }
+}
+
 /// One buffer handed over beside an encoded value.
 #[derive(Clone)]
 pub struct Attachment {

@@ -18,16 +18,13 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use kt_core::Error;
-use kt_core::codec::attachments::{self, Attachment, EXT_STRUCT_NAME, EXT_TAG};
+pub use kt_core::codec::attachments::ATTACH_MIN_BYTES;
+use kt_core::codec::attachments::{self, Attachment};
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
 
 use super::sealed_memory::SealedMemory;
-
-/// Blobs at least this long go beside a reply to a caller on the same host rather than
-/// inside it: below it, a copy costs less than the Unix socket's round trip.
-pub const ATTACH_MIN_BYTES: usize = 64 * 1024;
 
 /// Bytes for arguments and replies: encoded as one MessagePack `bin`, decoded as a view
 /// of what was received, and handed over as sealed shared memory to a caller on the
@@ -151,43 +148,19 @@ impl fmt::Debug for Blob {
     }
 }
 
-/// The body of an attachment reference: the extension tag and the index.
-struct Reference(u32);
-
-impl Serialize for Reference {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeTuple;
-        let mut tuple = serializer.serialize_tuple(2)?;
-        tuple.serialize_element(&EXT_TAG)?;
-        tuple.serialize_element(&AsBin(&self.0.to_be_bytes()))?;
-        tuple.end()
-    }
-}
-
-struct AsBin<'a>(&'a [u8]);
-
-impl Serialize for AsBin<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_bytes(self.0)
-    }
-}
-
 impl Serialize for Blob {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        if self.bytes.len() >= ATTACH_MIN_BYTES && !serializer.is_human_readable() {
-            let shared = self
+        let attachment = || Attachment {
+            bytes: self.bytes.clone(),
+            shared: self
                 .memory
                 .clone()
-                .map(|memory| memory as Arc<dyn std::any::Any + Send + Sync>);
-            let attachment = Attachment {
-                bytes: self.bytes.clone(),
-                shared,
-            };
-            if let Some(index) = attachments::attach(attachment) {
-                return serializer.serialize_newtype_struct(EXT_STRUCT_NAME, &Reference(index));
-            }
+                .map(|memory| memory as Arc<dyn std::any::Any + Send + Sync>),
+        };
+        match attachments::serialize_attached(serializer, self.bytes.len(), attachment) {
+            Ok(referenced) => referenced,
+            Err(serializer) => serializer.serialize_bytes(&self.bytes),
         }
-        serializer.serialize_bytes(&self.bytes)
     }
 }
 
@@ -233,18 +206,7 @@ impl<'de> Visitor<'de> for BlobVisitor {
     }
 
     fn visit_newtype_struct<D: Deserializer<'de>>(self, ext: D) -> Result<Blob, D::Error> {
-        let (tag, index) = <(i8, Index)>::deserialize(ext)?;
-        if tag != EXT_TAG {
-            return Err(de::Error::custom(format!(
-                "a MessagePack extension of type {tag} is not a kt::Blob"
-            )));
-        }
-        let attachment = attachments::attached(index.0).ok_or_else(|| {
-            de::Error::custom(format!(
-                "the value refers to attachment {} that did not come with it",
-                index.0
-            ))
-        })?;
+        let attachment = attachments::deserialize_attached(ext)?;
         let memory = attachment
             .shared
             .and_then(|shared| shared.downcast::<SealedMemory>().ok());
@@ -252,28 +214,6 @@ impl<'de> Visitor<'de> for BlobVisitor {
             bytes: attachment.bytes,
             memory,
         })
-    }
-}
-
-/// An attachment's index, four big-endian bytes.
-struct Index(u32);
-
-impl<'de> Deserialize<'de> for Index {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct IndexVisitor;
-        impl<'de> Visitor<'de> for IndexVisitor {
-            type Value = Index;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an attachment index (4 bytes)")
-            }
-            fn visit_bytes<E: de::Error>(self, bytes: &[u8]) -> Result<Index, E> {
-                let bytes: [u8; 4] = bytes
-                    .try_into()
-                    .map_err(|_| E::invalid_length(bytes.len(), &self))?;
-                Ok(Index(u32::from_be_bytes(bytes)))
-            }
-        }
-        deserializer.deserialize_bytes(IndexVisitor)
     }
 }
 

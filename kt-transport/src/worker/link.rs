@@ -57,8 +57,8 @@ pub struct DeathReporter {
 /// store's directory of holders) forget it at once instead of finding out on next use.
 /// Registered with `inventory::submit!`.
 pub struct WorkerGone {
-    /// Called with the gone worker's node address; it must not block.
-    pub notify: fn(&str),
+    /// Called with the gone worker's node address and why it is gone; it must not block.
+    pub notify: fn(&str, &DeathCause),
 }
 
 inventory::collect!(WorkerGone);
@@ -75,7 +75,7 @@ impl DeathReporter {
         // Before the callers learn of the death, so that what they do next (a get of a
         // value it held) already finds it forgotten.
         for hook in inventory::iter::<WorkerGone> {
-            (hook.notify)(&self.worker_node);
+            (hook.notify)(&self.worker_node, &cause);
         }
         self.state.die_and_fail(cause);
         // Its address may be handed to a new process: never reuse a connection to the

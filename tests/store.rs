@@ -57,6 +57,11 @@ async fn a_version_put_in_a_worker_wakes_a_waiting_driver_and_is_mapped_without_
     // A second get is the same mapping again.
     let again = kt::store::get(&key).await.unwrap();
     assert_eq!(again.bytes().as_ptr(), entry.bytes().as_ptr());
+    // The driver holds a copy now, and no transfer is left listed (the directory's calls
+    // from this process arrive in order: the listing comes after them).
+    let listed = kt::store::ls(&key).await.unwrap();
+    let version = &listed[0].versions[0];
+    assert_eq!((version.holders, version.transfers.len()), (2, 0));
 }
 
 #[kt::test]
@@ -89,7 +94,7 @@ async fn versions_grow_per_put_and_keep_last_drops_the_oldest() {
     let versions: Vec<Version> = listed[0]
         .versions
         .iter()
-        .map(|(info, _)| info.version)
+        .map(|listed| listed.info.version)
         .collect();
     assert_eq!(versions, [Version(2), Version(3)]);
     assert_eq!(

@@ -61,16 +61,18 @@ fn kt_store_ls_lists_the_keys_of_the_drivers_on_this_machine() {
     };
     assert_eq!(
         cells(lines[0]),
-        ["DRIVER", "KEY", "VERSION", "SIZE", "HOLDERS", "AGE", "META"]
+        [
+            "DRIVER", "KEY", "VERSION", "SIZE", "HOLDERS", "IN", "FLIGHT", "AGE", "META"
+        ]
     );
     assert_eq!(
-        cells(lines[1])[..5],
-        [pid.as_str(), "cli/weights", "1", "1.5KiB", "1"]
+        cells(lines[1])[..6],
+        [pid.as_str(), "cli/weights", "1", "1.5KiB", "1", "-"]
     );
-    assert_eq!(cells(lines[1])[6], "step=7");
+    assert_eq!(cells(lines[1])[7], "step=7");
     assert_eq!(
-        cells(lines[2])[..5],
-        [pid.as_str(), "cli/weights", "2", "2.0KiB", "1"]
+        cells(lines[2])[..6],
+        [pid.as_str(), "cli/weights", "2", "2.0KiB", "1", "-"]
     );
     assert!(!table.contains("other/key"), "{table}");
     assert!(

@@ -133,7 +133,7 @@ impl Store {
                 size: size as u64,
                 kind,
                 meta: options.meta,
-                put_at_ms: now_ms(),
+                put_at_ms: crate::version::now_ms(),
                 keep_last: options.keep_last,
                 holder: me,
             })
@@ -199,13 +199,22 @@ impl Store {
             let fetched = match holder == me {
                 // The directory thinks this process has it, but it does not (any more).
                 true => Err(Miss::Holder),
-                false => self.fetch_from(&holder, &info, &mut copy, &evicted).await,
+                false => {
+                    // Sent now, like every directory call below; nobody waits for the answers.
+                    drop(directory.transfer_started(
+                        key.clone(),
+                        version,
+                        me.clone(),
+                        holder.clone(),
+                    ));
+                    self.fetch_from(&holder, &info, &mut copy, &evicted).await
+                }
             };
             match fetched {
                 Ok(held) => {
                     let reservation = copy.reservation.take();
                     self.holdings.insert(held.clone(), reservation);
-                    // Sent now; nobody waits for the answer.
+                    // Ends the transfer too.
                     drop(directory.add_holder(key.clone(), version, me));
                     return Ok(held);
                 }
@@ -213,9 +222,13 @@ impl Store {
                     drop(directory.lost(key.clone(), version, holder.clone()));
                     last_tried = Some(holder);
                 }
-                Err(Miss::Fatal(error)) => return Err(error),
+                Err(Miss::Fatal(error)) => {
+                    drop(directory.transfer_ended(key.clone(), version, me));
+                    return Err(error);
+                }
             }
         }
+        drop(directory.transfer_ended(key.clone(), version, me));
         Err(holder_lost(key, version, last_tried))
     }
 
@@ -248,19 +261,24 @@ impl Store {
         } = located;
         let node = Node::global()?;
         let directory = directory().await?;
+        let me = self.me().await?.clone();
         let mut verified = 0;
         let mut last_tried = last_lost;
+        let over = || drop(directory.transfer_ended(key.to_string(), info.version, me.clone()));
         for holder in holders {
             let Ok(address) = holder.node.parse::<SocketAddr>() else {
                 continue;
             };
             let from = verified;
+            let (getter, source) = (me.clone(), holder.clone());
+            drop(directory.transfer_started(key.to_string(), info.version, getter, source));
             match node
                 .fetch_into(address, key, info.version.0, from, &mut target[..size])
                 .await
             {
                 Ok(()) => {
                     traffic::count(key, |t| t.received_over_quic += info.size - from);
+                    over();
                     return Ok(info);
                 }
                 Err(failure) => {
@@ -272,6 +290,7 @@ impl Store {
                 }
             }
         }
+        over();
         Err(holder_lost(key.to_string(), info.version, last_tried))
     }
 
@@ -449,10 +468,4 @@ fn holder_lost(key: String, version: Version, last_tried: Option<HolderAddress>)
 fn best_first(mut holders: Vec<HolderAddress>) -> Vec<HolderAddress> {
     holders.sort_by_key(|holder| !holder.on_this_host());
     holders
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -63,7 +63,7 @@ pub use api::{
     wait_newer,
 };
 pub use budget::{DISK_ENV, FULL_WAIT_ENV, MEMORY_ENV, SPILL_DIR_ENV};
-pub use directory::{KeyListing, Versions};
+pub use directory::{KeyListing, Transfer, VersionListing, Versions};
 pub use holder::{HolderAddress, SAME_HOST_ENV};
 pub use holdings::Usage;
 pub use tensors::{Dtype, SafeTensors, TensorSet};

@@ -90,6 +90,13 @@ pub fn check_key(key: &str) -> Result<(), Error> {
     Err(Error::invalid_options(problem))
 }
 
+/// Now, in ms since the epoch (what version records and transfers are stamped with).
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

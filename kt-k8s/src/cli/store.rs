@@ -30,9 +30,18 @@ pub async fn store_ls(args: &StoreLsArgs, out: &mut (dyn Write + Send)) -> Resul
 /// saying why.
 fn rows(stores: &[DriverStore], now_ms: u64) -> Vec<Vec<String>> {
     let mut rows = vec![
-        ["DRIVER", "KEY", "VERSION", "SIZE", "HOLDERS", "AGE", "META"]
-            .map(String::from)
-            .to_vec(),
+        [
+            "DRIVER",
+            "KEY",
+            "VERSION",
+            "SIZE",
+            "HOLDERS",
+            "IN FLIGHT",
+            "AGE",
+            "META",
+        ]
+        .map(String::from)
+        .to_vec(),
     ];
     for store in stores {
         let pid = store.pid.to_string();
@@ -44,7 +53,8 @@ fn rows(stores: &[DriverStore], now_ms: u64) -> Vec<Vec<String>> {
             }
         };
         for key in keys {
-            for (info, holders) in &key.versions {
+            for listed in &key.versions {
+                let info = &listed.info;
                 let age = now_ms.saturating_sub(info.put_at_ms) / 1000;
                 let meta: Vec<String> = info.meta.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 rows.push(vec![
@@ -52,7 +62,8 @@ fn rows(stores: &[DriverStore], now_ms: u64) -> Vec<Vec<String>> {
                     key.key.clone(),
                     info.version.0.to_string(),
                     human_bytes(info.size),
-                    holders.to_string(),
+                    listed.holders.to_string(),
+                    in_flight(&listed.transfers, now_ms),
                     format_age(age as i64),
                     meta.join(","),
                 ]);
@@ -60,6 +71,21 @@ fn rows(stores: &[DriverStore], now_ms: u64) -> Vec<Vec<String>> {
         }
     }
     rows
+}
+
+/// The transfers of a version under way: `-`, or each as `getter pid<-holder pid (age)`.
+fn in_flight(transfers: &[kt_store::Transfer], now_ms: u64) -> String {
+    if transfers.is_empty() {
+        return "-".into();
+    }
+    let each: Vec<String> = transfers
+        .iter()
+        .map(|t| {
+            let age = now_ms.saturating_sub(t.started_ms) / 1000;
+            format!("{}<-{} ({})", t.to.pid, t.from.pid, format_age(age as i64))
+        })
+        .collect();
+    each.join(" ")
 }
 
 fn now_ms() -> u64 {
@@ -86,7 +112,18 @@ fn human_bytes(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kt_store::{KeyListing, ValueKind, Version, VersionInfo};
+    use kt_store::{
+        HolderAddress, KeyListing, Transfer, ValueKind, Version, VersionInfo, VersionListing,
+    };
+
+    fn holder(pid: u32) -> HolderAddress {
+        HolderAddress {
+            node: format!("127.0.0.1:{pid}"),
+            host: "h".into(),
+            socket: None,
+            pid,
+        }
+    }
 
     #[test]
     fn rows_show_each_kept_version_and_unreachable_drivers() {
@@ -103,7 +140,15 @@ mod tests {
                 pid: 42,
                 keys: Ok(vec![KeyListing {
                     key: "policy/w".into(),
-                    versions: vec![(info, 2)],
+                    versions: vec![VersionListing {
+                        info,
+                        holders: 2,
+                        transfers: vec![Transfer {
+                            to: holder(7),
+                            from: holder(8),
+                            started_ms: 59_000,
+                        }],
+                    }],
                     waiting: 0,
                 }]),
             },
@@ -115,7 +160,16 @@ mod tests {
         let rows = rows(&stores, 61_000);
         assert_eq!(
             rows[1],
-            ["42", "policy/w", "3", "3.0MiB", "2", "60s", "step=30"]
+            [
+                "42",
+                "policy/w",
+                "3",
+                "3.0MiB",
+                "2",
+                "7<-8 (2s)",
+                "60s",
+                "step=30"
+            ]
         );
         assert_eq!(rows[2][0], "43");
         assert!(rows[2][1].starts_with("(unreachable: "), "{:?}", rows[2]);

@@ -60,10 +60,32 @@ pub struct Located {
 pub struct KeyListing {
     /// The key.
     pub key: String,
-    /// Its kept versions, oldest first, each with how many processes hold it.
-    pub versions: Vec<(VersionInfo, usize)>,
+    /// Its kept versions, oldest first.
+    pub versions: Vec<VersionListing>,
     /// Callers waiting for a version newer than the newest.
     pub waiting: usize,
+}
+
+/// One kept version in a listing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionListing {
+    /// The version's record.
+    pub info: VersionInfo,
+    /// How many processes hold its bytes.
+    pub holders: usize,
+    /// Its bytes on their way to getters now.
+    pub transfers: Vec<Transfer>,
+}
+
+/// A getter copying a version's bytes from a holder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transfer {
+    /// The getter.
+    pub to: HolderAddress,
+    /// The holder it copies from.
+    pub from: HolderAddress,
+    /// When it started (the directory's clock, ms since the epoch).
+    pub started_ms: u64,
 }
 
 /// Which versions `rm` removes.
@@ -81,6 +103,8 @@ struct Record {
     info: VersionInfo,
     holders: Vec<HolderAddress>,
     last_lost: Option<HolderAddress>,
+    /// Copies under way, one per getter.
+    transfers: Vec<Transfer>,
 }
 
 impl Record {
@@ -89,6 +113,8 @@ impl Record {
             self.last_lost = Some(self.holders[index].clone());
         }
         self.holders.retain(|holder| !gone(holder));
+        self.transfers
+            .retain(|transfer| !gone(&transfer.to) && !gone(&transfer.from));
     }
 }
 
@@ -184,6 +210,7 @@ impl Catalog {
                 info: info.clone(),
                 holders: vec![publication.holder],
                 last_lost: None,
+                transfers: Vec::new(),
             },
         );
         let dropped = entry.apply_retention();
@@ -233,15 +260,37 @@ impl Catalog {
         Newer::Later(rx)
     }
 
-    /// Records one more holder of a version (a getter that keeps its copy).
-    pub fn add_holder(&mut self, key: &str, version: Version, holder: HolderAddress) {
-        if let Some(record) = self
-            .keys
+    fn record_mut(&mut self, key: &str, version: Version) -> Option<&mut Record> {
+        self.keys
             .get_mut(key)
             .and_then(|entry| entry.versions.get_mut(&version.0))
-            && !record.holders.contains(&holder)
-        {
-            record.holders.push(holder);
+    }
+
+    /// Records one more holder of a version (a getter that keeps its copy); its transfer
+    /// is over.
+    pub fn add_holder(&mut self, key: &str, version: Version, holder: HolderAddress) {
+        if let Some(record) = self.record_mut(key, version) {
+            record.transfers.retain(|transfer| transfer.to != holder);
+            if !record.holders.contains(&holder) {
+                record.holders.push(holder);
+            }
+        }
+    }
+
+    /// Records that `transfer.to` copies a version from `transfer.from` now (in place of
+    /// any earlier transfer of the same getter: it moved on to another holder).
+    pub fn transfer_started(&mut self, key: &str, version: Version, transfer: Transfer) {
+        if let Some(record) = self.record_mut(key, version) {
+            record.transfers.retain(|t| t.to != transfer.to);
+            record.transfers.push(transfer);
+        }
+    }
+
+    /// `getter`'s copy of a version is over without it becoming a holder (it failed, or
+    /// went into a buffer of the caller's).
+    pub fn transfer_ended(&mut self, key: &str, version: Version, getter: &HolderAddress) {
+        if let Some(record) = self.record_mut(key, version) {
+            record.transfers.retain(|t| &t.to != getter);
         }
     }
 
@@ -304,7 +353,11 @@ impl Catalog {
                 versions: entry
                     .versions
                     .values()
-                    .map(|record| (record.info.clone(), record.holders.len()))
+                    .map(|record| VersionListing {
+                        info: record.info.clone(),
+                        holders: record.holders.len(),
+                        transfers: record.transfers.clone(),
+                    })
                     .collect(),
                 waiting: entry.waiters.iter().filter(|(_, w)| !w.is_closed()).count(),
             })
@@ -456,5 +509,32 @@ mod tests {
         }
         let keys: Vec<String> = catalog.list("a/").into_iter().map(|k| k.key).collect();
         assert_eq!(keys, ["a/x", "a/y"]);
+    }
+
+    #[test]
+    fn transfers_are_listed_until_the_getter_holds_the_bytes_or_gives_up() {
+        let mut catalog = Catalog::default();
+        put(&mut catalog, "w", None, 1);
+        let transfer = |to: u16, from: u16| Transfer {
+            to: holder(to),
+            from: holder(from),
+            started_ms: 5,
+        };
+        catalog.transfer_started("w", Version(1), transfer(2, 1));
+        catalog.transfer_started("w", Version(1), transfer(3, 1));
+        // Getter 2 moves on to another holder: one transfer of its, from there.
+        catalog.transfer_started("w", Version(1), transfer(2, 3));
+        let listed = &catalog.list("w")[0].versions[0];
+        assert_eq!(listed.transfers, [transfer(3, 1), transfer(2, 3)]);
+        catalog.add_holder("w", Version(1), holder(3));
+        catalog.transfer_ended("w", Version(1), &holder(9));
+        let listed = &catalog.list("w")[0].versions[0];
+        assert_eq!(
+            (listed.holders, &listed.transfers[..]),
+            (2, &[transfer(2, 3)][..])
+        );
+        // The holder it copies from is gone: so is the transfer.
+        catalog.holder_gone(&holder(3).node);
+        assert!(catalog.list("w")[0].versions[0].transfers.is_empty());
     }
 }

@@ -18,7 +18,9 @@ use std::time::Duration;
 
 use kt_core::Error;
 
-pub use catalog::{Catalog, KeyListing, Located, Newer, Publication, Published, Versions};
+pub use catalog::{
+    Catalog, KeyListing, Located, Newer, Publication, Published, Transfer, VersionListing, Versions,
+};
 
 use crate::holder::HolderAddress;
 use crate::version::Version;
@@ -87,6 +89,27 @@ impl StoreDirectory {
     /// Records a getter that keeps its copy of a version and serves it to others.
     pub async fn add_holder(&self, key: String, version: Version, holder: HolderAddress) {
         self.catalog().add_holder(&key, version, holder);
+    }
+
+    /// `getter` copies a version from `from` now (listed by `kt store ls`).
+    pub async fn transfer_started(
+        &self,
+        key: String,
+        version: Version,
+        getter: HolderAddress,
+        from: HolderAddress,
+    ) {
+        let transfer = Transfer {
+            to: getter,
+            from,
+            started_ms: crate::version::now_ms(),
+        };
+        self.catalog().transfer_started(&key, version, transfer);
+    }
+
+    /// `getter`'s copy of a version is over without it becoming a holder.
+    pub async fn transfer_ended(&self, key: String, version: Version, getter: HolderAddress) {
+        self.catalog().transfer_ended(&key, version, &getter);
     }
 
     /// A getter found `holder` gone: forget it. Returns how many holders are left.

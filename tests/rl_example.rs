@@ -1,6 +1,6 @@
 //! The RL example (`examples/rl`), shortened: it must learn — the mean reward rises from
 //! near chance (0.1) to at least 0.9 — synchronously and with bounded staleness, its
-//! actors in local processes.
+//! actors in local processes. (`rl_example_kubernetes.rs` runs it with its actors in pods.)
 
 mod support;
 
@@ -8,6 +8,8 @@ mod support;
 mod actors;
 #[path = "../examples/rl/driver.rs"]
 mod driver;
+#[path = "../examples/rl/plot.rs"]
+mod plot;
 #[path = "../examples/rl/policy.rs"]
 mod policy;
 #[path = "../examples/rl/task.rs"]
@@ -49,6 +51,17 @@ async fn the_loop_learns_to_reverse_digits() {
             "iteration {step}"
         );
     }
+    // The reward curve, as SVG and PNG.
+    let dir = tempfile::tempdir().unwrap();
+    let rewards: Vec<f32> = run.iterations.iter().map(|i| i.reward).collect();
+    let paths = plot::save(&rewards, &dir.path().join("reward"), "reward").unwrap();
+    let svg = std::fs::read_to_string(&paths[0]).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.contains("<polyline"),
+        "{svg:.200}"
+    );
+    let png = std::fs::read(&paths[1]).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
 }
 
 #[kt::test]

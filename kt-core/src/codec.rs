@@ -103,21 +103,12 @@ pub fn with_encoded_reply<T: Serialize, R>(result: &Result<T>, use_: impl FnOnce
     })
 }
 
-/// Encodes a method's result as a reply for a receiver that takes attachments: large
-/// buffers in it ([`attachments`]) are handed to `use_` beside the encoded bytes rather
-/// than copied into them. A value that cannot be encoded comes out as an
-/// [`Error::Encode`] reply with no attachments.
-pub fn with_encoded_reply_attaching<T: Serialize, R>(
-    result: &Result<T>,
-    use_: impl FnOnce(&[u8], Vec<Attachment>) -> R,
-) -> R {
-    with_encoded_reply_as(result.as_ref(), true, use_)
-}
-
-/// Encodes a reply from a view of a method's result (`value` may be a borrowed form of
-/// it that encodes the same way as the value the caller decodes: see [`raw`]).
-/// `attaching`: whether the receiver takes attachments
-/// ([`with_encoded_reply_attaching`]); when not, `use_` gets none.
+/// Encodes a reply from a view of a method's result (`result` may hold a borrowed form
+/// of the value that encodes as the value the caller decodes: see [`raw`]).
+/// `attaching`: whether the receiver takes attachments — then large buffers in the value
+/// ([`attachments`]) are handed to `use_` beside the encoded bytes rather than copied
+/// into them; otherwise, and for a value that cannot be encoded (an [`Error::Encode`]
+/// reply), `use_` gets none.
 pub fn with_encoded_reply_as<W: Serialize, R>(
     result: std::result::Result<W, &Error>,
     attaching: bool,
@@ -197,12 +188,12 @@ pub fn decode_reply<T: DeserializeOwned>(bytes: &[u8], what: impl std::fmt::Disp
     }
 }
 
-/// Decodes a reply that came in as `bytes` with `attachments` ([`with_encoded_reply_attaching`]):
-/// bulk buffers in it (the transport's `Blob`) become views of `bytes` or of their
-/// attachment, not copies.
+/// Decodes a reply that came in as `bytes`, with `attachments` if it had any
+/// ([`with_encoded_reply_as`]): bulk buffers in it (the transport's `Blob`) become views
+/// of `bytes` or of their attachment, not copies.
 pub fn decode_reply_of<T: DeserializeOwned>(
     bytes: &bytes::Bytes,
-    attachments: &Arc<[Attachment]>,
+    attachments: Option<&Arc<[Attachment]>>,
     what: impl std::fmt::Display,
 ) -> Result<T> {
     attachments::while_decoding(bytes, attachments, || decode_reply(bytes, what))
@@ -225,12 +216,6 @@ pub fn inline_attachments(encoded: &[u8], attachments: &Arc<[Attachment]>) -> by
             message,
         }),
     }
-}
-
-/// No attachments.
-pub fn no_attachments() -> Arc<[Attachment]> {
-    static NONE: std::sync::OnceLock<Arc<[Attachment]>> = std::sync::OnceLock::new();
-    NONE.get_or_init(|| Arc::from(Vec::new())).clone()
 }
 
 /// The error an encoded reply carries, if it is an error reply that decodes.

@@ -48,22 +48,19 @@ pub trait SharedReplySink: Send + Sync + 'static {
     }
 
     /// Whether replies through this sink may come with attachments
-    /// ([`codec::attachments`]): the transport can hand large buffers to the caller
-    /// another way (a caller on the same host). Default: no.
+    /// ([`codec::attachments`]): the transport hands large buffers to the caller beside
+    /// the reply's bytes (shared memory to a caller on its host, say). Default: no.
     fn attaches(&self) -> bool {
         false
     }
 
-    /// Delivers an encoded reply and the attachments its bytes refer to. Only called
-    /// when [`attaches`](Self::attaches) says yes, with at least one attachment.
+    /// Delivers an encoded reply and the attachments its bytes refer to (called when
+    /// [`attaches`](Self::attaches) says yes, with at least one attachment). Default: the
+    /// reply with its attachments inline.
     fn deliver_attached(&self, call: u64, encoded: &[u8], attachments: Vec<Attachment>) {
-        let _ = (encoded, attachments);
         self.deliver(
             call,
-            codec::encode_error(&Error::Encode {
-                what: "a reply".into(),
-                message: "this transport does not take attachments".into(),
-            }),
+            codec::inline_attachments(encoded, &Arc::from(attachments)),
         );
     }
 }
@@ -157,13 +154,11 @@ impl KeptReply {
     ) -> Result<T> {
         match self {
             KeptReply::Inline { .. } => codec::decode_reply(self.as_slice(), what),
-            KeptReply::Shared(bytes) => {
-                codec::decode_reply_of(bytes, &codec::no_attachments(), what)
-            }
+            KeptReply::Shared(bytes) => codec::decode_reply_of(bytes, None, what),
             KeptReply::Attached {
                 encoded,
                 attachments,
-            } => codec::decode_reply_of(encoded, attachments, what),
+            } => codec::decode_reply_of(encoded, Some(attachments), what),
         }
     }
 }

@@ -191,11 +191,7 @@ impl ErasedActor {
     {
         let payload = codec::encode_bytes(args, format_args!("arguments of `{method}`"))?;
         let bytes = self.call_encoded(method, payload).await?;
-        codec::decode_reply_of::<T>(
-            &bytes,
-            &codec::no_attachments(),
-            format_args!("the reply of `{method}`"),
-        )
+        codec::decode_reply_of::<T>(&bytes, None, format_args!("the reply of `{method}`"))
     }
 
     /// Stops the actor now.

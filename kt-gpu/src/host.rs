@@ -250,8 +250,8 @@ impl CollectiveHub {
         }
         CollectiveHub::spawn(members.len(), watched)
             .on(Arc::new(InProcess))
-            // Every member waits in `contribute` at once.
-            .max_concurrency(members.len().max(1) * 4)
+            // Every member waits in its `contribute` at once; one more for an `abort`.
+            .max_concurrency(members.len() + 1)
             .await
     }
 }

@@ -6,7 +6,7 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
 use crate::model::{ActorImpl, ActorStruct, Hook, Method, Param, Receiver};
-use crate::wire_form::form;
+use crate::wire_form::{Form, form};
 
 /// The struct, unchanged, plus the impl that names it.
 pub fn actor_struct(actor: &ActorStruct) -> TokenStream {
@@ -180,20 +180,20 @@ fn handle_type(actor: &ActorImpl) -> TokenStream {
 /// Each argument as it travels ([`crate::wire_form`]): the argument itself unless it
 /// is a vector of numbers.
 fn args_into_wire(m: &Method) -> Vec<TokenStream> {
-    m.args()
-        .map(|a| {
-            let ident = &a.ident;
-            form(&a.ty).to_wire(quote!(#ident), 0)
-        })
-        .collect()
+    args_converted(m, Form::to_wire)
 }
 
 /// Each argument, named by its identifier but holding its wire form, back as its type.
 fn args_from_wire(m: &Method) -> Vec<TokenStream> {
+    args_converted(m, Form::back_from_wire)
+}
+
+/// Each argument's identifier, converted by `convert` for its type's form.
+fn args_converted(m: &Method, convert: fn(&Form, TokenStream) -> TokenStream) -> Vec<TokenStream> {
     m.args()
         .map(|a| {
             let ident = &a.ident;
-            form(&a.ty).back_from_wire(quote!(#ident), 0)
+            convert(&form(&a.ty), quote!(#ident))
         })
         .collect()
 }
@@ -206,7 +206,7 @@ fn reply_decoder(m: &Method) -> Option<TokenStream> {
         return None;
     }
     let wire = form.wire_type(output);
-    let back = form.back_from_wire(quote!(__kt_w), 0);
+    let back = form.back_from_wire(quote!(__kt_w));
     Some(quote! {
         |kept, method| kept
             .decode::<#wire>(::core::format_args!("the reply of `{}`", method))
@@ -384,7 +384,7 @@ fn actor_trait(actor: &ActorImpl) -> TokenStream {
         let reply = match out_form.is_plain() {
             true => quote!(::kt::__private::Reply::encoded(reply)),
             false => {
-                let view = out_form.view(quote!(__kt_r), 0);
+                let view = out_form.view(quote!(__kt_r));
                 quote! {
                     ::kt::__private::Reply::encoded_with(
                         reply,

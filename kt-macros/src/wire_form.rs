@@ -105,44 +105,49 @@ impl Form {
     }
 
     /// `value` (of the user's type) as its wire type.
-    pub fn to_wire(&self, value: TokenStream, depth: usize) -> TokenStream {
-        match self {
-            Form::Plain => value,
-            Form::Raw => quote!(::kt::__private::RawVec(#value)),
-            Form::Mapped { inner, .. } => {
-                let v = format_ident!("__kt_v{}", depth);
-                let body = inner.1.to_wire(quote!(#v), depth + 1);
-                quote!((#value).map(|#v| #body))
-            }
-        }
+    pub fn to_wire(&self, value: TokenStream) -> TokenStream {
+        self.convert(value, 0, Conversion::ToWire)
     }
 
     /// `value` (of the wire type) as the user's type.
-    pub fn back_from_wire(&self, value: TokenStream, depth: usize) -> TokenStream {
-        match self {
-            Form::Plain => value,
-            Form::Raw => quote!((#value).0),
-            Form::Mapped { inner, .. } => {
-                let v = format_ident!("__kt_v{}", depth);
-                let body = inner.1.back_from_wire(quote!(#v), depth + 1);
-                quote!((#value).map(|#v| #body))
-            }
-        }
+    pub fn back_from_wire(&self, value: TokenStream) -> TokenStream {
+        self.convert(value, 0, Conversion::BackFromWire)
     }
 
     /// A borrowed view of `value` (a reference to the user's type) that encodes as the
     /// wire type does.
-    pub fn view(&self, value: TokenStream, depth: usize) -> TokenStream {
-        match self {
-            Form::Plain => value,
-            Form::Raw => quote!(::kt::__private::RawSlice((#value).as_slice())),
-            Form::Mapped { inner, .. } => {
+    pub fn view(&self, value: TokenStream) -> TokenStream {
+        self.convert(value, 0, Conversion::View)
+    }
+
+    /// `value` converted `how`, through `Option`s and `Result`s (`.map`, on a reference
+    /// for a view); `depth` names the closures' variables apart.
+    fn convert(&self, value: TokenStream, depth: usize, how: Conversion) -> TokenStream {
+        match (self, how) {
+            (Form::Plain, _) => value,
+            (Form::Raw, Conversion::ToWire) => quote!(::kt::__private::RawVec(#value)),
+            (Form::Raw, Conversion::BackFromWire) => quote!((#value).0),
+            (Form::Raw, Conversion::View) => {
+                quote!(::kt::__private::RawSlice((#value).as_slice()))
+            }
+            (Form::Mapped { inner, .. }, _) => {
                 let v = format_ident!("__kt_v{}", depth);
-                let body = inner.1.view(quote!(#v), depth + 1);
-                quote!((#value).as_ref().map(|#v| #body))
+                let body = inner.1.convert(quote!(#v), depth + 1, how);
+                match how {
+                    Conversion::View => quote!((#value).as_ref().map(|#v| #body)),
+                    _ => quote!((#value).map(|#v| #body)),
+                }
             }
         }
     }
+}
+
+/// Which way [`Form::convert`] goes.
+#[derive(Clone, Copy)]
+enum Conversion {
+    ToWire,
+    BackFromWire,
+    View,
 }
 
 #[cfg(test)]

@@ -36,9 +36,9 @@ pub const EXT_STRUCT_NAME: &str = rmp_serde::MSGPACK_EXT_STRUCT_NAME;
 /// than inside it: below it, a copy costs less than handing them over another way.
 pub const ATTACH_MIN_BYTES: usize = 64 * 1024;
 
-/// Writes `bytes` as an attachment reference when the value being encoded takes
+/// Writes an attachment reference for `len` bytes when the value being encoded takes
 /// attachments and they are long enough ([`ATTACH_MIN_BYTES`]); `make` gives the
-/// attachment (called only then). `None`: write them inline.
+/// attachment (called only then). `Err(serializer)`: write the bytes inline with it.
 pub fn serialize_attached<S: serde::Serializer>(
     serializer: S,
     len: usize,
@@ -135,12 +135,6 @@ impl std::fmt::Debug for Attachment {
     }
 }
 
-impl PartialEq for Attachment {
-    fn eq(&self, other: &Self) -> bool {
-        self.bytes == other.bytes
-    }
-}
-
 thread_local! {
     /// Whether the value being encoded on this thread takes attachments. (Plain cells and
     /// one list kept for the thread: entering and leaving costs a few instructions on
@@ -156,31 +150,15 @@ thread_local! {
 
 struct Decoding {
     owner: Bytes,
-    attachments: Arc<[Attachment]>,
+    attachments: Option<Arc<[Attachment]>>,
 }
 
-/// Restores a thread-local's previous value when the scope ends, even by a panic.
-struct Restore<T: 'static> {
-    key: &'static std::thread::LocalKey<RefCell<Option<T>>>,
-    previous: Option<Option<T>>,
-}
+/// Puts back the decode that was under way when this one started, even by a panic.
+struct Resume(Option<Decoding>);
 
-impl<T: 'static> Drop for Restore<T> {
+impl Drop for Resume {
     fn drop(&mut self) {
-        if let Some(previous) = self.previous.take() {
-            self.key.with(|cell| *cell.borrow_mut() = previous);
-        }
-    }
-}
-
-fn replace<T: 'static>(
-    key: &'static std::thread::LocalKey<RefCell<Option<T>>>,
-    value: Option<T>,
-) -> Restore<T> {
-    let previous = key.with(|cell| cell.replace(value));
-    Restore {
-        key,
-        previous: Some(previous),
+        DECODING.set(self.0.take());
     }
 }
 
@@ -232,19 +210,16 @@ pub fn attach(attachment: Attachment) -> Option<u32> {
     })
 }
 
-/// Runs `decode` over `owner` (the bytes it decodes) with `attachments` at hand.
+/// Runs `decode` over `owner` (the bytes it decodes) with `attachments`, if any, at hand.
 pub fn while_decoding<R>(
     owner: &Bytes,
-    attachments: &Arc<[Attachment]>,
+    attachments: Option<&Arc<[Attachment]>>,
     decode: impl FnOnce() -> R,
 ) -> R {
-    let _restore = replace(
-        &DECODING,
-        Some(Decoding {
-            owner: owner.clone(),
-            attachments: attachments.clone(),
-        }),
-    );
+    let _resume = Resume(DECODING.replace(Some(Decoding {
+        owner: owner.clone(),
+        attachments: attachments.cloned(),
+    })));
     decode()
 }
 
@@ -252,11 +227,8 @@ pub fn while_decoding<R>(
 pub fn attached(index: u32) -> Option<Attachment> {
     DECODING.with(|cell| {
         let decoding = cell.borrow();
-        let decoding = decoding.as_ref()?;
-        decoding
-            .attachments
-            .get(usize::try_from(index).ok()?)
-            .cloned()
+        let attachments = decoding.as_ref()?.attachments.as_ref()?;
+        attachments.get(usize::try_from(index).ok()?).cloned()
     })
 }
 
@@ -404,8 +376,8 @@ mod tests {
     fn slices_of_the_decoded_bytes_become_views_of_them() {
         let owner = Bytes::from(vec![7u8; 64]);
         let other = vec![7u8; 8];
-        let none: Arc<[Attachment]> = Arc::from(vec![attachment(b"x")]);
-        while_decoding(&owner, &none, || {
+        let one: Arc<[Attachment]> = Arc::from(vec![attachment(b"x")]);
+        while_decoding(&owner, Some(&one), || {
             let view = borrowed_from_decoded(&owner[8..16]).expect("inside");
             assert_eq!(view.as_ptr(), owner[8..].as_ptr());
             assert!(borrowed_from_decoded(&other).is_none());

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use super::lock;
 use crate::wire::fd_passing::{FdConnection, FdListener, MAX_FDS_PER_MESSAGE, same_user};
-use crate::wire::frame::{Frame, encode_frame, max_message_bytes};
+use crate::wire::frame::{Frame, encode_frame, message_total};
 use crate::wire::sealed_memory::SealedMemory;
 
 /// How long blobs wait for their caller to ask for them.
@@ -184,14 +184,9 @@ pub(crate) async fn attached_reply(
         kt_core::codec::inline_attachments(&encoded, &Arc::from(blobs.to_vec()))
     };
     let lens: Vec<u64> = blobs.iter().map(|b| b.bytes.len() as u64).collect();
-    let total = encoded.len() as u64 + lens.iter().sum::<u64>();
-    let limit = max_message_bytes();
-    if total > limit as u64 {
-        let size = usize::try_from(total).unwrap_or(usize::MAX);
-        return Err(kt_core::codec::encode_error(&Error::MessageTooLarge {
-            size,
-            limit,
-        }));
+    let parts = std::iter::once(encoded.len() as u64).chain(lens.iter().copied());
+    if let Err(too_large) = message_total(parts) {
+        return Err(kt_core::codec::encode_error(&too_large));
     }
     let (socket, token, follow) = match same_host {
         true => {
@@ -242,14 +237,7 @@ pub(crate) async fn claim(
         target: format!("the blobs of a reply (socket {socket})"),
         message,
     };
-    let limit = max_message_bytes();
-    let total = lens.iter().try_fold(0u64, |sum, len| sum.checked_add(*len));
-    if total.is_none_or(|total| total > limit as u64) {
-        let size = total
-            .and_then(|t| usize::try_from(t).ok())
-            .unwrap_or(usize::MAX);
-        return Err(Error::MessageTooLarge { size, limit });
-    }
+    message_total(lens.iter().copied())?;
     let connection = FdConnection::connect(socket).map_err(|e| {
         unavailable(format!(
             "cannot connect: {e}; the replying process may have exited"
@@ -291,8 +279,11 @@ pub(crate) async fn claim(
     Ok(blobs)
 }
 
-/// Whether descriptors passed to a caller are of any use to it: it is on this host as
-/// this user.
-pub(crate) fn takes_attachments(caller_host: Option<&str>) -> bool {
-    caller_host.is_some() && caller_host == crate::wire::host::announced()
+/// Whether a caller that announced `caller_host` when it opened its call stream is on
+/// this host as this user: descriptors passed to it are of use to it.
+pub(crate) fn on_this_host(caller_host: Option<&str>) -> bool {
+    matches!(
+        (caller_host, crate::wire::host::announced()),
+        (Some(caller), Some(here)) if caller == here
+    )
 }

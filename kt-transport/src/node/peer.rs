@@ -18,7 +18,7 @@ use tokio::sync::OnceCell;
 use super::route::RouteState;
 use super::{Node, lock};
 use crate::wire::budget::{ConnectionBudget, connection_bytes};
-use crate::wire::frame::{Frame, decode_frame, max_message_bytes};
+use crate::wire::frame::{Frame, decode_frame, message_total};
 use crate::wire::tls::SERVER_NAME;
 
 /// The connections this node opened, by peer address.
@@ -208,16 +208,9 @@ impl Peer {
             // The route is gone: nobody waits for this reply.
             return;
         };
-        let limit = max_message_bytes();
-        let total = lens.iter().try_fold(0u64, |sum, len| sum.checked_add(*len));
-        let total = match total.and_then(|total| usize::try_from(total).ok()) {
-            Some(total) if total <= limit => total,
-            _ => {
-                let size = total
-                    .and_then(|t| usize::try_from(t).ok())
-                    .unwrap_or(usize::MAX);
-                return route.fail_call(call_id, Error::MessageTooLarge { size, limit });
-            }
+        let total = match message_total(lens.iter().copied()) {
+            Ok(total) => total,
+            Err(error) => return route.fail_call(call_id, error),
         };
         // The payload's share of the connection's budget, held until it is handed over.
         let Some(_share) = self.budget.admit(total).await else {

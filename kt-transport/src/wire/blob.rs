@@ -228,8 +228,7 @@ mod tests {
         let reply = codec::encode_reply(&Ok(blob.clone()));
         // Tag, bin16 marker, two length bytes, the bytes.
         assert_eq!(reply.len(), 1 + 3 + 1000);
-        let back: Blob =
-            codec::decode_reply_of(&reply, &codec::no_attachments(), "r").expect("decode");
+        let back: Blob = codec::decode_reply_of(&reply, None, "r").expect("decode");
         assert_eq!(back, blob);
         assert!(
             reply.as_ptr_range().contains(&back.as_ptr()),
@@ -245,7 +244,7 @@ mod tests {
         let shared = Blob::in_shared_memory(ATTACH_MIN_BYTES, |b| b.fill(3)).expect("memfd");
         let small = Blob::from(vec![1u8; 10]);
         let value = (small.clone(), shared.clone(), 5u32);
-        let (encoded, attached) = codec::with_encoded_reply_attaching(&Ok(value), |bytes, a| {
+        let (encoded, attached) = codec::with_encoded_reply_as(Ok(&value), true, |bytes, a| {
             (Bytes::copy_from_slice(bytes), a)
         });
         assert_eq!(attached.len(), 1);
@@ -256,7 +255,7 @@ mod tests {
         );
         let attached: Arc<[Attachment]> = Arc::from(attached);
         let (a, b, n): (Blob, Blob, u32) =
-            codec::decode_reply_of(&encoded, &attached, "r").expect("decode");
+            codec::decode_reply_of(&encoded, Some(&attached), "r").expect("decode");
         assert_eq!((a, n), (small.clone(), 5));
         assert!(b.is_shared());
         assert_eq!(b.as_ptr(), shared.as_ptr(), "the same memory");

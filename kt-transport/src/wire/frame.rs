@@ -40,6 +40,23 @@ pub fn max_message_bytes() -> usize {
     })
 }
 
+/// The size of a message made of parts of `lens` bytes, or [`Error::MessageTooLarge`]
+/// when it passes [`max_message_bytes`].
+pub fn message_total(lens: impl IntoIterator<Item = u64>) -> Result<usize, Error> {
+    let limit = max_message_bytes();
+    let total = lens
+        .into_iter()
+        .try_fold(0u64, |sum, len| sum.checked_add(len))
+        .and_then(|total| usize::try_from(total).ok());
+    match total {
+        Some(total) if total <= limit => Ok(total),
+        _ => Err(Error::MessageTooLarge {
+            size: total.unwrap_or(usize::MAX),
+            limit,
+        }),
+    }
+}
+
 /// One unit of the wire protocol.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Frame {
@@ -259,6 +276,23 @@ mod tests {
             .expect("a whole frame");
         assert_eq!(decode_frame(&body).expect("frame"), frame);
         assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn a_message_of_parts_is_refused_past_the_limit_and_on_overflow() {
+        let limit = max_message_bytes() as u64;
+        assert_eq!(message_total([3, 4]).expect("small"), 7);
+        assert!(matches!(
+            message_total([limit, 1]),
+            Err(Error::MessageTooLarge { .. })
+        ));
+        assert!(matches!(
+            message_total([u64::MAX, 2]),
+            Err(Error::MessageTooLarge {
+                size: usize::MAX,
+                ..
+            })
+        ));
     }
 
     #[test]

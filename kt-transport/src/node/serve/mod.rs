@@ -152,7 +152,7 @@ pub(crate) async fn serve_stream(
                 };
                 return refuse_calls(&mut send, error).await;
             };
-            let same_host = super::attachments::takes_attachments(host.as_deref());
+            let same_host = super::attachments::on_this_host(host.as_deref());
             serve_calls(&node, actor, conn, send, frames, same_host).await;
         }
         Frame::Hello {

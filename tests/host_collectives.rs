@@ -1,7 +1,8 @@
 //! A group's host collectives (`kt_gpu::HostCollectives`, the CPU form of the interface
 //! NCCL implements on GPUs) between local processes: every member gets the sum and the
 //! root's buffer, and when a member's process is killed the survivors' next collective
-//! fails with `ActorDied` naming it instead of waiting forever.
+//! fails with `ActorDied` naming it instead of waiting forever; the survivors then form a
+//! smaller group of their own and go on.
 
 mod support;
 
@@ -21,11 +22,17 @@ impl Member {
         Member { group: None }
     }
 
-    /// Joins the group that meets at `hub`, as this member's rank.
-    pub fn join(&mut self, ctx: &Context<Self>, hub: ActorRef<CollectiveHub>) -> Result<(), Error> {
-        let member = ctx.group().ok_or(Error::NoRuntime)?;
-        self.group = Some(HostCollectives::new(hub, member.rank, member.size));
-        Ok(())
+    /// Joins the group that meets at `hub`, at the rank the hub gives this actor; answers
+    /// with it and the group's size.
+    pub async fn join(
+        &mut self,
+        ctx: &Context<Self>,
+        hub: ActorRef<CollectiveHub>,
+    ) -> Result<(usize, usize), Error> {
+        let group = HostCollectives::join(hub, ctx.id()).await?;
+        let place = (group.rank(), group.world_size());
+        self.group = Some(group);
+        Ok(place)
     }
 
     /// All-reduces `values` with the group's other members.
@@ -59,8 +66,9 @@ async fn joined_group(size: usize) -> (ActorGroup<Member>, ActorRef<CollectiveHu
         .await
         .unwrap();
     let hub = CollectiveHub::for_members(group.members()).await.unwrap();
-    for result in group.all().join(hub.clone()).await.unwrap() {
-        result.unwrap();
+    let places = group.all().join(hub.clone()).await.unwrap();
+    for (rank, place) in places.into_iter().enumerate() {
+        assert_eq!(place.unwrap(), (rank, size));
     }
     (group, hub)
 }
@@ -88,7 +96,7 @@ async fn every_member_gets_the_sum_and_the_roots_buffer() {
 }
 
 #[kt::test]
-async fn a_killed_member_fails_the_survivors_collective_with_actor_died() {
+async fn a_killed_member_fails_the_survivors_collective_and_they_go_on_as_a_smaller_group() {
     let (group, _hub) = joined_group(3).await;
     let victim = group.member(2).unwrap();
     let pid = victim.pid().await.unwrap();
@@ -106,5 +114,42 @@ async fn a_killed_member_fails_the_survivors_collective_with_actor_died() {
             }
             other => panic!("expected ActorDied, got {other:?}"),
         }
+    }
+    // The survivors reform: a hub of their own, new ranks from it, a world of two.
+    let survivors = group.survivors();
+    assert_eq!(survivors.len(), 2, "the killed member is known to be gone");
+    let hub = CollectiveHub::for_members(&survivors).await.unwrap();
+    let smaller = ActorGroup::from_members(survivors).unwrap();
+    let places = smaller.all().join(hub.clone()).await.unwrap();
+    assert_eq!(
+        places.into_iter().map(Result::unwrap).collect::<Vec<_>>(),
+        [(0, 2), (1, 2)]
+    );
+    let sums = futures_util::future::join_all(
+        (0..2).map(|rank| smaller.member(rank).unwrap().sum(vec![1.0, rank as f32])),
+    )
+    .await;
+    for sum in sums {
+        assert_eq!(sum.unwrap().unwrap(), [2.0, 1.0]);
+    }
+}
+
+#[kt::test]
+async fn an_actor_outside_the_hubs_members_cannot_join() {
+    let (group, _hub) = joined_group(2).await;
+    let other_hub = CollectiveHub::for_members(&group.members()[..1])
+        .await
+        .unwrap();
+    match group
+        .member(1)
+        .unwrap()
+        .join(other_hub.clone())
+        .await
+        .unwrap()
+    {
+        Err(Error::CollectiveMismatch { message, .. }) => {
+            assert!(message.contains("is not one of the 1 members"), "{message}")
+        }
+        other => panic!("expected CollectiveMismatch, got {other:?}"),
     }
 }

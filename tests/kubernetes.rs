@@ -56,15 +56,6 @@ async fn an_actor_in_a_pod_calls_an_actor_living_in_the_driver() {
     assert_eq!(reached.ip(), c.emulator.host_address(), "{reached_at}");
 }
 
-/// A kube client of the emulator, as any other user of the cluster has one.
-async fn kube_client(cluster: &Cluster) -> kube::Client {
-    let kubeconfig = kube::config::Kubeconfig::read_from(&cluster.kubeconfig).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .unwrap();
-    kube::Client::try_from(config).unwrap()
-}
-
 /// `kt ARGS...` as an operator runs it, through the emulator's kubeconfig (the `kt`
 /// command's library entry point, which its binary calls).
 async fn kt_command(cluster: &Cluster, args: &[&str]) -> String {
@@ -112,7 +103,7 @@ async fn a_pod_deleted_by_someone_else_is_pod_deleted() {
     assert_eq!(acc.add(1).await.unwrap(), 2);
     // Someone else (kubectl, a controller) deletes the pod, gracefully as kubectl does.
     let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
-        kube::Api::namespaced(kube_client(c).await, c.k8s.namespace());
+        kube::Api::namespaced(c.kube_client().await, c.k8s.namespace());
     pods.delete(&pod_of(c, "k8s-deleted"), &Default::default())
         .await
         .unwrap();
@@ -188,7 +179,7 @@ async fn kill_retries_the_deletes_the_api_server_fails() {
     acc.kill();
     c.k8s.deletions_settled().await;
     // Deleted all the same: the fourth tries went through.
-    let client = kube_client(c).await;
+    let client = c.kube_client().await;
     let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
         kube::Api::namespaced(client.clone(), ns);
     let left = pods.get_opt(&pod).await.unwrap();
@@ -294,7 +285,7 @@ async fn a_crashed_actors_pod_stays_for_inspection_until_the_session_ends() {
     assert!(logs.contains("last words before the OOM kill"), "{logs}");
     // Their worker Secrets (TLS identities) went at once; the detached actor's pod now
     // belongs to the session, which the owned one did all along.
-    let client = kube_client(c).await;
+    let client = c.kube_client().await;
     let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
         kube::Api::namespaced(client.clone(), &ns);
     let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(client, &ns);
@@ -451,7 +442,7 @@ async fn actors_spread_strictly_land_on_different_nodes_and_call_each_other() {
         .await
         .unwrap();
     let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
-        kube::Api::namespaced(kube_client(c).await, c.k8s.namespace());
+        kube::Api::namespaced(c.kube_client().await, c.k8s.namespace());
     let target_pod = pods.get(&pod_of(c, "k8s-apart-target")).await.unwrap();
     let caller_pod = pods.get(&pod_of(c, "k8s-apart-caller")).await.unwrap();
     assert_ne!(node_name(&target_pod), node_name(&caller_pod));

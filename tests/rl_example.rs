@@ -4,8 +4,12 @@
 
 mod support;
 
+#[allow(dead_code)] // Shared with examples/fault_tolerance: this test uses its own part.
 #[path = "../examples/rl/actors.rs"]
 mod actors;
+#[path = "../examples/rl/checkpoint.rs"]
+mod checkpoint;
+#[allow(dead_code)] // Shared with the example: this test uses its own part.
 #[path = "../examples/rl/driver.rs"]
 mod driver;
 #[path = "../examples/rl/plot.rs"]

@@ -6,11 +6,12 @@
 use std::time::{Duration, Instant};
 
 use kt::prelude::*;
-use kt::store::{TensorSet, Version};
+use kt::store::Version;
 use kt_gpu::{CollectiveHub, Collectives, HostCollectives};
 use serde::{Deserialize, Serialize};
 
-use super::policy::{self, Adam, DIGITS, PARAMETERS, TENSORS};
+use super::checkpoint;
+use super::policy::{self, Adam, DIGITS};
 use super::task;
 
 /// How long a rollout worker waits for a version of the weights before it gives up.
@@ -34,6 +35,18 @@ pub struct Rollouts {
 }
 
 impl Rollouts {
+    /// The first `prompts` prompts of the batch and their answers.
+    pub fn first(&self, prompts: usize) -> Rollouts {
+        let prompts = prompts.min(self.prompts.len() / DIGITS);
+        Rollouts {
+            prompts: self.prompts[..prompts * DIGITS].to_vec(),
+            answers: self.answers[..prompts * self.group * DIGITS].to_vec(),
+            policy_version: self.policy_version,
+            group: self.group,
+            pull_ms: self.pull_ms,
+        }
+    }
+
     /// Appends `other`'s prompts and answers (of the same group size).
     pub fn extend(&mut self, other: Rollouts) {
         self.group = other.group;
@@ -44,33 +57,6 @@ impl Rollouts {
         self.prompts.extend(other.prompts);
         self.answers.extend(other.answers);
         self.pull_ms = self.pull_ms.max(other.pull_ms);
-    }
-}
-
-/// Reads the policy's flat parameters out of a tensor set of the weights.
-fn read_weights(entry: &kt::store::Entry) -> Result<Vec<f32>, Error> {
-    let tensors = entry.tensors()?;
-    let mut params = Vec::with_capacity(PARAMETERS);
-    for (name, _) in TENSORS {
-        let view = tensors.tensor(name).map_err(|e| Error::Decode {
-            what: format!("tensor '{name}' of the weights"),
-            message: e.to_string(),
-        })?;
-        params.extend(
-            view.data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-        );
-    }
-    match params.len() == PARAMETERS {
-        true => Ok(params),
-        false => Err(Error::Decode {
-            what: "the weights".into(),
-            message: format!(
-                "{} parameters, where the policy has {PARAMETERS}",
-                params.len()
-            ),
-        }),
     }
 }
 
@@ -116,7 +102,7 @@ impl Rollout {
             let entry = kt::store::wait_newer(self.weights_key.clone(), self.version)
                 .timeout(WEIGHTS_WAIT)
                 .await?;
-            self.params = read_weights(&entry)?;
+            self.params = checkpoint::read_weights(&entry)?;
             self.version = entry.version();
         }
         let pull_ms = started.elapsed().as_secs_f64() * 1e3;
@@ -129,12 +115,14 @@ impl Rollout {
         };
         for _ in 0..prompts {
             let prompt = task::prompt(&mut self.rng);
-            let forward = policy::forward(&self.params, &prompt);
             out.prompts.extend_from_slice(&prompt);
-            for _ in 0..group {
-                out.answers
-                    .extend_from_slice(&policy::sample(&forward, &mut self.rng));
-            }
+            policy::sample_answers(
+                &self.params,
+                &prompt,
+                group,
+                &mut self.rng,
+                &mut out.answers,
+            );
         }
         Ok(out)
     }
@@ -169,70 +157,145 @@ impl Verifier {
 pub struct TrainReport {
     /// The weights version published (rank 0), or 0.
     pub version: u64,
+    /// The optimizer steps taken so far.
+    pub step: u64,
     /// Time computing this rank's gradient, in ms.
     pub gradient_ms: f64,
     /// Time in the all-reduce, in ms.
     pub all_reduce_ms: f64,
-    /// Time publishing the weights, in ms (rank 0).
+    /// Time publishing the weights (and a checkpoint, when one was due), in ms (rank 0).
     pub publish_ms: f64,
+}
+
+/// How every rank of a trainer group is set up.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainerSetup {
+    /// The data-store key of the weights; checkpoints go to `{weights_key}/checkpoint`.
+    pub weights_key: String,
+    /// Adam's learning rate.
+    pub lr: f32,
+    /// Every rank starts from the same weights, made from this seed.
+    pub seed: u64,
+    /// Rank 0 checkpoints the weights and the optimizer's state every this many steps
+    /// (0: never).
+    pub checkpoint_every: u64,
+    /// The activation memory one rank has for its share of a batch, in bytes; `None`:
+    /// unbounded. It stands in for a GPU's memory: a share that needs more fails the step
+    /// with [`TrainError::OutOfMemory`] before any work, as a CUDA allocation would.
+    pub memory_bytes: Option<u64>,
+}
+
+impl TrainerSetup {
+    /// A setup with no checkpoints and unbounded memory.
+    pub fn new(weights_key: impl Into<String>, lr: f32, seed: u64) -> Self {
+        TrainerSetup {
+            weights_key: weights_key.into(),
+            lr,
+            seed,
+            checkpoint_every: 0,
+            memory_bytes: None,
+        }
+    }
+
+    /// The key rank 0 checkpoints to.
+    pub fn checkpoint_key(&self) -> String {
+        format!("{}/checkpoint", self.weights_key)
+    }
+}
+
+/// Activation memory one sample needs in a training step: the hidden layer and the output
+/// probabilities, kept for the backward pass.
+pub const BYTES_PER_SAMPLE: u64 = ((policy::HIDDEN + policy::WIDTH) * 4) as u64;
+
+/// A trainer's own errors, beside kt's.
+#[derive(Debug, Clone, thiserror::Error, Serialize, Deserialize)]
+pub enum TrainError {
+    /// This rank's share of the batch does not fit its memory.
+    #[error(
+        "out of memory: a share of {samples} samples needs {needed} bytes of activations and \
+         this rank has {available}; train on smaller batches or on more ranks"
+    )]
+    OutOfMemory {
+        /// Samples in the largest rank's share.
+        samples: u64,
+        /// Bytes they need.
+        needed: u64,
+        /// Bytes a rank has.
+        available: u64,
+    },
+    /// A kt failure: the group's collective, the store, a malformed batch.
+    #[error(transparent)]
+    Kt(#[from] Error),
 }
 
 /// One rank of the trainer group: a policy-gradient (GRPO) update on its share of the
 /// batch, gradients averaged across ranks, the same Adam step everywhere.
 #[kt::actor]
 pub struct Trainer {
-    weights_key: String,
+    setup: TrainerSetup,
     params: Vec<f32>,
     adam: Adam,
     group: Option<HostCollectives>,
-    rank: usize,
     step: u64,
 }
 
 #[kt::actor]
 impl Trainer {
-    /// Every rank starts from the same weights (`seed`).
-    pub fn new(weights_key: String, lr: f32, seed: u64) -> Self {
+    pub fn new(setup: TrainerSetup) -> Self {
         Trainer {
-            weights_key,
-            params: policy::init(seed),
-            adam: Adam::new(lr),
+            params: policy::init(setup.seed),
+            adam: Adam::new(setup.lr),
             group: None,
-            rank: 0,
             step: 0,
+            setup,
         }
     }
 
-    /// Joins the group that meets at `hub`; rank 0 publishes the first weights.
+    /// Joins the group that meets at `hub`, at the rank the hub gives this actor (a group
+    /// reformed after a death has new ranks); rank 0 publishes the weights this rank
+    /// holds as a new version, which it answers with (0 on other ranks).
     pub async fn join(
         &mut self,
         ctx: &Context<Self>,
         hub: ActorRef<CollectiveHub>,
     ) -> Result<u64, Error> {
-        let member = ctx.group().ok_or_else(|| {
-            Error::invalid_options("a Trainer must be spawned as a group (spawn_group)")
-        })?;
-        self.rank = member.rank;
-        self.group = Some(HostCollectives::new(hub, member.rank, member.size));
-        match self.rank {
+        let group = HostCollectives::join(hub, ctx.id()).await?;
+        let rank = group.rank();
+        self.group = Some(group);
+        match rank {
             0 => self.publish().await,
             _ => Ok(0),
         }
     }
 
-    /// One update from `rollouts` and their `rewards`; rank 0 publishes the new weights.
+    /// Takes the weights and the optimizer's state from the newest checkpoint; answers
+    /// with its step. Without a checkpoint yet, starts over from the first weights.
+    pub async fn restore(&mut self) -> Result<u64, Error> {
+        match checkpoint::load(&self.setup.checkpoint_key(), self.setup.lr).await {
+            Ok(restored) => {
+                self.params = restored.params;
+                self.adam = restored.adam;
+                self.step = restored.step;
+            }
+            Err(Error::KeyNotFound { .. }) => *self = Trainer::new(self.setup.clone()),
+            Err(error) => return Err(error),
+        }
+        Ok(self.step)
+    }
+
+    /// One update from `rollouts` and their `rewards`; rank 0 publishes the new weights
+    /// (and a checkpoint, when one is due).
     pub async fn train(
         &mut self,
         rollouts: Rollouts,
         rewards: Vec<f32>,
-    ) -> Result<TrainReport, Error> {
+    ) -> Result<TrainReport, TrainError> {
         let group = self
             .group
             .as_mut()
             .ok_or_else(|| Error::invalid_options("call join before train"))?;
         let (rank, world) = (group.rank(), group.world_size());
         let started = Instant::now();
-        let mut grad = vec![0.0f32; PARAMETERS];
         let group_size = rollouts.group;
         let (prompts, _) = rollouts.prompts.as_chunks::<DIGITS>();
         let (answers, _) = rollouts.answers.as_chunks::<DIGITS>();
@@ -245,29 +308,27 @@ impl Trainer {
                 prompts.len(),
                 answers.len(),
                 rewards.len()
-            )));
+            ))
+            .into());
         }
-        let samples = rewards.len() as f32;
-        let groups = answers.chunks(group_size).zip(rewards.chunks(group_size));
-        for (i, (prompt, (answers, rewards))) in prompts.iter().zip(groups).enumerate() {
-            // This rank's share: every world-th prompt.
-            if i % world != rank {
-                continue;
-            }
-            let mean = rewards.iter().sum::<f32>() / group_size as f32;
-            let var = rewards.iter().map(|r| (r - mean).powi(2)).sum::<f32>() / group_size as f32;
-            for (answer, reward) in answers.iter().zip(rewards) {
-                // GRPO: the reward against its group's, normalized.
-                let advantage = (reward - mean) / (var.sqrt() + 1e-3);
-                policy::accumulate_gradient(
-                    &self.params,
-                    prompt,
-                    answer,
-                    advantage / samples,
-                    &mut grad,
-                );
+        if let Some(available) = self.setup.memory_bytes {
+            // Every rank checks the largest share, so all of them fail together rather
+            // than some waiting in the all-reduce for the ones that cannot fit.
+            let samples = (prompts.len().div_ceil(world) * group_size) as u64;
+            let needed = samples * BYTES_PER_SAMPLE;
+            if needed > available {
+                return Err(TrainError::OutOfMemory {
+                    samples,
+                    needed,
+                    available,
+                });
             }
         }
+        // This rank's share: every world-th prompt.
+        let mut grad =
+            policy::grpo_gradient(&self.params, prompts, answers, &rewards, group_size, |i| {
+                i % world == rank
+            });
         let gradient_ms = started.elapsed().as_secs_f64() * 1e3;
         let started = Instant::now();
         group.all_reduce_sum(&mut grad).await?;
@@ -276,32 +337,41 @@ impl Trainer {
         self.step += 1;
         let started = Instant::now();
         let version = match rank {
-            0 => self.publish().await?,
+            0 => {
+                let every = self.setup.checkpoint_every;
+                if every > 0 && self.step.is_multiple_of(every) {
+                    let key = self.setup.checkpoint_key();
+                    checkpoint::save(&key, &self.params, &self.adam, self.step).await?;
+                }
+                self.publish().await?
+            }
             _ => 0,
         };
         Ok(TrainReport {
             version,
+            step: self.step,
             gradient_ms,
             all_reduce_ms,
             publish_ms: started.elapsed().as_secs_f64() * 1e3,
         })
     }
+
+    /// This rank's process id (for the fault-tolerance example, which kills one).
+    pub fn pid(&self) -> u32 {
+        std::process::id()
+    }
 }
 
 impl Trainer {
-    /// Puts the weights as the next version, in the safetensors layout.
+    /// Puts the weights as the next version.
     async fn publish(&self) -> Result<u64, Error> {
-        let mut set = TensorSet::new().metadata("task", "reverse digits");
-        let mut at = 0;
-        for (name, shape) in TENSORS {
-            let len: usize = shape.iter().product();
-            set = set.add_f32(name, shape, &self.params[at..at + len])?;
-            at += len;
-        }
-        let version = kt::store::put_tensors(self.weights_key.clone(), set)
-            .meta("step", self.step)
-            .keep_last(2)
-            .await?;
+        let version = kt::store::put_tensors(
+            self.setup.weights_key.clone(),
+            checkpoint::weights(&self.params)?,
+        )
+        .meta("step", self.step)
+        .keep_last(2)
+        .await?;
         Ok(version.0)
     }
 }

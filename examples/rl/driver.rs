@@ -7,7 +7,7 @@ use std::time::Instant;
 use kt::prelude::*;
 use kt_gpu::CollectiveHub;
 
-use super::actors::{Rollout, Rollouts, TrainReport, Trainer, Verifier};
+use super::actors::{Rollout, Rollouts, TrainError, TrainReport, Trainer, TrainerSetup, Verifier};
 
 /// How to run the loop.
 #[derive(Debug, Clone)]
@@ -27,6 +27,36 @@ pub struct Config {
     pub weights_key: String,
     /// Print a line per iteration.
     pub verbose: bool,
+    /// What each actor type asks for.
+    pub computes: Computes,
+}
+
+/// What each actor type asks for: on Kubernetes each is a pod spec of its own.
+#[derive(Debug, Clone, Default)]
+pub struct Computes {
+    /// Each rollout worker.
+    pub rollout: Compute,
+    /// The verifier.
+    pub verifier: Compute,
+    /// Each trainer rank.
+    pub trainer: Compute,
+}
+
+impl Computes {
+    /// Pods sized to their work: a trainer rank 1 CPU and 1 GiB, a rollout worker half a
+    /// CPU and 512 MiB, the verifier a quarter CPU and 256 MiB — in `verifier_image`, when
+    /// given (an image of its own that holds the same executable as the others).
+    pub fn for_pods(verifier_image: Option<String>) -> Computes {
+        let mut verifier = Compute::new().cpus(0.25).memory("256Mi");
+        if let Some(image) = verifier_image {
+            verifier = verifier.image(image);
+        }
+        Computes {
+            rollout: Compute::new().cpus(0.5).memory("512Mi"),
+            verifier,
+            trainer: Compute::new().cpus(1.0).memory("1Gi"),
+        }
+    }
 }
 
 impl Default for Config {
@@ -39,6 +69,7 @@ impl Default for Config {
             staleness: None,
             weights_key: "rl/policy".into(),
             verbose: true,
+            computes: Computes::default(),
         }
     }
 }
@@ -83,7 +114,7 @@ impl Run {
 
 /// Samples one iteration's rollouts: the prompts split between the two workers (round
 /// robin), sampled at once.
-async fn generate(
+pub async fn generate(
     rollouts: Arc<ActorGroup<Rollout>>,
     config: Config,
     min_version: u64,
@@ -100,16 +131,22 @@ async fn generate(
 }
 
 /// Runs the loop on `placement`.
-pub async fn run(config: Config, placement: Arc<dyn kt::Placement>) -> Result<Run, Error> {
+pub async fn run(config: Config, placement: Arc<dyn kt::Placement>) -> Result<Run, TrainError> {
     let started = Instant::now();
     let key = config.weights_key.clone();
+    let computes = &config.computes;
     let rollouts = Arc::new(
         Rollout::spawn_group(2, key.clone(), 7)
+            .compute(computes.rollout.clone())
             .on(placement.clone())
             .await?,
     );
-    let verifier = Verifier::spawn().on(placement.clone()).await?;
-    let trainers = Trainer::spawn_group(2, key, config.lr, 11)
+    let verifier = Verifier::spawn()
+        .compute(computes.verifier.clone())
+        .on(placement.clone())
+        .await?;
+    let trainers = Trainer::spawn_group(2, TrainerSetup::new(key, config.lr, 11))
+        .compute(computes.trainer.clone())
         .on(placement)
         .await?;
     // The hub of the trainers' all-reduce lives in this process; keep it while they train.
@@ -160,7 +197,7 @@ pub async fn run(config: Config, placement: Arc<dyn kt::Placement>) -> Result<Ru
         let report = reports
             .into_iter()
             .next()
-            .unwrap_or(Ok(TrainReport::default()))?;
+            .unwrap_or_else(|| Ok(TrainReport::default()))?;
         version = report.version;
         if config.staleness.is_none() && step + 1 < config.steps {
             next = Some(tokio::spawn(generate(

@@ -16,9 +16,16 @@
 //! cargo run --release --example rl -- --kubernetes      # pods: kubeconfig and KT_IMAGE from the environment
 //! ```
 //!
+//! On Kubernetes each actor type is a pod spec of its own (`driver::Computes::for_pods`:
+//! trainers 1 CPU and 1 GiB, rollouts 0.5 CPU and 512 MiB, the verifier 0.25 CPU and
+//! 256 MiB); `--verifier-image IMAGE` runs the verifier in an image of its own, which must
+//! hold the same executable as `KT_IMAGE` (kt does not ship code to pods yet).
+//!
 //! The reward curve goes to `target/rl/reward.svg` and `.png` (`--plot PATH` for another).
 
+#[allow(dead_code)] // Shared with examples/fault_tolerance and the tests: each uses its own part.
 mod actors;
+mod checkpoint;
 mod driver;
 mod plot;
 mod policy;
@@ -41,6 +48,7 @@ fn parse_args() -> Result<Args, String> {
     let mut config = Config::default();
     let mut plot = PathBuf::from("target/rl/reward");
     let mut kubernetes = false;
+    let mut verifier_image = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
@@ -60,14 +68,21 @@ fn parse_args() -> Result<Args, String> {
             "--lr" => config.lr = value("--lr")?.parse().map_err(|e| format!("--lr: {e}"))?,
             "--plot" => plot = PathBuf::from(value("--plot")?),
             "--kubernetes" => kubernetes = true,
+            "--verifier-image" => verifier_image = Some(value("--verifier-image")?),
             "--quiet" => config.verbose = false,
             other => {
                 return Err(format!(
                     "unknown option {other}; options: --steps N, --async K, --lr X, --plot PATH, \
-                     --kubernetes, --quiet"
+                     --kubernetes, --verifier-image IMAGE, --quiet"
                 ));
             }
         }
+    }
+    if kubernetes {
+        // A pod spec per actor type; the local processes of the default reserve nothing.
+        config.computes = driver::Computes::for_pods(verifier_image);
+    } else if verifier_image.is_some() {
+        return Err("--verifier-image needs --kubernetes: local processes run no images".into());
     }
     Ok(Args {
         config,
@@ -77,7 +92,7 @@ fn parse_args() -> Result<Args, String> {
 }
 
 #[kt::main]
-async fn main() -> kt::Result<()> {
+async fn main() -> Result<(), actors::TrainError> {
     let Args {
         config,
         plot,

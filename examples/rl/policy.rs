@@ -141,6 +141,49 @@ pub fn accumulate_gradient(
     }
 }
 
+/// Appends `group` answers to `prompt` sampled from the policy to `answers`.
+pub fn sample_answers(
+    params: &[f32],
+    prompt: &[u8; DIGITS],
+    group: usize,
+    rng: &mut fastrand::Rng,
+    answers: &mut Vec<u8>,
+) {
+    let forward = forward(params, prompt);
+    for _ in 0..group {
+        answers.extend_from_slice(&sample(&forward, rng));
+    }
+}
+
+/// The GRPO gradient of a batch: `group` answers per prompt, each answer's advantage its
+/// reward against its group's (normalized), averaged over all the batch's answers. Only
+/// the prompts whose index `mine` accepts are computed (a rank's share; the ranks' sums
+/// add up to the whole batch's gradient).
+pub fn grpo_gradient(
+    params: &[f32],
+    prompts: &[[u8; DIGITS]],
+    answers: &[[u8; DIGITS]],
+    rewards: &[f32],
+    group: usize,
+    mine: impl Fn(usize) -> bool,
+) -> Vec<f32> {
+    let mut grad = vec![0.0f32; PARAMETERS];
+    let samples = rewards.len() as f32;
+    let groups = answers.chunks(group).zip(rewards.chunks(group));
+    for (i, (prompt, (answers, rewards))) in prompts.iter().zip(groups).enumerate() {
+        if !mine(i) {
+            continue;
+        }
+        let mean = rewards.iter().sum::<f32>() / group as f32;
+        let var = rewards.iter().map(|r| (r - mean).powi(2)).sum::<f32>() / group as f32;
+        for (answer, reward) in answers.iter().zip(rewards) {
+            let advantage = (reward - mean) / (var.sqrt() + 1e-3);
+            accumulate_gradient(params, prompt, answer, advantage / samples, &mut grad);
+        }
+    }
+    grad
+}
+
 /// Adam, on the flat parameters.
 pub struct Adam {
     lr: f32,
@@ -158,6 +201,16 @@ impl Adam {
             v: vec![0.0; PARAMETERS],
             t: 0,
         }
+    }
+
+    /// Adam resumed from a checkpoint: the moments `m` and `v` after `t` steps.
+    pub fn resume(lr: f32, m: Vec<f32>, v: Vec<f32>, t: i32) -> Self {
+        Adam { lr, m, v, t }
+    }
+
+    /// The first and second moments and the step count, for a checkpoint.
+    pub fn state(&self) -> (&[f32], &[f32], i32) {
+        (&self.m, &self.v, self.t)
     }
 
     /// One step along `-grad`.

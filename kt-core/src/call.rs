@@ -214,6 +214,13 @@ impl<T: DeserializeOwned> GroupCall<T> {
             calls: futures_util::future::join_all(calls),
         }
     }
+
+    /// Every member's own outcome, in rank order, where awaiting the `GroupCall` itself
+    /// gives the first failure: what a driver reads to learn which members died
+    /// (`Err(Error::ActorDied)`) and which answered.
+    pub fn each(self) -> JoinAll<Call<T>> {
+        self.calls
+    }
 }
 
 impl<T: DeserializeOwned> Future for GroupCall<T> {

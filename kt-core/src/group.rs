@@ -93,6 +93,33 @@ impl<A: Actor> ActorGroup<A> {
         }
     }
 
+    /// A group of existing actors, in the order given: `all()` broadcasts to them and
+    /// `any()` picks among them. This is how a driver reforms a group after a death:
+    /// `ActorGroup::from_members(group.survivors())`. A member's own `ctx.group()` still
+    /// says the rank and size it was spawned with; tell members their new place in the
+    /// group yourself (a collective hub made for the new members does:
+    /// `kt_gpu::HostCollectives::join`). Empty `members` is an
+    /// [`Error::InvalidOptions`].
+    pub fn from_members(members: Vec<ActorRef<A>>) -> Result<Self> {
+        match members.is_empty() {
+            true => Err(Error::invalid_options(format!(
+                "a group of `{}` needs at least one member; none was given (are all of them gone?)",
+                A::TYPE_NAME
+            ))),
+            false => Ok(ActorGroup::new(members)),
+        }
+    }
+
+    /// The members not known to be gone ([`ActorRef::is_alive`]), in rank order: the
+    /// handles to reform the group with after a member died.
+    pub fn survivors(&self) -> Vec<ActorRef<A>> {
+        self.members()
+            .iter()
+            .filter(|member| member.is_alive())
+            .cloned()
+            .collect()
+    }
+
     /// Broadcast methods: each call goes to every member; results come back in rank order.
     pub fn all(&self) -> &A::GroupHandle {
         &self.handle

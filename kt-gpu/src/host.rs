@@ -8,8 +8,10 @@
 //!
 //! A collective never hangs on a dead member: the hub watches the worker processes of the
 //! members it was given, and when one is gone every waiting and later collective of the
-//! group fails with [`Error::ActorDied`] naming it (form a new group of the survivors to go
-//! on). A member that simply never calls is caught by the timeout ([`Error::Timeout`]).
+//! group fails with [`Error::ActorDied`] naming it. To go on, the driver makes a hub for the
+//! survivors (`CollectiveHub::for_members(&group.survivors())`) and each survivor joins it
+//! with [`HostCollectives::join`], which gives it its rank in the smaller group. A member
+//! that simply never calls is caught by the timeout ([`Error::Timeout`]).
 //!
 //! ```no_run
 //! use kt_gpu::{CollectiveHub, Collectives, HostCollectives};
@@ -150,6 +152,26 @@ impl CollectiveHub {
         })
     }
 
+    /// The rank of the member whose actor id is `actor` (its place in the members this
+    /// hub was made for) and the group's size: how a member learns its place in a group
+    /// reformed after a death ([`HostCollectives::join`]).
+    pub fn place_of(&self, actor: u64) -> Result<(usize, usize), Error> {
+        let state = lock(&self.state);
+        let rank = state
+            .members
+            .iter()
+            .position(|(_, label)| label.id == actor);
+        rank.map(|rank| (rank, state.world_size))
+            .ok_or_else(|| Error::CollectiveMismatch {
+                operation: "joining a group's collectives".into(),
+                message: format!(
+                    "actor {actor} is not one of the {} members this hub was made for; make \
+                     the hub with CollectiveHub::for_members of the group it joins",
+                    state.members.len()
+                ),
+            })
+    }
+
     /// Fails every waiting and later collective of the group with `error`.
     pub fn abort(&self, error: Error) {
         lock(&self.state).fail(error);
@@ -277,6 +299,16 @@ impl HostCollectives {
             round: 0,
             timeout: DEFAULT_TIMEOUT,
         }
+    }
+
+    /// The collectives of the actor whose id is `actor` (`ctx.id()` inside it) in the
+    /// group that meets at `hub`, at the rank the hub gives it: a member of a group
+    /// reformed with [`ActorGroup::from_members`](kt_core::ActorGroup::from_members)
+    /// learns its new rank and world size here, since its `ctx.group()` still says the
+    /// ones it was spawned with.
+    pub async fn join(hub: ActorRef<CollectiveHub>, actor: u64) -> Result<Self, Error> {
+        let (rank, world_size) = hub.place_of(actor).await??;
+        Ok(HostCollectives::new(hub, rank, world_size))
     }
 
     /// How long a collective waits for the other members before it fails with

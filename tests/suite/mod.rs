@@ -428,6 +428,19 @@ pub async fn groups_broadcast_in_rank_order_and_round_robin(backend: &str) {
     assert_eq!(group.all().add(10).await.unwrap(), vec![12, 12, 12]);
     let err = group.all().checked_sub(100).await.unwrap();
     assert!(err.iter().all(Result::is_err));
+    // After a death, the survivors form a group of their own.
+    group.member(1).unwrap().kill();
+    let survivors = group.survivors();
+    assert_eq!(
+        survivors.iter().map(|m| m.id()).collect::<Vec<_>>(),
+        [0, 2].map(|rank| group.member(rank).unwrap().id())
+    );
+    let reformed = ActorGroup::from_members(survivors).unwrap();
+    assert_eq!(reformed.all().add(1).await.unwrap(), vec![13, 13]);
+    assert!(matches!(
+        ActorGroup::<Counter>::from_members(Vec::new()),
+        Err(Error::InvalidOptions { .. })
+    ));
 }
 
 // ---- S3: process restarts (backends with worker processes only) ----

@@ -437,6 +437,17 @@ pub struct Cluster {
     _dir: tempfile::TempDir,
 }
 
+impl Cluster {
+    /// A kube client of the emulator, as any other user of the cluster has one.
+    pub async fn kube_client(&self) -> kube::Client {
+        let kubeconfig = kube::config::Kubeconfig::read_from(&self.kubeconfig).unwrap();
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .unwrap();
+        kube::Client::try_from(config).unwrap()
+    }
+}
+
 /// A Kubernetes placement on the emulator, pods running this test binary; this driver's
 /// node listens on `driver_address` (the address pods reach this machine at).
 pub async fn kubernetes_from(

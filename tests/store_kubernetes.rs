@@ -73,6 +73,62 @@ async fn a_value_put_in_a_pod_crosses_to_the_driver_over_quic_and_to_a_pod_of_it
     assert_eq!(seen, digest(&pattern(LEN, 6)));
 }
 
+/// A value held on both emulated nodes (the putter's copy, and a copy a pod of the other
+/// node took) comes to the driver — a third host — in ranges from both at once, into a
+/// caller's buffer and into a copy of the driver's own.
+#[kt::test]
+async fn a_value_held_on_two_other_hosts_comes_in_ranges_from_both_at_once() {
+    const BIG: usize = (32 << 20) + 123;
+    let c = cluster().await;
+    let key = "k8s-store/ranges".to_string();
+    let spawn = || {
+        Keeper::spawn()
+            .placement_group("k8s-store-ranges", PlacementStrategy::StrictSpread)
+            .on(on_k8s(c))
+    };
+    let (putter, other) = (spawn().await.unwrap(), spawn().await.unwrap());
+    putter
+        .put_pattern(key.clone(), BIG, 3, 1, None)
+        .await
+        .unwrap()
+        .unwrap();
+    let (_, seen, moved) = other.get_traced(key.clone()).await.unwrap().unwrap();
+    assert_eq!(seen, digest(&pattern(BIG, 3)));
+    assert_eq!(
+        moved.received_over_quic, BIG as u64,
+        "the pods are on two hosts"
+    );
+    let sent = || async {
+        let traffic = |keeper: &ActorRef<Keeper>| keeper.traffic_of(key.clone());
+        let (a, b) = (
+            traffic(&putter).await.unwrap(),
+            traffic(&other).await.unwrap(),
+        );
+        (a.sent_over_quic, b.sent_over_quic)
+    };
+    let both_served = |before: (u64, u64), after: (u64, u64)| {
+        let (from_putter, from_other) = (after.0 - before.0, after.1 - before.1);
+        assert_eq!(from_putter + from_other, BIG as u64);
+        // Two ranges of about half each (both at least the 8 MiB minimum).
+        assert!(
+            from_putter >= 8 << 20 && from_other >= 8 << 20,
+            "{from_putter} and {from_other} bytes"
+        );
+    };
+
+    let before = sent().await;
+    let mut buffer = vec![0u8; BIG];
+    kt::store::get_into(&key, &mut buffer).await.unwrap();
+    assert_eq!(digest(&buffer), digest(&pattern(BIG, 3)));
+    both_served(before, sent().await);
+
+    let before = (sent().await, kt::store::traffic_of(&key));
+    let entry = kt::store::get(&key).await.unwrap();
+    assert_eq!(digest(entry.bytes()), digest(&pattern(BIG, 3)));
+    assert_eq!(grown(&key, before.1).received_over_quic, BIG as u64);
+    both_served(before.0, sent().await);
+}
+
 #[kt::test]
 async fn get_into_from_a_pod_writes_the_bulk_stream_into_the_callers_buffer() {
     let c = cluster().await;

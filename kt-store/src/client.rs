@@ -2,14 +2,14 @@
 //! how a get picks the path to a holder.
 //!
 //! The paths, best first: the bytes are in this process (no copy, no message); a holder
-//! on this host (its memfd over a Unix socket, mapped read-only: no copy); a holder
-//! elsewhere (a bulk stream over QUIC, verified chunk by chunk, resumed at the last good
-//! chunk from the next holder when one breaks). A holder found gone is reported to the
+//! on this host (its memfd over a Unix socket, mapped read-only: no copy); holders
+//! elsewhere (bulk streams over QUIC, verified chunk by chunk, ranges of a large value
+//! from several holders at once, a broken range resumed at its last good chunk by the
+//! holders left: the `ranges` module). A holder found gone is reported to the
 //! directory, which forgets it; when none is left the get fails with `HolderLost` at
 //! once rather than waiting.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, LazyLock};
 
 use bytes::Bytes;
@@ -24,6 +24,7 @@ use tokio::sync::OnceCell;
 use crate::directory::{Located, Publication, StoreDirectory};
 use crate::holder::{HolderAddress, this_host};
 use crate::holdings::{Held, Holdings, Origin, Reservation, Usage};
+use crate::ranges::{self, Missing};
 use crate::same_host::{self, Passed, SameHostFailure};
 use crate::session::directory;
 use crate::traffic;
@@ -195,31 +196,36 @@ impl Store {
         let evicted = evicted_from(directory, &me);
         let mut last_tried = last_lost;
         let mut copy = Copy::default();
+        let started = |holder: &HolderAddress| {
+            // Sent now, like every directory call below; nobody waits for the answers.
+            drop(directory.transfer_started(key.clone(), version, me.clone(), holder.clone()));
+        };
+        let lost = |holder: &HolderAddress| {
+            drop(directory.lost(key.clone(), version, holder.clone()));
+        };
+        // Holders on this host one by one (a memfd: no copy); the others all at once.
+        let mut elsewhere = Vec::new();
         for holder in best_first(holders) {
-            let fetched = match holder == me {
+            if holder == me {
                 // The directory thinks this process has it, but it does not (any more).
-                true => Err(Miss::Holder),
-                false => {
-                    // Sent now, like every directory call below; nobody waits for the answers.
-                    drop(directory.transfer_started(
-                        key.clone(),
-                        version,
-                        me.clone(),
-                        holder.clone(),
-                    ));
-                    self.fetch_from(&holder, &info, &mut copy, &evicted).await
-                }
+                lost(&holder);
+                last_tried = Some(holder);
+                continue;
+            }
+            let Some(socket) = holder.socket.clone().filter(|_| holder.on_this_host()) else {
+                elsewhere.push(holder);
+                continue;
             };
-            match fetched {
-                Ok(held) => {
-                    let reservation = copy.reservation.take();
-                    self.holdings.insert(held.clone(), reservation);
-                    // Ends the transfer too.
-                    drop(directory.add_holder(key.clone(), version, me));
-                    return Ok(held);
-                }
+            started(&holder);
+            match self
+                .fetch_on_this_host(&socket, &info, &mut copy, &evicted)
+                .await
+            {
+                Ok(Some(held)) => return Ok(self.keep(held, copy, directory, me)),
+                // It answered but could not pass the memfd: try its QUIC node.
+                Ok(None) => elsewhere.push(holder),
                 Err(Miss::Holder) => {
-                    drop(directory.lost(key.clone(), version, holder.clone()));
+                    lost(&holder);
                     last_tried = Some(holder);
                 }
                 Err(Miss::Fatal(error)) => {
@@ -228,8 +234,37 @@ impl Store {
                 }
             }
         }
+        if !elsewhere.is_empty() {
+            match self
+                .fetch_elsewhere(elsewhere, &info, &mut copy, &evicted, started, lost)
+                .await
+            {
+                Ok(held) => return Ok(self.keep(held, copy, directory, me)),
+                Err(Miss::Holder) => {}
+                Err(Miss::Fatal(error)) => {
+                    drop(directory.transfer_ended(key.clone(), version, me));
+                    return Err(error);
+                }
+            }
+            last_tried = copy.last_lost.take().or(last_tried);
+        }
         drop(directory.transfer_ended(key.clone(), version, me));
         Err(holder_lost(key, version, last_tried))
+    }
+
+    /// Keeps a fetched copy in this process's holdings, and tells the directory that this
+    /// process holds (and serves) it now.
+    fn keep(
+        &self,
+        held: Held,
+        mut copy: Copy<'_>,
+        directory: &ActorRef<StoreDirectory>,
+        me: HolderAddress,
+    ) -> Held {
+        self.holdings.insert(held.clone(), copy.reservation.take());
+        // Ends the transfers too.
+        drop(directory.add_holder(held.info.key.clone(), held.info.version, me));
+        held
     }
 
     /// Copies the newest version of `key` into `target`: out of the mapping when it is
@@ -262,36 +297,33 @@ impl Store {
         let node = Node::global()?;
         let directory = directory().await?;
         let me = self.me().await?.clone();
-        let mut verified = 0;
-        let mut last_tried = last_lost;
-        let over = || drop(directory.transfer_ended(key.to_string(), info.version, me.clone()));
-        for holder in holders {
-            let Ok(address) = holder.node.parse::<SocketAddr>() else {
-                continue;
-            };
-            let from = verified;
+        for holder in holders.iter().take(ranges::MAX_SOURCES) {
             let (getter, source) = (me.clone(), holder.clone());
             drop(directory.transfer_started(key.to_string(), info.version, getter, source));
-            match node
-                .fetch_into(address, key, info.version.0, from, &mut target[..size])
-                .await
-            {
-                Ok(()) => {
-                    traffic::count(key, |t| t.received_over_quic += info.size - from);
-                    over();
-                    return Ok(info);
-                }
-                Err(failure) => {
-                    tracing::debug!("fetching '{key}' {}: {}", info.version, failure.error);
-                    verified = failure.verified;
-                    traffic::count(key, |t| t.received_over_quic += verified - from);
-                    drop(directory.lost(key.to_string(), info.version, holder.clone()));
-                    last_tried = Some(holder);
-                }
-            }
         }
-        over();
-        Err(holder_lost(key.to_string(), info.version, last_tried))
+        let mut holders = holders;
+        let mut missing = Missing::whole(info.size);
+        let lost = |holder: &HolderAddress| {
+            drop(directory.lost(key.to_string(), info.version, holder.clone()));
+        };
+        let fetched = ranges::fetch(
+            &node,
+            &info,
+            &mut holders,
+            &mut target[..size],
+            &mut missing,
+            lost,
+        )
+        .await;
+        drop(directory.transfer_ended(key.to_string(), info.version, me));
+        match fetched {
+            Ok(()) => Ok(info),
+            Err(last) => Err(holder_lost(
+                key.to_string(),
+                info.version,
+                last.or(last_lost),
+            )),
+        }
     }
 
     /// What this process holds, against its budget.
@@ -304,72 +336,78 @@ impl Store {
         self.holdings.remove(key, versions);
     }
 
-    /// One holder's copy; `Miss::Holder` when it is gone or has none (the caller tries
-    /// the next), `Miss::Fatal` when this process has no room for a copy.
-    async fn fetch_from<'a>(
+    /// A copy from the holder on this host whose store socket is `socket`: its memfd
+    /// mapped, or its spilled file read. `Ok(None)` when it answered but could not pass
+    /// the memfd (its QUIC node may still serve it); `Miss::Holder` when it is gone or
+    /// has none; `Miss::Fatal` when this process has no room for a copy.
+    async fn fetch_on_this_host<'a>(
         &'a self,
-        holder: &HolderAddress,
+        socket: &str,
         info: &VersionInfo,
         copy: &mut Copy<'a>,
         evicted: &impl Fn(&VersionInfo),
-    ) -> Result<Held, Miss> {
-        if holder.on_this_host()
-            && let Some(socket) = &holder.socket
-        {
-            match same_host::fetch(socket, &info.key, info.version, info.size).await {
-                Ok(Passed::Memfd(memory)) => {
-                    traffic::count(&info.key, |t| t.mapped_from_this_host += info.size);
-                    return Ok(Held {
-                        info: info.clone(),
-                        bytes: memory.clone().into_bytes(),
-                        memory: Some(memory),
-                        spilled: None,
-                        origin: Origin::Mapped,
-                    });
-                }
-                // Spilled there: copied into memory of this process's own.
-                Ok(Passed::File(file)) => {
-                    copy.reserve(&self.holdings, info.size, evicted).await?;
-                    let buffer = copy.buffer(info.size as usize)?;
-                    std::fs::File::from(file)
-                        .read_exact_at(buffer, 0)
-                        .map_err(|error| {
-                            tracing::debug!("reading a spilled '{}': {error}", info.key);
-                            Miss::Holder
-                        })?;
-                    traffic::count(&info.key, |t| t.mapped_from_this_host += info.size);
-                    return copy.seal(info);
-                }
-                Err(SameHostFailure::Gone(error)) => {
-                    tracing::debug!("{error}");
-                    return Err(Miss::Holder);
-                }
-                // It answered but could not pass the memfd: try its QUIC node.
-                Err(SameHostFailure::NotHeld(error)) => tracing::debug!("{error}"),
+    ) -> Result<Option<Held>, Miss> {
+        match same_host::fetch(socket, &info.key, info.version, info.size).await {
+            Ok(Passed::Memfd(memory)) => {
+                traffic::count(&info.key, |t| t.mapped_from_this_host += info.size);
+                Ok(Some(Held {
+                    info: info.clone(),
+                    bytes: memory.clone().into_bytes(),
+                    memory: Some(memory),
+                    spilled: None,
+                    origin: Origin::Mapped,
+                }))
+            }
+            // Spilled there: copied into memory of this process's own.
+            Ok(Passed::File(file)) => {
+                copy.reserve(&self.holdings, info.size, evicted).await?;
+                let buffer = copy.buffer(info.size as usize)?;
+                std::fs::File::from(file)
+                    .read_exact_at(buffer, 0)
+                    .map_err(|error| {
+                        tracing::debug!("reading a spilled '{}': {error}", info.key);
+                        Miss::Holder
+                    })?;
+                traffic::count(&info.key, |t| t.mapped_from_this_host += info.size);
+                copy.seal(info).map(Some)
+            }
+            Err(SameHostFailure::Gone(error)) => {
+                tracing::debug!("{error}");
+                Err(Miss::Holder)
+            }
+            Err(SameHostFailure::NotHeld(error)) => {
+                tracing::debug!("{error}");
+                Ok(None)
             }
         }
-        let address: SocketAddr = holder.node.parse().map_err(|_| Miss::Holder)?;
+    }
+
+    /// A copy from the holders on other hosts, ranges from several at once over QUIC bulk
+    /// streams. `Miss::Holder` once every one of them failed (the last is in
+    /// `copy.last_lost`); the verified parts stay in `copy`.
+    async fn fetch_elsewhere<'a>(
+        &'a self,
+        mut holders: Vec<HolderAddress>,
+        info: &VersionInfo,
+        copy: &mut Copy<'a>,
+        evicted: &impl Fn(&VersionInfo),
+        started: impl Fn(&HolderAddress),
+        lost: impl FnMut(&HolderAddress),
+    ) -> Result<Held, Miss> {
         let node = Node::global().map_err(|error| Miss::Fatal(error.into()))?;
         copy.reserve(&self.holdings, info.size, evicted).await?;
-        let from = copy.verified;
+        holders.iter().take(ranges::MAX_SOURCES).for_each(&started);
+        let mut missing = copy
+            .missing
+            .take()
+            .unwrap_or_else(|| Missing::whole(info.size));
         let buffer = copy.buffer(info.size as usize)?;
-        let fetched = node
-            .fetch_into(address, &info.key, info.version.0, from, buffer)
-            .await;
-        let verified = fetched.as_ref().map_or_else(|f| f.verified, |()| info.size);
-        traffic::count(&info.key, |t| {
-            t.received_over_quic += verified.saturating_sub(from)
-        });
+        let fetched = ranges::fetch(&node, info, &mut holders, buffer, &mut missing, lost).await;
         match fetched {
             Ok(()) => copy.seal(info),
-            Err(failure) => {
-                tracing::debug!(
-                    "fetching '{}' {}: {}",
-                    info.key,
-                    info.version,
-                    failure.error
-                );
-                copy.verified = failure.verified;
+            Err(last) => {
+                copy.missing = Some(missing);
+                copy.last_lost = last;
                 Err(Miss::Holder)
             }
         }
@@ -397,13 +435,16 @@ fn evicted_from(
 }
 
 /// A copy being made in this process: memory reserved against the budget, then a memfd
-/// filled from a bulk stream (kept across holders, so that a broken transfer resumes at
-/// its last verified chunk) or from a spilled holder's file.
+/// filled from bulk streams (what they verified is kept, so that a broken transfer
+/// resumes at its last verified chunk) or from a spilled holder's file.
 #[derive(Default)]
 struct Copy<'a> {
     reservation: Option<Reservation<'a>>,
     memory: Option<WritableMemory>,
-    verified: u64,
+    /// What bulk streams have not verified yet (`None`: nothing fetched so far).
+    missing: Option<Missing>,
+    /// The last holder a bulk stream lost.
+    last_lost: Option<HolderAddress>,
 }
 
 impl<'a> Copy<'a> {

@@ -50,6 +50,7 @@ mod client;
 mod directory;
 mod holder;
 mod holdings;
+mod ranges;
 mod same_host;
 mod session;
 pub mod sessions;

@@ -277,11 +277,14 @@ impl Catalog {
         }
     }
 
-    /// Records that `transfer.to` copies a version from `transfer.from` now (in place of
-    /// any earlier transfer of the same getter: it moved on to another holder).
+    /// Records that `transfer.to` copies a version (or a range of it) from
+    /// `transfer.from` now. A transfer from a holder found gone ends with [`Self::lost`].
     pub fn transfer_started(&mut self, key: &str, version: Version, transfer: Transfer) {
         if let Some(record) = self.record_mut(key, version) {
-            record.transfers.retain(|t| t.to != transfer.to);
+            // A getter may copy ranges from several holders at once: one record for each.
+            record
+                .transfers
+                .retain(|t| t.to != transfer.to || t.from != transfer.from);
             record.transfers.push(transfer);
         }
     }
@@ -522,11 +525,15 @@ mod tests {
         };
         catalog.transfer_started("w", Version(1), transfer(2, 1));
         catalog.transfer_started("w", Version(1), transfer(3, 1));
-        // Getter 2 moves on to another holder: one transfer of its, from there.
-        catalog.transfer_started("w", Version(1), transfer(2, 3));
-        let listed = &catalog.list("w")[0].versions[0];
-        assert_eq!(listed.transfers, [transfer(3, 1), transfer(2, 3)]);
         catalog.add_holder("w", Version(1), holder(3));
+        // Getter 2 copies ranges from holders 1 and 3 at once (told twice of one: listed once).
+        catalog.transfer_started("w", Version(1), transfer(2, 3));
+        catalog.transfer_started("w", Version(1), transfer(2, 1));
+        let listed = &catalog.list("w")[0].versions[0];
+        assert_eq!(listed.transfers, [transfer(2, 3), transfer(2, 1)]);
+        // Holder 1 fails getter 2, which goes on with holder 3 alone.
+        assert_eq!(catalog.lost("w", Version(1), &holder(1)), 1);
+        catalog.add_holder("w", Version(1), holder(1));
         catalog.transfer_ended("w", Version(1), &holder(9));
         let listed = &catalog.list("w")[0].versions[0];
         assert_eq!(

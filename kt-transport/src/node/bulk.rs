@@ -1,8 +1,8 @@
 //! Bulk streams: a data-store value's bytes from the process that holds them to a getter
 //! on another host.
 //!
-//! A getter opens a stream of its own on its connection to the holder and asks for one
-//! version of one key from an offset ([`Frame::Fetch`]); the holder answers with the
+//! A getter opens a stream of its own on its connection to the holder and asks for a
+//! range of one version of one key ([`Frame::Fetch`]); the holder answers with the
 //! value's size ([`Frame::Fetched`]) and then the raw bytes in chunks of
 //! [`CHUNK_BYTES`], each followed by its xxh3 digest, so a getter knows how far its copy
 //! is good and resumes there — from the same holder or another one — when a stream
@@ -13,6 +13,7 @@
 //! transfer of gigabytes never holds up a call's frames.
 
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::sync::{Arc, OnceLock};
 
 use bytes::{Bytes, BytesMut};
@@ -65,12 +66,13 @@ pub struct FetchFailure {
     pub not_held: bool,
 }
 
-/// Serves one `Fetch`: the header, then the chunks from `offset`.
+/// Serves one `Fetch`: the header, then the chunks of `range` (its end clipped to the
+/// value's size).
 pub(super) async fn serve_fetch(
     mut send: quinn::SendStream,
     key: String,
     key_version: u64,
-    offset: u64,
+    range: Range<u64>,
 ) {
     let _ = send.set_priority(BULK_PRIORITY);
     let source = SOURCE.get();
@@ -80,20 +82,26 @@ pub(super) async fn serve_fetch(
     };
     let opened = opened.and_then(|bytes| {
         let size = bytes.len() as u64;
-        if !offset.is_multiple_of(u64::from(CHUNK_BYTES)) || offset > size {
+        let end = range.end.min(size);
+        let chunk = u64::from(CHUNK_BYTES);
+        if !range.start.is_multiple_of(chunk)
+            || range.start > end
+            || !(end.is_multiple_of(chunk) || end == size)
+        {
             return Err(Error::Protocol {
                 message: format!(
-                    "a fetch of '{key}' asks for offset {offset}, which is not a chunk \
-                     boundary within its {size} bytes"
+                    "a fetch of '{key}' asks for bytes {}..{}, which are not chunk \
+                     boundaries within its {size} bytes",
+                    range.start, range.end
                 ),
             });
         }
-        Ok(bytes)
+        Ok((bytes, end))
     });
     let header = Frame::Fetched {
         result: opened
             .as_ref()
-            .map(|bytes| bytes.len() as u64)
+            .map(|(bytes, _)| bytes.len() as u64)
             .map_err(Clone::clone),
         chunk: CHUNK_BYTES,
     };
@@ -101,14 +109,14 @@ pub(super) async fn serve_fetch(
     if encode_frame(&header, &mut buf).is_err() || send.write_all(&buf).await.is_err() {
         return;
     }
-    let Ok(bytes) = opened else {
+    let Ok((bytes, until)) = opened else {
         let _ = send.finish();
         return;
     };
-    // The offset was checked against the size above.
-    let mut at = offset as usize;
-    while at < bytes.len() {
-        let end = bytes.len().min(at + CHUNK_BYTES as usize);
+    // The range was checked against the size above.
+    let (mut at, until) = (range.start as usize, until as usize);
+    while at < until {
+        let end = until.min(at + CHUNK_BYTES as usize);
         let chunk = bytes.slice(at..end);
         let digest = Bytes::copy_from_slice(&xxh3_64(&chunk).to_le_bytes());
         let len = chunk.len() as u64;
@@ -125,16 +133,19 @@ pub(super) async fn serve_fetch(
 }
 
 impl Node {
-    /// Fetches version `version` of `key` from the holder whose node is at `holder`,
-    /// from `offset` (a multiple of [`CHUNK_BYTES`]) to the end of `target`, whose length
-    /// must be the value's size.
-    pub async fn fetch_into(
+    /// Fetches bytes `offset..offset + part.len()` of version `version` of `key`, a value
+    /// of `size` bytes, into `part`, from the holder whose node is at `holder`. `offset`
+    /// is a multiple of [`CHUNK_BYTES`], and so is the range's end unless it is `size`.
+    /// Several holders may each serve a range of one value at once (the parts of one
+    /// buffer split with `split_at_mut`).
+    pub async fn fetch_range(
         &self,
         holder: SocketAddr,
         key: &str,
         version: u64,
+        size: u64,
         offset: u64,
-        target: &mut [u8],
+        part: &mut [u8],
     ) -> Result<(), FetchFailure> {
         let mut verified = offset;
         let fail = |verified, error, not_held| FetchFailure {
@@ -157,11 +168,13 @@ impl Node {
             .map_err(|e| fail(verified, unreachable(e.to_string()), false))?;
         let _ = send.set_priority(BULK_PRIORITY);
         let mut request = BytesMut::new();
+        let end = offset + part.len() as u64;
         let fetch = Frame::Fetch {
             version: PROTOCOL_VERSION,
             key: key.to_string(),
             key_version: version,
             offset,
+            end: Some(end),
         };
         encode_frame(&fetch, &mut request).map_err(|error| fail(verified, error, false))?;
         send.write_all(&request)
@@ -185,11 +198,11 @@ impl Node {
         recv.read_exact(&mut body)
             .await
             .map_err(|e| fail(verified, broken(e), false))?;
-        let (size, chunk) = match decode_frame(&body) {
+        let (held, chunk) = match decode_frame(&body) {
             Ok(Frame::Fetched {
-                result: Ok(size),
+                result: Ok(held),
                 chunk,
-            }) => (size, chunk),
+            }) => (held, chunk),
             Ok(Frame::Fetched {
                 result: Err(error), ..
             }) => return Err(fail(verified, error, true)),
@@ -201,37 +214,36 @@ impl Node {
             }
             Err(error) => return Err(fail(verified, error, false)),
         };
-        if size != target.len() as u64 || chunk == 0 {
+        if held != size || chunk == 0 {
             let error = Error::Protocol {
                 message: format!(
-                    "the holder at {holder} has {size} bytes for version {version} of \
-                     '{key}', where {} were expected",
-                    target.len()
+                    "the holder at {holder} has {held} bytes for version {version} of \
+                     '{key}', where {size} were expected"
                 ),
             };
             return Err(fail(verified, error, false));
         }
-        while verified < size {
-            let start = verified as usize;
-            let end = target.len().min(start + chunk as usize);
-            let part = &mut target[start..end];
-            recv.read_exact(part)
+        while verified < end {
+            let start = (verified - offset) as usize;
+            let stop = part.len().min(start + chunk as usize);
+            let chunk_bytes = &mut part[start..stop];
+            recv.read_exact(chunk_bytes)
                 .await
                 .map_err(|e| fail(verified, broken(e), false))?;
             let mut digest = [0u8; 8];
             recv.read_exact(&mut digest)
                 .await
                 .map_err(|e| fail(verified, broken(e), false))?;
-            if u64::from_le_bytes(digest) != xxh3_64(part) {
+            if u64::from_le_bytes(digest) != xxh3_64(chunk_bytes) {
                 let error = Error::Protocol {
                     message: format!(
-                        "the chunk at offset {start} of version {version} of '{key}' from \
-                         {holder} failed its integrity check"
+                        "the chunk at offset {verified} of version {version} of '{key}' \
+                         from {holder} failed its integrity check"
                     ),
                 };
                 return Err(fail(verified, error, false));
             }
-            verified = end as u64;
+            verified = offset + stop as u64;
         }
         Ok(())
     }

@@ -21,7 +21,7 @@ use tokio_util::codec::Decoder;
 use super::budget::Admission;
 
 /// The version of this wire protocol; peers of another version are refused.
-pub const PROTOCOL_VERSION: u16 = 5;
+pub const PROTOCOL_VERSION: u16 = 6;
 
 /// The default limit on one message, in bytes (override with `KT_MAX_MESSAGE_BYTES`).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 128 * 1024 * 1024;
@@ -135,7 +135,8 @@ pub enum Frame {
         cause: kt_core::DeathCause,
     },
     /// Getter → holder, the only frame of a bulk stream's request: send the bytes of
-    /// version `key_version` of `key`, from `offset` (a multiple of the chunk size) on.
+    /// version `key_version` of `key` from `offset` to `end` (both multiples of the
+    /// chunk size, or `end` the value's size; `None`: to the end).
     Fetch {
         /// The sender's protocol version.
         version: u16,
@@ -145,6 +146,8 @@ pub enum Frame {
         key_version: u64,
         /// Where to start, in bytes.
         offset: u64,
+        /// Where to stop (exclusive), in bytes; `None` for the value's end.
+        end: Option<u64>,
     },
     /// Holder → getter, the first frame of a bulk stream's reply: the value's size (then
     /// its bytes follow from the asked offset, unframed, in chunks of `chunk` bytes, the
@@ -434,6 +437,7 @@ pub(crate) fn every_kind() -> Vec<Frame> {
             key: "policy/weights".into(),
             key_version: 3,
             offset: 1 << 20,
+            end: Some(8 << 20),
         },
         Frame::Fetched {
             result: Ok(100 << 20),

@@ -195,11 +195,12 @@ pub(crate) async fn serve_stream(
             key,
             key_version,
             offset,
+            end,
         } => {
             if version != PROTOCOL_VERSION {
                 return refuse(&mut send, version_error(version)).await;
             }
-            super::bulk::serve_fetch(send, key, key_version, offset).await;
+            super::bulk::serve_fetch(send, key, key_version, offset..end.unwrap_or(u64::MAX)).await;
         }
         other => {
             let error = Error::Protocol {

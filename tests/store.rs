@@ -319,3 +319,37 @@ async fn past_its_memory_and_disk_budgets_a_put_fails_with_store_full() {
     let first = kt::store::get_at(&key, Version(1)).await.unwrap();
     assert_eq!(digest(first.bytes()), digest(&pattern(1_000_000, 1)));
 }
+
+/// `rm` frees what every holder keeps of the removed versions before it returns: a
+/// worker's spilled original and its memfd, and another worker's cached copy.
+#[kt::test]
+async fn rm_frees_every_holders_copies_and_spill_files_before_it_returns() {
+    let key = "store/rm-frees".to_string();
+    let putter = keeper_with_budget(1_500_000, 10_000_000).await;
+    for step in 1..=2u64 {
+        putter
+            .put_pattern(key.clone(), 1_000_000, step as u8, step, None)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let getter = Keeper::spawn().on(local()).await.unwrap();
+    getter.get_digest(key.clone()).await.unwrap().unwrap();
+    let (held, cached) = (putter.usage().await.unwrap(), getter.usage().await.unwrap());
+    assert_eq!(
+        (held.originals, held.spilled, held.disk_used),
+        (2, 1, 1_000_000),
+        "{held:?}"
+    );
+    assert_eq!(cached.cached, 1, "{cached:?}");
+
+    let removed = kt::store::rm(&key, Versions::All).await.unwrap();
+    assert_eq!(removed, [Version(1), Version(2)]);
+    let (held, cached) = (putter.usage().await.unwrap(), getter.usage().await.unwrap());
+    assert_eq!(
+        (held.originals, held.memory_used, held.disk_used),
+        (0, 0, 0),
+        "{held:?}"
+    );
+    assert_eq!((cached.cached, cached.memory_used), (0, 0), "{cached:?}");
+}

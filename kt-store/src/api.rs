@@ -256,7 +256,11 @@ pub async fn ls(prefix: &str) -> Result<Vec<KeyListing>, Error> {
     directory().await?.list(prefix.to_string()).await
 }
 
-/// Removes versions of `key` (their holders free them); returns the versions removed.
+/// Removes versions of `key`; returns the versions removed once every holder of them
+/// (the putter, and every getter that kept a copy) has dropped its copies, in memory or
+/// spilled, or could not be reached within 5 s. Versions that fall out of a key's
+/// retention (`keep_last`) are let go by their holders the same way, without the put
+/// waiting for it.
 pub async fn rm(key: &str, versions: Versions) -> Result<Vec<Version>, Error> {
     check_key(key)?;
     let removed = directory()

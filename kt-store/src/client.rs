@@ -61,6 +61,11 @@ impl BulkSource for Source {
         traffic::count(key, |t| t.sent_over_quic += bytes);
     }
 
+    fn forget(&self, key: &str, versions: &[u64]) {
+        let versions: Vec<Version> = versions.iter().copied().map(Version).collect();
+        self.0.remove(key, &versions);
+    }
+
     fn open(&self, key: String, version: u64) -> BoxFuture<'static, Result<Bytes, Error>> {
         let holdings = self.0.clone();
         Box::pin(async move {

@@ -41,6 +41,32 @@ pub struct Published {
     pub dropped: Vec<Version>,
 }
 
+/// Copies of a key's versions that the catalog no longer records, by holder: each holder
+/// is told to drop them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LetGo {
+    /// The key.
+    pub key: String,
+    /// Each holder and the versions it should drop.
+    pub by_holder: Vec<(HolderAddress, Vec<Version>)>,
+}
+
+impl LetGo {
+    fn add(
+        &mut self,
+        version: Version,
+        holders: Vec<HolderAddress>,
+        except: Option<&HolderAddress>,
+    ) {
+        for holder in holders.into_iter().filter(|h| Some(h) != except) {
+            match self.by_holder.iter_mut().find(|(h, _)| *h == holder) {
+                Some((_, versions)) => versions.push(version),
+                None => self.by_holder.push((holder, vec![version])),
+            }
+        }
+    }
+}
+
 /// Where a version's bytes can be fetched.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Located {
@@ -159,15 +185,15 @@ impl KeyEntry {
         }
     }
 
-    /// Drops the oldest versions past the retention; returns them.
-    fn apply_retention(&mut self) -> Vec<Version> {
+    /// Drops the oldest versions past the retention; returns them and their holders.
+    fn apply_retention(&mut self) -> Vec<(Version, Vec<HolderAddress>)> {
         let Some(keep) = self.keep_last else {
             return Vec::new();
         };
         let mut dropped = Vec::new();
         while self.versions.len() > keep.max(1) {
-            if let Some((version, _)) = self.versions.pop_first() {
-                dropped.push(Version(version));
+            if let Some((version, record)) = self.versions.pop_first() {
+                dropped.push((Version(version), record.holders));
             }
         }
         dropped
@@ -189,8 +215,9 @@ pub enum Newer {
 }
 
 impl Catalog {
-    /// Records a new version held by the putter; answers waiters; applies retention.
-    pub fn publish(&mut self, publication: Publication) -> Published {
+    /// Records a new version held by the putter; answers waiters; applies retention, whose
+    /// dropped copies other than the putter's are let go.
+    pub fn publish(&mut self, publication: Publication) -> (Published, LetGo) {
         let entry = self.keys.entry(publication.key.clone()).or_default();
         entry.last += 1;
         if publication.keep_last.is_some() {
@@ -208,19 +235,27 @@ impl Catalog {
             entry.last,
             Record {
                 info: info.clone(),
-                holders: vec![publication.holder],
+                holders: vec![publication.holder.clone()],
                 last_lost: None,
                 transfers: Vec::new(),
             },
         );
-        let dropped = entry.apply_retention();
+        let mut let_go = LetGo {
+            key: info.key.clone(),
+            by_holder: Vec::new(),
+        };
+        let mut dropped = Vec::new();
+        for (version, holders) in entry.apply_retention() {
+            let_go.add(version, holders, Some(&publication.holder));
+            dropped.push(version);
+        }
         if let Some(located) = entry.located(entry.last) {
             for (_, waiter) in std::mem::take(&mut entry.waiters) {
                 // A waiter that went away (its caller gave up) just misses it.
                 let _ = waiter.send(located.clone());
             }
         }
-        Published { info, dropped }
+        (Published { info, dropped }, let_go)
     }
 
     /// The newest version of `key`, or `version` of it.
@@ -322,7 +357,7 @@ impl Catalog {
     }
 
     /// Removes versions of `key`; returns those removed.
-    pub fn remove(&mut self, key: &str, which: &Versions) -> Result<Vec<Version>, Error> {
+    pub fn remove(&mut self, key: &str, which: &Versions) -> Result<(Vec<Version>, LetGo), Error> {
         let entry = self
             .keys
             .get_mut(key)
@@ -339,10 +374,16 @@ impl Catalog {
                 entry.versions.range(..newest.0).map(|(v, _)| *v).collect()
             }
         };
+        let mut let_go = LetGo {
+            key: key.to_string(),
+            by_holder: Vec::new(),
+        };
         for version in &removed {
-            entry.versions.remove(version);
+            if let Some(record) = entry.versions.remove(version) {
+                let_go.add(Version(*version), record.holders, None);
+            }
         }
-        Ok(removed.into_iter().map(Version).collect())
+        Ok((removed.into_iter().map(Version).collect(), let_go))
     }
 
     /// Every key starting with `prefix` that has kept versions, sorted.
@@ -385,6 +426,15 @@ mod tests {
     }
 
     fn put(catalog: &mut Catalog, key: &str, keep_last: Option<usize>, by: u16) -> Published {
+        put_letting_go(catalog, key, keep_last, by).0
+    }
+
+    fn put_letting_go(
+        catalog: &mut Catalog,
+        key: &str,
+        keep_last: Option<usize>,
+        by: u16,
+    ) -> (Published, LetGo) {
         catalog.publish(Publication {
             key: key.into(),
             size: 8,
@@ -419,8 +469,12 @@ mod tests {
         let mut catalog = Catalog::default();
         put(&mut catalog, "w", Some(2), 1);
         put(&mut catalog, "w", None, 1);
-        let third = put(&mut catalog, "w", None, 1);
+        // A getter holds a copy of version 1 too.
+        catalog.add_holder("w", Version(1), holder(2));
+        let (third, let_go) = put_letting_go(&mut catalog, "w", None, 1);
         assert_eq!(third.dropped, vec![Version(1)]);
+        // The getter is told to drop its copy; the putter drops its own when answered.
+        assert_eq!(let_go.by_holder, [(holder(2), vec![Version(1)])]);
         let error = catalog.locate("w", Some(Version(1))).expect_err("dropped");
         match &error {
             Error::VersionGone {
@@ -483,17 +537,25 @@ mod tests {
         for _ in 0..4 {
             put(&mut catalog, "w", None, 1);
         }
+        catalog.add_holder("w", Version(3), holder(2));
         assert_eq!(
             catalog
                 .remove("w", &Versions::Only(vec![Version(2), Version(9)]))
-                .expect("rm"),
+                .expect("rm")
+                .0,
             vec![Version(2)]
         );
+        let (removed, let_go) = catalog
+            .remove("w", &Versions::OlderThan(Version(4)))
+            .expect("rm");
+        assert_eq!(removed, vec![Version(1), Version(3)]);
+        // Every holder of a removed version is told which of its copies to drop.
         assert_eq!(
-            catalog
-                .remove("w", &Versions::OlderThan(Version(4)))
-                .expect("rm"),
-            vec![Version(1), Version(3)]
+            let_go.by_holder,
+            [
+                (holder(1), vec![Version(1), Version(3)]),
+                (holder(2), vec![Version(3)])
+            ]
         );
         let listed = catalog.list("w");
         assert_eq!(listed.len(), 1);

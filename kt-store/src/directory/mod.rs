@@ -12,6 +12,7 @@
 //! catalog's lock only for a few map operations.
 
 mod catalog;
+mod let_go;
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -44,9 +45,14 @@ impl StoreDirectory {
         }
     }
 
-    /// Records a new version; answers the callers waiting for one.
+    /// Records a new version; answers the callers waiting for one. Holders of versions its
+    /// retention dropped are told to let them go (the put does not wait for them).
     pub async fn publish(&self, publication: Publication) -> Published {
-        self.catalog().publish(publication)
+        let (published, let_go) = self.catalog().publish(publication);
+        if !let_go.by_holder.is_empty() {
+            tokio::spawn(let_go::tell_holders(let_go));
+        }
+        published
     }
 
     /// Where the newest version of `key` (or `version` of it) is held.
@@ -122,9 +128,12 @@ impl StoreDirectory {
         self.catalog().holder_gone(&node);
     }
 
-    /// Removes versions of `key`; returns those removed.
+    /// Removes versions of `key`; returns those removed once every holder of them has
+    /// dropped its copy (or could not be reached).
     pub async fn remove(&self, key: String, which: Versions) -> Result<Vec<Version>, Error> {
-        self.catalog().remove(&key, &which)
+        let (removed, let_go) = self.catalog().remove(&key, &which)?;
+        let_go::tell_holders(let_go).await;
+        Ok(removed)
     }
 
     /// Every key starting with `prefix`, with its kept versions.

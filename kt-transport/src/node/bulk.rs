@@ -43,6 +43,12 @@ pub trait BulkSource: Send + Sync + 'static {
     fn sent(&self, key: &str, bytes: u64) {
         let _ = (key, bytes);
     }
+
+    /// Drops this process's copies of `versions` of `key`: they were removed, or fell out
+    /// of the key's retention.
+    fn forget(&self, key: &str, versions: &[u64]) {
+        let _ = (key, versions);
+    }
 }
 
 static SOURCE: OnceLock<Arc<dyn BulkSource>> = OnceLock::new();
@@ -132,7 +138,75 @@ pub(super) async fn serve_fetch(
     let _ = send.finish();
 }
 
+/// Serves one `Forget`: drops the copies, then answers `Forgot`.
+pub(super) async fn serve_forget(mut send: quinn::SendStream, key: &str, versions: &[u64]) {
+    if let Some(source) = SOURCE.get() {
+        source.forget(key, versions);
+    }
+    let mut buf = BytesMut::new();
+    if encode_frame(&Frame::Forgot, &mut buf).is_ok() && send.write_all(&buf).await.is_ok() {
+        let _ = send.finish();
+    }
+}
+
+/// Reads the one frame that opens the answer on a store stream.
+async fn read_answer(recv: &mut quinn::RecvStream, holder: SocketAddr) -> Result<Frame, Error> {
+    let broken = |e: quinn::ReadExactError| Error::Unavailable {
+        target: format!("the store holder at {holder}"),
+        message: format!("the stream broke: {e}"),
+    };
+    let mut prefix = [0u8; 4];
+    recv.read_exact(&mut prefix).await.map_err(broken)?;
+    let length = u32::from_be_bytes(prefix) as usize;
+    if length > MAX_HEADER_BYTES {
+        return Err(Error::Protocol {
+            message: format!("a store stream's answer announces {length} bytes"),
+        });
+    }
+    let mut body = vec![0u8; length];
+    recv.read_exact(&mut body).await.map_err(broken)?;
+    decode_frame(&body)
+}
+
 impl Node {
+    /// Tells the holder whose node is at `holder` to drop its copies of `versions` of
+    /// `key`; resolves once it has.
+    pub async fn tell_forget(
+        &self,
+        holder: SocketAddr,
+        key: &str,
+        versions: &[u64],
+    ) -> Result<(), Error> {
+        let unreachable = |message: String| Error::Unavailable {
+            target: format!("the store holder at {holder}"),
+            message,
+        };
+        let peer = self.peer(holder).await?;
+        let (mut send, mut recv) = peer
+            .conn
+            .open_bi()
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        let mut request = BytesMut::new();
+        let forget = Frame::Forget {
+            version: PROTOCOL_VERSION,
+            key: key.to_string(),
+            versions: versions.to_vec(),
+        };
+        encode_frame(&forget, &mut request)?;
+        send.write_all(&request)
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        let _ = send.finish();
+        match read_answer(&mut recv, holder).await? {
+            Frame::Forgot => Ok(()),
+            Frame::Refused { error } => Err(error),
+            other => Err(Error::Protocol {
+                message: format!("a Forget was answered with {other:?}"),
+            }),
+        }
+    }
+
     /// Fetches bytes `offset..offset + part.len()` of version `version` of `key`, a value
     /// of `size` bytes, into `part`, from the holder whose node is at `holder`. `offset`
     /// is a multiple of [`CHUNK_BYTES`], and so is the range's end unless it is `size`.
@@ -183,22 +257,7 @@ impl Node {
         let _ = send.finish();
 
         let broken = |e: quinn::ReadExactError| unreachable(format!("the bulk stream broke: {e}"));
-        let mut prefix = [0u8; 4];
-        recv.read_exact(&mut prefix)
-            .await
-            .map_err(|e| fail(verified, broken(e), false))?;
-        let length = u32::from_be_bytes(prefix) as usize;
-        if length > MAX_HEADER_BYTES {
-            let error = Error::Protocol {
-                message: format!("a bulk stream's header announces {length} bytes"),
-            };
-            return Err(fail(verified, error, false));
-        }
-        let mut body = vec![0u8; length];
-        recv.read_exact(&mut body)
-            .await
-            .map_err(|e| fail(verified, broken(e), false))?;
-        let (held, chunk) = match decode_frame(&body) {
+        let (held, chunk) = match read_answer(&mut recv, holder).await {
             Ok(Frame::Fetched {
                 result: Ok(held),
                 chunk,

@@ -149,6 +149,18 @@ pub enum Frame {
         /// Where to stop (exclusive), in bytes; `None` for the value's end.
         end: Option<u64>,
     },
+    /// A process → a holder, the only frame of a store-control stream: drop your copies of
+    /// these versions of `key` (removed, or past the key's retention).
+    Forget {
+        /// The sender's protocol version.
+        version: u16,
+        /// The data-store key.
+        key: String,
+        /// The versions to drop.
+        versions: Vec<u64>,
+    },
+    /// Holder → the sender of a `Forget`: done.
+    Forgot,
     /// Holder → getter, the first frame of a bulk stream's reply: the value's size (then
     /// its bytes follow from the asked offset, unframed, in chunks of `chunk` bytes, the
     /// last one shorter, each followed by its 8-byte xxh3 digest), or why not.
@@ -443,6 +455,12 @@ pub(crate) fn every_kind() -> Vec<Frame> {
             result: Ok(100 << 20),
             chunk: 1 << 20,
         },
+        Frame::Forget {
+            version: PROTOCOL_VERSION,
+            key: "policy/weights".into(),
+            versions: vec![1, 2],
+        },
+        Frame::Forgot,
         Frame::Fetched {
             result: Err(Error::KeyNotFound { key: "w".into() }),
             chunk: 1 << 20,

@@ -202,6 +202,16 @@ pub(crate) async fn serve_stream(
             }
             super::bulk::serve_fetch(send, key, key_version, offset..end.unwrap_or(u64::MAX)).await;
         }
+        Frame::Forget {
+            version,
+            key,
+            versions,
+        } => {
+            if version != PROTOCOL_VERSION {
+                return refuse(&mut send, version_error(version)).await;
+            }
+            super::bulk::serve_forget(send, &key, &versions).await;
+        }
         other => {
             let error = Error::Protocol {
                 message: format!("a stream cannot start with {}", frame_name(&other)),
@@ -230,6 +240,8 @@ fn frame_name(frame: &Frame) -> &'static str {
         Frame::Gone { .. } => "Gone",
         Frame::Fetch { .. } => "Fetch",
         Frame::Fetched { .. } => "Fetched",
+        Frame::Forget { .. } => "Forget",
+        Frame::Forgot => "Forgot",
     }
 }
 

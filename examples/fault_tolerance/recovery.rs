@@ -162,8 +162,8 @@ enum Outcome {
     Trained(TrainReport),
     /// A member is gone (its own call, or a survivor's collective, says which).
     Lost(Error),
-    /// The ranks' shares do not fit; the message says by how much.
-    OutOfMemory(String),
+    /// The ranks' shares do not fit; the error says by how much.
+    OutOfMemory(TrainError),
 }
 
 /// Reads every member's answer to one `train` call.
@@ -179,7 +179,7 @@ fn outcome(
                 return Ok(Outcome::Lost(error));
             }
             Ok(Err(oom @ TrainError::OutOfMemory { .. })) => {
-                out_of_memory.get_or_insert(oom.to_string());
+                out_of_memory.get_or_insert(oom);
             }
             Ok(Ok(member)) => {
                 // Rank 0's report comes first and names the published version.
@@ -190,7 +190,7 @@ fn outcome(
         }
     }
     Ok(match (out_of_memory, report) {
-        (Some(message), _) => Outcome::OutOfMemory(message),
+        (Some(oom), _) => Outcome::OutOfMemory(oom),
         (None, Some(report)) => Outcome::Trained(report),
         (None, None) => Outcome::Lost(Error::invalid_options("the trainer group has no members")),
     })
@@ -289,18 +289,16 @@ pub async fn run(config: Config) -> Result<Run, TrainError> {
                     // Sample again, with the restored weights.
                     break;
                 }
-                Outcome::OutOfMemory(message) => {
+                Outcome::OutOfMemory(oom) => {
                     let prompts = batch.prompts.len() / super::policy::DIGITS / 2;
                     if prompts == 0 {
-                        return Err(TrainError::OutOfMemory {
-                            samples: rl.group as u64,
-                            needed: 0,
-                            available: config.memory_bytes.unwrap_or(0),
-                        });
+                        // Not even one prompt fits: nothing left to halve.
+                        return Err(oom);
                     }
                     rl.prompts = prompts;
                     batch = batch.first(prompts);
                     rewards.truncate(prompts * rl.group);
+                    let message = oom.to_string();
                     let event = Event::BatchHalved { message, prompts };
                     report(&rl, &event);
                     run.events.push(event);

@@ -218,7 +218,10 @@ impl<T: DeserializeOwned> GroupCall<T> {
     /// Every member's own outcome, in rank order, where awaiting the `GroupCall` itself
     /// gives the first failure: what a driver reads to learn which members died
     /// (`Err(Error::ActorDied)`) and which answered.
-    pub fn each(self) -> JoinAll<Call<T>> {
+    pub fn each(self) -> impl Future<Output = Vec<Result<T>>> + Send + 'static
+    where
+        T: Send + 'static,
+    {
         self.calls
     }
 }

@@ -302,12 +302,12 @@ impl Store {
         let node = Node::global()?;
         let directory = directory().await?;
         let me = self.me().await?.clone();
-        for holder in holders.iter().take(ranges::MAX_SOURCES) {
-            let (getter, source) = (me.clone(), holder.clone());
-            drop(directory.transfer_started(key.to_string(), info.version, getter, source));
-        }
         let mut holders = holders;
         let mut missing = Missing::whole(info.size);
+        let started = |holder: &HolderAddress| {
+            let (getter, source) = (me.clone(), holder.clone());
+            drop(directory.transfer_started(key.to_string(), info.version, getter, source));
+        };
         let lost = |holder: &HolderAddress| {
             drop(directory.lost(key.to_string(), info.version, holder.clone()));
         };
@@ -317,6 +317,7 @@ impl Store {
             &mut holders,
             &mut target[..size],
             &mut missing,
+            started,
             lost,
         )
         .await;
@@ -401,13 +402,21 @@ impl Store {
     ) -> Result<Held, Miss> {
         let node = Node::global().map_err(|error| Miss::Fatal(error.into()))?;
         copy.reserve(&self.holdings, info.size, evicted).await?;
-        holders.iter().take(ranges::MAX_SOURCES).for_each(&started);
         let mut missing = copy
             .missing
             .take()
             .unwrap_or_else(|| Missing::whole(info.size));
         let buffer = copy.buffer(info.size as usize)?;
-        let fetched = ranges::fetch(&node, info, &mut holders, buffer, &mut missing, lost).await;
+        let fetched = ranges::fetch(
+            &node,
+            info,
+            &mut holders,
+            buffer,
+            &mut missing,
+            started,
+            lost,
+        )
+        .await;
         match fetched {
             Ok(()) => copy.seal(info),
             Err(last) => {

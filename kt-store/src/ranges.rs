@@ -92,15 +92,17 @@ impl Missing {
 }
 
 /// Fills the missing parts of `target` (the whole value, `info.size` bytes) from the
-/// `holders` (on other hosts), several at once. Holders that fail are dropped from the
-/// list (and `lost` is told); returns the last of them when none is left and bytes are
-/// still missing.
+/// `holders` (on other hosts), several at once; `started` hears of each holder a range
+/// is asked of (for the directory's list of transfers). Holders that fail are dropped
+/// from the list (and `lost` is told); returns the last of them when none is left and
+/// bytes are still missing.
 pub(crate) async fn fetch(
     node: &Node,
     info: &VersionInfo,
     holders: &mut Vec<HolderAddress>,
     target: &mut [u8],
     missing: &mut Missing,
+    started: impl Fn(&HolderAddress),
     mut lost: impl FnMut(&HolderAddress),
 ) -> Result<(), Option<HolderAddress>> {
     let mut last_lost = None;
@@ -110,6 +112,7 @@ pub(crate) async fn fetch(
             return Err(last_lost);
         }
         let plan = missing.plan(holders.len().min(MAX_SOURCES));
+        holders.iter().take(plan.len()).for_each(&started);
         let mut parts = Vec::with_capacity(plan.len());
         let mut rest = &mut *target;
         let mut at = 0u64;

@@ -6,6 +6,7 @@
 
 mod support;
 
+use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -127,6 +128,180 @@ async fn a_value_held_on_two_other_hosts_comes_in_ranges_from_both_at_once() {
     assert_eq!(digest(entry.bytes()), digest(&pattern(BIG, 3)));
     assert_eq!(grown(&key, before.1).received_over_quic, BIG as u64);
     both_served(before.0, sent().await);
+}
+
+/// A putter on the first node, `getters` pods on the second, each waiting (a call in
+/// flight) for a version of `key` newer than 1, as is the driver when `driver` is set;
+/// returns once the directory has every waiter.
+async fn waiters_on_the_second_node(
+    c: &Cluster,
+    key: &str,
+    getters: usize,
+    driver: bool,
+) -> Waiters {
+    let nodes = c.emulator.node_names();
+    let on = |node: &str| {
+        Keeper::spawn()
+            .compute(kt::Compute::new().node_selector("kubernetes.io/hostname", node))
+            .on(on_k8s(c))
+    };
+    let putter = on(nodes[0]).await.unwrap();
+    let (mut pods, mut pids) = (Vec::new(), Vec::new());
+    for _ in 0..getters {
+        let pod = on(nodes[1]).await.unwrap();
+        // Asked now: a Keeper answers one call at a time, and it will be waiting.
+        pids.push(pod.pid().await.unwrap());
+        pods.push(pod);
+    }
+    putter
+        .put_pattern(key.to_string(), 1024, 1, 1, None)
+        .await
+        .unwrap()
+        .unwrap();
+    let waiting = pods
+        .iter()
+        .map(|getter| tokio::spawn(getter.wait_newer(key.to_string(), Version(1)).into_future()))
+        .collect();
+    let driver = driver
+        .then(|| tokio::spawn(kt::store::wait_newer(key.to_string(), Version(1)).into_future()));
+    let all = getters + usize::from(driver.is_some());
+    while kt::store::ls(key).await.unwrap()[0].waiting < all {
+        tokio::task::yield_now().await;
+    }
+    Waiters {
+        putter,
+        pods,
+        pids,
+        waiting,
+        driver,
+    }
+}
+
+type Waited = Result<Result<(Version, Option<String>, u64), kt::Error>, kt::Error>;
+
+/// What [`waiters_on_the_second_node`] set up.
+struct Waiters {
+    putter: ActorRef<Keeper>,
+    pods: Vec<ActorRef<Keeper>>,
+    /// Their processes.
+    pids: Vec<u32>,
+    waiting: Vec<tokio::task::JoinHandle<Waited>>,
+    driver: Option<tokio::task::JoinHandle<Result<kt::store::Entry, kt::Error>>>,
+}
+
+/// Many getters of one version form a tree: three pods of one node and the driver wait
+/// for the next version, which a pod of the other node puts; the directory places them
+/// under each other (relays forward each chunk as they verify it), so the putter sends
+/// about two copies, not four.
+#[kt::test]
+async fn getters_waiting_for_one_version_copy_it_through_a_tree_of_relays() {
+    const BIG: usize = (24 << 20) + 7;
+    let c = cluster().await;
+    let key = "k8s-store/fan-out";
+    let w = waiters_on_the_second_node(c, key, 3, true).await;
+    let before = w
+        .putter
+        .traffic_of(key.into())
+        .await
+        .unwrap()
+        .sent_over_quic;
+    w.putter
+        .put_pattern(key.into(), BIG, 2, 2, None)
+        .await
+        .unwrap()
+        .unwrap();
+    let expected = digest(&pattern(BIG, 2));
+    for waited in w.waiting {
+        let (version, _, seen) = waited.await.unwrap().unwrap().unwrap();
+        assert_eq!((version, seen), (Version(2), expected));
+    }
+    let entry = w.driver.unwrap().await.unwrap().unwrap();
+    assert_eq!(digest(entry.bytes()), expected);
+    let sent = w
+        .putter
+        .traffic_of(key.into())
+        .await
+        .unwrap()
+        .sent_over_quic
+        - before;
+    assert!(
+        sent <= 2 * BIG as u64,
+        "the putter sent {sent} bytes: {} copies",
+        sent as f64 / BIG as f64
+    );
+}
+
+/// Takes a node's link faults off when dropped, failed test or not: the tests of this
+/// binary share the cluster.
+struct CleanLinkAfter<'a>(&'a Cluster, &'a str);
+
+impl Drop for CleanLinkAfter<'_> {
+    fn drop(&mut self) {
+        let clean = kt_kube_emulator::LinkFaults::new();
+        self.0.emulator.set_link_faults(self.1, &clean).unwrap();
+    }
+}
+
+/// A relay killed in the middle of its copy: the getters below it go on from their other
+/// sources and then the holder, from the chunk they had verified (every byte of the value
+/// arrives once), and nobody hangs. The second node's link is slowed to 100 Mbit/s so that
+/// the relay is still copying when it dies.
+#[kt::test]
+async fn a_relay_killed_mid_copy_leaves_its_getters_to_finish_from_where_they_stood() {
+    const BIG: usize = (16 << 20) + 7;
+    let c = cluster().await;
+    let key = "k8s-store/fan-out-relay-dies";
+    let second = c.emulator.node_names()[1];
+    let slow = kt_kube_emulator::LinkFaults::new().rate_bits_per_second(100_000_000);
+    if let Err(error) = c.emulator.set_link_faults(second, &slow) {
+        eprintln!("skipped: pods share one host here, so there is no relay to kill ({error})");
+        return;
+    }
+    let _clean = CleanLinkAfter(c, second);
+    let w = waiters_on_the_second_node(c, key, 3, false).await;
+    let pids = w.pids.clone();
+    w.putter
+        .put_pattern(key.into(), BIG, 2, 2, None)
+        .await
+        .unwrap()
+        .unwrap();
+    // The first getter that serves another is the relay to kill.
+    let relay = loop {
+        let listing = kt::store::ls(key).await.unwrap();
+        let transfers = listing[0].versions.iter().flat_map(|v| &v.transfers);
+        let relayed = transfers
+            .map(|transfer| transfer.from.pid)
+            .find(|pid| pids.contains(pid));
+        if let Some(pid) = relayed {
+            break pid;
+        }
+        tokio::task::yield_now().await;
+    };
+    // SAFETY: sends SIGKILL to a pod process of this test.
+    assert_eq!(unsafe { libc::kill(relay as i32, libc::SIGKILL) }, 0);
+    let expected = digest(&pattern(BIG, 2));
+    let (mut finished, mut broken) = (0, 0);
+    for ((waited, pod), pid) in w.waiting.into_iter().zip(&w.pods).zip(&pids) {
+        let waited = waited.await.unwrap();
+        if *pid == relay {
+            assert!(waited.is_err(), "the killed relay answered: {waited:?}");
+            continue;
+        }
+        let (version, _, seen) = waited.unwrap().unwrap();
+        assert_eq!((version, seen), (Version(2), expected));
+        let traffic = pod.traffic_of(key.into()).await.unwrap();
+        assert_eq!(
+            traffic.received_over_quic, BIG as u64,
+            "every byte arrived once"
+        );
+        broken += traffic.sources_lost_mid_copy;
+        finished += 1;
+    }
+    assert_eq!(finished, 2);
+    assert!(
+        broken >= 1,
+        "the relay died before its getters were done with it"
+    );
 }
 
 #[kt::test]

@@ -225,7 +225,7 @@ use tokio::task::JoinHandle;
 
 pub use config::{EmulatorConfig, FIRST_NODE, NodeConfig};
 pub use kubelet::InjectError;
-pub use network::{NetworkError, PodNetwork};
+pub use network::{LinkFaults, NetworkError, PodNetwork};
 
 use cluster::Cluster;
 use kubelet::PodCommand;
@@ -371,6 +371,21 @@ impl Emulator {
     /// their next retry.
     pub fn allow_image_pull(&self, image: &str) {
         self.cluster.faults.set_image_missing(image, false);
+    }
+
+    /// Puts `faults` (a rate limit) on node `node`'s link, both ways: everything between
+    /// its pods and this machine or the other nodes' pods meets them; a clean
+    /// [`LinkFaults::new`] takes them off. Only with [`PodNetwork::NodeNamespace`], where a
+    /// node is a host of its own (needs iproute2's `tc` and the kernel's `tbf` queue).
+    pub fn set_link_faults(&self, node: &str, faults: &LinkFaults) -> Result<(), NetworkError> {
+        let network = self
+            .cluster
+            .node_network(node)
+            .ok_or_else(|| NetworkError {
+                step: "putting faults on a node's link".into(),
+                message: format!("there is no node {node:?}"),
+            })?;
+        network.set_faults(faults)
     }
 
     /// Kills the first running container of the pod with SIGKILL and reports it as

@@ -377,6 +377,41 @@ async fn every_nodes_link_and_forwarding_go_with_the_emulator() {
     assert_eq!(ip_forward(), before);
 }
 
+#[tokio::test]
+async fn faults_on_a_nodes_link_go_on_its_link_and_come_off() {
+    let Some(h) = common::start_in_node_namespaces(EmulatorConfig::default().nodes(2)).await else {
+        return;
+    };
+    let links = node_links(&h);
+    let qdisc = |link: &str| {
+        let out = std::process::Command::new("tc")
+            .args(["qdisc", "show", "dev", link])
+            .output()
+            .expect("tc runs");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let faults = kt_kube_emulator::LinkFaults::new().rate_bits_per_second(50_000_000);
+    h.emulator
+        .set_link_faults(SECOND, &faults)
+        .expect("faults on the second node's link");
+    let shaped = qdisc(&links[1]);
+    assert!(
+        shaped.contains("tbf") && shaped.contains("rate 50Mbit"),
+        "{shaped}"
+    );
+    assert!(
+        !qdisc(&links[0]).contains("tbf"),
+        "the first node's link is clean"
+    );
+    h.emulator
+        .set_link_faults(SECOND, &kt_kube_emulator::LinkFaults::new())
+        .expect("a clean link again");
+    let clean = qdisc(&links[1]);
+    assert!(!clean.contains("rate"), "{clean}");
+    assert!(h.emulator.set_link_faults("no-such-node", &faults).is_err());
+    h.emulator.shutdown().await;
+}
+
 /// The interface index of `link` on this machine.
 fn link_index(link: &str) -> String {
     std::fs::read_to_string(format!("/sys/class/net/{link}/ifindex"))

@@ -12,19 +12,19 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
 
-use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use kt_core::{ActorRef, Error};
 use kt_transport::Node;
-use kt_transport::node::bulk::{BulkSource, serve_bulk_from};
+use kt_transport::node::bulk::{BulkSource, Served, serve_bulk_from};
 use kt_transport::wire::sealed_memory::{SealedMemory, WritableMemory};
 use std::os::unix::fs::FileExt;
 use tokio::sync::OnceCell;
 
-use crate::directory::{Located, Publication, StoreDirectory};
-use crate::holder::{HolderAddress, this_host};
+use crate::directory::{Located, Parent, Publication, StoreDirectory};
+use crate::holder::{HolderAddress, same_host_path, this_host};
 use crate::holdings::{Held, Holdings, Origin, Reservation, Usage};
 use crate::ranges::{self, Missing};
+use crate::relay::{self, Growing, Relaying, SharedGrowing};
 use crate::same_host::{self, Passed, SameHostFailure};
 use crate::session::directory;
 use crate::traffic;
@@ -40,11 +40,14 @@ pub(crate) struct PutOptions {
 /// The store of this process.
 pub(crate) struct Store {
     holdings: Arc<Holdings>,
+    /// Copies this process is receiving, served on to the getters below it.
+    relaying: Arc<Relaying>,
     me: OnceCell<HolderAddress>,
 }
 
 static STORE: LazyLock<Store> = LazyLock::new(|| Store {
     holdings: Arc::default(),
+    relaying: Arc::default(),
     me: OnceCell::new(),
 });
 
@@ -53,8 +56,8 @@ pub(crate) fn store() -> &'static Store {
     &STORE
 }
 
-/// Serves held bytes on this process's bulk streams.
-struct Source(Arc<Holdings>);
+/// Serves held bytes, and copies still arriving, on this process's bulk streams.
+struct Source(Arc<Holdings>, Arc<Relaying>);
 
 impl BulkSource for Source {
     fn sent(&self, key: &str, bytes: u64) {
@@ -66,16 +69,34 @@ impl BulkSource for Source {
         self.0.remove(key, &versions);
     }
 
-    fn open(&self, key: String, version: u64) -> BoxFuture<'static, Result<Bytes, Error>> {
-        let holdings = self.0.clone();
+    fn open(
+        &self,
+        key: String,
+        version: u64,
+        relay: bool,
+    ) -> BoxFuture<'static, Result<Served, Error>> {
+        let (holdings, relaying) = (self.0.clone(), self.1.clone());
         Box::pin(async move {
-            match holdings.find(&key, Version(version)).await {
-                Some(held) => Ok(held.bytes),
-                None => Err(Error::VersionGone {
-                    key,
-                    version,
-                    kept: "none in this process".into(),
-                }),
+            // A relay's getter may ask before the relay's own copy started (both learned
+            // of it from the same answer of the directory): it waits for the copy to
+            // start, or to be held by other means (mapped from a holder on this host).
+            let deadline = tokio::time::Instant::now() + relay::START_WITHIN;
+            loop {
+                let changed = relaying.changed();
+                if let Some(held) = holdings.find(&key, Version(version)).await {
+                    return Ok(Served::Whole(held.bytes));
+                }
+                if let Some(growing) = relaying.find(&key, version) {
+                    return Ok(Served::Growing(Arc::new(SharedGrowing(growing))));
+                }
+                let waited = tokio::time::timeout_at(deadline, changed).await;
+                if !relay || waited.is_err() {
+                    return Err(Error::VersionGone {
+                        key,
+                        version,
+                        kept: "none in this process".into(),
+                    });
+                }
             }
         })
     }
@@ -87,13 +108,22 @@ impl Store {
         self.me
             .get_or_try_init(|| async {
                 let node = Node::global()?;
-                serve_bulk_from(Arc::new(Source(self.holdings.clone())));
-                let socket = match same_host::serve(self.holdings.clone(), node.runtime()) {
-                    Ok(name) => Some(name),
-                    Err(error) => {
+                serve_bulk_from(Arc::new(Source(
+                    self.holdings.clone(),
+                    self.relaying.clone(),
+                )));
+                // With the same-host path off, this process neither maps nor passes
+                // memfds: it announces no socket, and the directory treats it as a
+                // process of another host.
+                let socket = match same_host_path()
+                    .then(|| same_host::serve(self.holdings.clone(), node.runtime()))
+                {
+                    Some(Ok(name)) => Some(name),
+                    Some(Err(error)) => {
                         tracing::warn!("{error}; getters on this host will use QUIC");
                         None
                     }
+                    None => None,
                 };
                 Ok::<_, Error>(HolderAddress {
                     node: node.address().to_string(),
@@ -160,9 +190,10 @@ impl Store {
     /// The newest version of `key`, or `version` of it, from wherever it is held.
     pub async fn get(&self, key: &str, version: Option<Version>) -> Result<Held, Error> {
         check_key(key)?;
+        let me = self.me().await?.clone();
         let located = directory()
             .await?
-            .locate(key.to_string(), version)
+            .locate(key.to_string(), version, Some(me))
             .await??;
         self.fetch(located).await
     }
@@ -175,29 +206,36 @@ impl Store {
         timeout_ms: Option<u64>,
     ) -> Result<Held, Error> {
         check_key(key)?;
+        let me = self.me().await?.clone();
         let located = directory()
             .await?
-            .wait_newer(key.to_string(), after, timeout_ms)
+            .wait_newer(key.to_string(), after, timeout_ms, Some(me))
             .await??;
         self.fetch(located).await
     }
 
-    /// The located version's bytes: held here, or fetched from a holder (and kept, so
-    /// that this process serves them too).
+    /// The located version's bytes: held here, or fetched (and kept, so that this
+    /// process serves them too) from a holder on this host, else from the sources the
+    /// directory chose (relays of the fan-out among them), else from every holder on
+    /// other hosts.
     async fn fetch(&self, located: Located) -> Result<Held, Error> {
         let Located {
             info,
             holders,
             oldest_kept,
             last_lost,
+            parents,
         } = located;
         let (key, version) = (info.key.clone(), info.version);
         self.holdings.forget_older(&key, oldest_kept);
-        if let Some(held) = self.holdings.get(&key, version) {
-            return Ok(held);
-        }
         let me = self.me().await?.clone();
         let directory = directory().await?;
+        if let Some(held) = self.holdings.get(&key, version) {
+            if !parents.is_empty() {
+                drop(directory.transfer_ended(key.clone(), version, me));
+            }
+            return Ok(held);
+        }
         let evicted = evicted_from(directory, &me);
         let mut last_tried = last_lost;
         let mut copy = Copy::default();
@@ -208,7 +246,7 @@ impl Store {
         let lost = |holder: &HolderAddress| {
             drop(directory.lost(key.clone(), version, holder.clone()));
         };
-        // Holders on this host one by one (a memfd: no copy); the others all at once.
+        // Holders on this host one by one (a memfd: no copy); the others in ranges.
         let mut elsewhere = Vec::new();
         for holder in best_first(holders) {
             if holder == me {
@@ -239,22 +277,42 @@ impl Store {
                 }
             }
         }
-        if !elsewhere.is_empty() {
+        // The directory's choice first (already recorded as transfers), then the holders
+        // it did not choose.
+        let others: Vec<Parent> = elsewhere
+            .into_iter()
+            .filter(|holder| !parents.iter().any(|parent| &parent.holder == holder))
+            .map(|holder| Parent {
+                holder,
+                relay: false,
+            })
+            .collect();
+        for (sources, chosen) in [(parents, true), (others, false)] {
+            if sources.is_empty() {
+                continue;
+            }
+            let started = |holder: &HolderAddress| {
+                if !chosen {
+                    started(holder);
+                }
+            };
             match self
-                .fetch_elsewhere(elsewhere, &info, &mut copy, &evicted, started, lost)
+                .fetch_elsewhere(sources, &info, &mut copy, &evicted, started, lost)
                 .await
             {
                 Ok(held) => return Ok(self.keep(held, copy, directory, me)),
-                Err(Miss::Holder) => {}
+                Err(Miss::Holder) => last_tried = copy.last_lost.take().or(last_tried),
                 Err(Miss::Fatal(error)) => {
+                    copy.abandon(&self.relaying, &info, error.clone());
                     drop(directory.transfer_ended(key.clone(), version, me));
                     return Err(error);
                 }
             }
-            last_tried = copy.last_lost.take().or(last_tried);
         }
-        drop(directory.transfer_ended(key.clone(), version, me));
-        Err(holder_lost(key, version, last_tried))
+        let error = holder_lost(key.clone(), version, last_tried);
+        copy.abandon(&self.relaying, &info, error.clone());
+        drop(directory.transfer_ended(key, version, me));
+        Err(error)
     }
 
     /// Keeps a fetched copy in this process's holdings, and tells the directory that this
@@ -267,6 +325,10 @@ impl Store {
         me: HolderAddress,
     ) -> Held {
         self.holdings.insert(held.clone(), copy.reservation.take());
+        // The holdings serve it now (getters waiting for it hear so); getters still
+        // reading the copy as it grew keep their handle on it.
+        copy.growing = None;
+        self.relaying.end(&held.info.key, held.info.version.0);
         // Ends the transfers too.
         drop(directory.add_holder(held.info.key.clone(), held.info.version, me));
         held
@@ -276,7 +338,11 @@ impl Store {
     /// held on this host, else straight from a holder's bulk stream into `target`.
     pub async fn get_into(&self, key: &str, target: &mut [u8]) -> Result<VersionInfo, Error> {
         check_key(key)?;
-        let located = directory().await?.locate(key.to_string(), None).await??;
+        // Not a relay: the bytes go into the caller's buffer, which serves nobody.
+        let located = directory()
+            .await?
+            .locate(key.to_string(), None, None)
+            .await??;
         let size = located.info.size as usize;
         if target.len() < size {
             return Err(Error::invalid_options(format!(
@@ -302,7 +368,13 @@ impl Store {
         let node = Node::global()?;
         let directory = directory().await?;
         let me = self.me().await?.clone();
-        let mut holders = holders;
+        let mut sources: Vec<Parent> = holders
+            .into_iter()
+            .map(|holder| Parent {
+                holder,
+                relay: false,
+            })
+            .collect();
         let mut missing = Missing::whole(info.size);
         let started = |holder: &HolderAddress| {
             let (getter, source) = (me.clone(), holder.clone());
@@ -314,11 +386,12 @@ impl Store {
         let fetched = ranges::fetch(
             &node,
             &info,
-            &mut holders,
+            &mut sources,
             &mut target[..size],
             &mut missing,
             started,
             lost,
+            &|_| {},
         )
         .await;
         drop(directory.transfer_ended(key.to_string(), info.version, me));
@@ -367,13 +440,21 @@ impl Store {
             // Spilled there: copied into memory of this process's own.
             Ok(Passed::File(file)) => {
                 copy.reserve(&self.holdings, info.size, evicted).await?;
-                let buffer = copy.buffer(info.size as usize)?;
-                std::fs::File::from(file)
-                    .read_exact_at(buffer, 0)
-                    .map_err(|error| {
-                        tracing::debug!("reading a spilled '{}': {error}", info.key);
-                        Miss::Holder
-                    })?;
+                copy.allocate(info.size as usize).await?;
+                // Read off the runtime's threads, like the allocation: a large file
+                // would stall every connection of this process meanwhile.
+                let mut memory = copy.memory.take().ok_or(Miss::Holder)?;
+                let (memory, read) = tokio::task::spawn_blocking(move || {
+                    let read = std::fs::File::from(file).read_exact_at(memory.as_mut_slice(), 0);
+                    (memory, read)
+                })
+                .await
+                .map_err(|error| Miss::Fatal(unavailable_memory(info.size, &error)))?;
+                copy.memory = Some(memory);
+                read.map_err(|error| {
+                    tracing::debug!("reading a spilled '{}': {error}", info.key);
+                    Miss::Holder
+                })?;
                 traffic::count(&info.key, |t| t.mapped_from_this_host += info.size);
                 copy.seal(info).map(Some)
             }
@@ -388,12 +469,13 @@ impl Store {
         }
     }
 
-    /// A copy from the holders on other hosts, ranges from several at once over QUIC bulk
-    /// streams. `Miss::Holder` once every one of them failed (the last is in
+    /// A copy from `sources` (holders on other hosts, relays), ranges from several at
+    /// once over QUIC bulk streams, served on to the getters below this one as its
+    /// chunks are verified. `Miss::Holder` once every source failed (the last is in
     /// `copy.last_lost`); the verified parts stay in `copy`.
     async fn fetch_elsewhere<'a>(
         &'a self,
-        mut holders: Vec<HolderAddress>,
+        mut sources: Vec<Parent>,
         info: &VersionInfo,
         copy: &mut Copy<'a>,
         evicted: &impl Fn(&VersionInfo),
@@ -406,15 +488,23 @@ impl Store {
             .missing
             .take()
             .unwrap_or_else(|| Missing::whole(info.size));
-        let buffer = copy.buffer(info.size as usize)?;
+        copy.allocate(info.size as usize).await?;
+        let growing = copy.relay(&self.relaying, info);
+        let verified = |range: std::ops::Range<u64>| {
+            if let Some(growing) = &growing {
+                growing.verified(range);
+            }
+        };
+        let buffer = copy.buffer()?;
         let fetched = ranges::fetch(
             &node,
             info,
-            &mut holders,
+            &mut sources,
             buffer,
             &mut missing,
             started,
             lost,
+            &verified,
         )
         .await;
         match fetched {
@@ -434,6 +524,14 @@ enum Miss {
     Holder,
     /// This process cannot take a copy (no room): stop.
     Fatal(Error),
+}
+
+/// No memory could be had for a copy of `size` bytes.
+fn unavailable_memory(size: u64, error: &dyn std::fmt::Display) -> Error {
+    Error::Unavailable {
+        target: format!("memory for a {size}-byte copy"),
+        message: error.to_string(),
+    }
 }
 
 /// Tells the directory that this process no longer holds a copy it evicted.
@@ -459,6 +557,8 @@ struct Copy<'a> {
     missing: Option<Missing>,
     /// The last holder a bulk stream lost.
     last_lost: Option<HolderAddress>,
+    /// The copy as getters below this one read it while it grows.
+    growing: Option<Arc<Growing>>,
 }
 
 impl<'a> Copy<'a> {
@@ -476,20 +576,53 @@ impl<'a> Copy<'a> {
         Ok(())
     }
 
-    /// The buffer, made on first use.
-    fn buffer(&mut self, size: usize) -> Result<&mut [u8], Miss> {
+    /// Makes the buffer of a `size`-byte copy, unless it exists. Off the runtime's
+    /// threads: a memfd's pages are populated as it is made, which for a gigabyte (and
+    /// several getters at once) takes long enough to stall every connection of this
+    /// process until they time out.
+    async fn allocate(&mut self, size: usize) -> Result<(), Miss> {
         if self.memory.is_none() {
-            let memory = SealedMemory::writable(size).map_err(|error| {
-                Miss::Fatal(Error::Unavailable {
-                    target: format!("memory for a {size}-byte copy"),
-                    message: error.to_string(),
-                })
-            })?;
+            let made = tokio::task::spawn_blocking(move || SealedMemory::writable(size))
+                .await
+                .map_err(|error| Miss::Fatal(unavailable_memory(size as u64, &error)))?;
+            let memory =
+                made.map_err(|error| Miss::Fatal(unavailable_memory(size as u64, &error)))?;
             self.memory = Some(memory);
         }
+        Ok(())
+    }
+
+    /// The buffer [`allocate`](Self::allocate) made.
+    fn buffer(&mut self) -> Result<&mut [u8], Miss> {
         match &mut self.memory {
             Some(memory) => Ok(memory.as_mut_slice()),
             None => Err(Miss::Holder),
+        }
+    }
+
+    /// Serves the copy on while it grows (once: a second attempt goes on with the same
+    /// copy); `None` when its pages cannot be viewed (it is then served once complete).
+    fn relay(&mut self, relaying: &Relaying, info: &VersionInfo) -> Option<Arc<Growing>> {
+        if self.growing.is_none()
+            && let Some(memory) = &self.memory
+        {
+            match memory.reader() {
+                Ok(view) => {
+                    let growing = Growing::new(view, info.size);
+                    relaying.start(&info.key, info.version.0, growing.clone());
+                    self.growing = Some(growing);
+                }
+                Err(error) => tracing::debug!("not relaying '{}': {error}", info.key),
+            }
+        }
+        self.growing.clone()
+    }
+
+    /// The copy will not be finished: the getters reading it as it grew go elsewhere.
+    fn abandon(&mut self, relaying: &Relaying, info: &VersionInfo, error: Error) {
+        if let Some(growing) = self.growing.take() {
+            growing.fail(error);
+            relaying.end(&info.key, info.version.0);
         }
     }
 

@@ -48,11 +48,12 @@ impl fmt::Display for HolderAddress {
     }
 }
 
-/// Set to `off` in a getter's environment to make it fetch every value over QUIC, as a
-/// getter on another host does (for measuring or diagnosing that path on one machine).
+/// Set to `off` in a process's environment to make it fetch every value over QUIC, as a
+/// getter on another host does (for measuring or diagnosing that path on one machine); it
+/// then passes no memfds either (getters on its host fetch its values over QUIC too).
 pub const SAME_HOST_ENV: &str = "KT_STORE_SAME_HOST";
 
-fn same_host_path() -> bool {
+pub(crate) fn same_host_path() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
     *ON.get_or_init(|| std::env::var(SAME_HOST_ENV).map_or(true, |v| v != "off"))
 }

@@ -51,6 +51,7 @@ mod directory;
 mod holder;
 mod holdings;
 mod ranges;
+mod relay;
 mod same_host;
 mod session;
 pub mod sessions;
@@ -64,7 +65,7 @@ pub use api::{
     wait_newer,
 };
 pub use budget::{DISK_ENV, FULL_WAIT_ENV, MEMORY_ENV, SPILL_DIR_ENV};
-pub use directory::{KeyListing, Transfer, VersionListing, Versions};
+pub use directory::{FANOUT_ENV, KeyListing, Transfer, VersionListing, Versions};
 pub use holder::{HolderAddress, SAME_HOST_ENV};
 pub use holdings::Usage;
 pub use tensors::{Dtype, SafeTensors, TensorSet};

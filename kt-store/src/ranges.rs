@@ -1,5 +1,6 @@
-//! One value from several holders at once: the bytes still missing are split into
-//! chunk-aligned ranges, one per holder on another host, fetched concurrently into
+//! One value from several sources at once: the bytes still missing are split into
+//! chunk-aligned ranges, one per source (a holder on another host, or a relay of the
+//! fan-out), fetched concurrently into
 //! disjoint parts of one buffer. A holder whose stream breaks keeps what it verified; the
 //! rest of its range goes to the holders left in the next round, so a get finishes while
 //! any holder lives, and fails with the last one lost otherwise.
@@ -8,8 +9,9 @@ use std::net::SocketAddr;
 use std::ops::Range;
 
 use kt_transport::Node;
-use kt_transport::node::bulk::CHUNK_BYTES;
+use kt_transport::node::bulk::{CHUNK_BYTES, RangeFetch};
 
+use crate::directory::Parent;
 use crate::holder::HolderAddress;
 use crate::traffic;
 use crate::version::VersionInfo;
@@ -92,27 +94,35 @@ impl Missing {
 }
 
 /// Fills the missing parts of `target` (the whole value, `info.size` bytes) from the
-/// `holders` (on other hosts), several at once; `started` hears of each holder a range
-/// is asked of (for the directory's list of transfers). Holders that fail are dropped
-/// from the list (and `lost` is told); returns the last of them when none is left and
-/// bytes are still missing.
+/// `sources` (holders on other hosts, relays), several at once; `verified` hears of each
+/// chunk as it passes its digest, and `started` of each holder a range is asked of (for
+/// the directory's list of transfers). Sources that fail are dropped from the list (and `lost`
+/// is told); returns the last of them when none is left and bytes are still missing.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the three observers (started, lost, verified) are each used by a different caller"
+)]
 pub(crate) async fn fetch(
     node: &Node,
     info: &VersionInfo,
-    holders: &mut Vec<HolderAddress>,
+    sources: &mut Vec<Parent>,
     target: &mut [u8],
     missing: &mut Missing,
     started: impl Fn(&HolderAddress),
     mut lost: impl FnMut(&HolderAddress),
+    verified: &(dyn Fn(Range<u64>) + Send + Sync),
 ) -> Result<(), Option<HolderAddress>> {
     let mut last_lost = None;
-    holders.retain(|holder| holder.node.parse::<SocketAddr>().is_ok());
+    sources.retain(|source| source.holder.node.parse::<SocketAddr>().is_ok());
     while !missing.is_done() {
-        if holders.is_empty() {
+        if sources.is_empty() {
             return Err(last_lost);
         }
-        let plan = missing.plan(holders.len().min(MAX_SOURCES));
-        holders.iter().take(plan.len()).for_each(&started);
+        let plan = missing.plan(sources.len().min(MAX_SOURCES));
+        sources
+            .iter()
+            .take(plan.len())
+            .for_each(|source| started(&source.holder));
         let mut parts = Vec::with_capacity(plan.len());
         let mut rest = &mut *target;
         let mut at = 0u64;
@@ -128,27 +138,27 @@ pub(crate) async fn fetch(
             .zip(parts)
             .enumerate()
             .map(|(i, (range, part))| {
-                let holder = holders[i % holders.len()].clone();
+                let source = sources[i % sources.len()].clone();
                 async move {
-                    // Checked above: every holder left has a parseable node address.
-                    let address: SocketAddr = holder.node.parse().map_err(|_| range.start)?;
-                    let fetched = node
-                        .fetch_range(
-                            address,
-                            &info.key,
-                            info.version.0,
-                            info.size,
-                            range.start,
-                            part,
-                        )
-                        .await;
+                    // Checked above: every source left has a parseable node address.
+                    let holder: SocketAddr = source.holder.node.parse().map_err(|_| range.start)?;
+                    let request = RangeFetch {
+                        holder,
+                        key: &info.key,
+                        version: info.version.0,
+                        size: info.size,
+                        offset: range.start,
+                        relay: source.relay,
+                    };
+                    let fetched = node.fetch_range(request, part, verified).await;
                     fetched.map_err(|failure| {
                         tracing::debug!(
-                            "fetching bytes {}..{} of '{}' {} from {holder}: {}",
+                            "fetching bytes {}..{} of '{}' {} from {}: {}",
                             range.start,
                             range.end,
                             info.key,
                             info.version,
+                            source.holder,
                             failure.error
                         );
                         failure.verified
@@ -158,22 +168,23 @@ pub(crate) async fn fetch(
         let results = futures_util::future::join_all(fetches).await;
         let mut failed = Vec::new();
         for (i, (range, result)) in plan.iter().zip(results).enumerate() {
-            let verified_to = match result {
-                Ok(()) => range.end,
+            let (verified_to, broken) = match result {
+                Ok(()) => (range.end, false),
                 Err(verified_to) => {
-                    failed.push(holders[i % holders.len()].clone());
-                    verified_to
+                    failed.push(sources[i % sources.len()].holder.clone());
+                    (verified_to, true)
                 }
             };
             missing.verified(range, verified_to);
             traffic::count(&info.key, |t| {
-                t.received_over_quic += verified_to.saturating_sub(range.start)
+                t.received_over_quic += verified_to.saturating_sub(range.start);
+                t.sources_lost_mid_copy += u64::from(broken);
             });
         }
         for holder in failed {
-            if let Some(index) = holders.iter().position(|h| *h == holder) {
+            if let Some(index) = sources.iter().position(|s| s.holder == holder) {
                 lost(&holder);
-                holders.remove(index);
+                sources.remove(index);
                 last_lost = Some(holder);
             }
         }

@@ -15,6 +15,9 @@ pub struct Traffic {
     pub received_over_quic: u64,
     /// Bytes of values this process sent over QUIC bulk streams.
     pub sent_over_quic: u64,
+    /// Ranges that broke off because their source (a holder, a relay) failed while this
+    /// process copied them; what they had verified was kept, the rest came from others.
+    pub sources_lost_mid_copy: u64,
 }
 
 #[derive(Default)]

@@ -123,5 +123,6 @@ pub fn grown(key: &str, before: Traffic) -> Traffic {
         passed_on_this_host: now.passed_on_this_host - before.passed_on_this_host,
         received_over_quic: now.received_over_quic - before.received_over_quic,
         sent_over_quic: now.sent_over_quic - before.sent_over_quic,
+        sources_lost_mid_copy: now.sources_lost_mid_copy - before.sources_lost_mid_copy,
     }
 }

@@ -147,6 +147,7 @@ mod tests {
                             to: holder(7),
                             from: holder(8),
                             started_ms: 59_000,
+                            relay: false,
                         }],
                     }],
                     waiting: 0,

@@ -1,5 +1,5 @@
-//! The two ways the emulator changes the machine's network: iproute2's `ip`, run in this
-//! machine's namespace or a node's, and one per-link IPv4 setting under `/proc/sys`.
+//! The ways the emulator changes the machine's network: iproute2's `ip` and `tc`, run in
+//! this machine's namespace or a node's, and one per-link IPv4 setting under `/proc/sys`.
 
 use std::fs::File;
 use std::io::Write;
@@ -11,11 +11,25 @@ use super::NetworkError;
 
 /// Runs `ip -batch -` with `commands` on its stdin, inside `netns` if one is given.
 pub(super) fn ip(netns: Option<&File>, commands: &str) -> Result<(), NetworkError> {
+    batch("ip", netns, commands)
+}
+
+/// Runs `tc -batch -` (traffic control) with `commands`, inside `netns` if one is given.
+pub(super) fn tc(netns: Option<&File>, commands: &str) -> Result<(), NetworkError> {
+    batch("tc", netns, commands)
+}
+
+/// Runs iproute2's `program -batch -` with `commands` on its stdin, inside `netns` if one
+/// is given.
+fn batch(program: &str, netns: Option<&File>, commands: &str) -> Result<(), NetworkError> {
     let failed = |message: String| NetworkError {
-        step: format!("ip -batch: {}", commands.lines().next().unwrap_or("")),
+        step: format!(
+            "{program} -batch: {}",
+            commands.lines().next().unwrap_or("")
+        ),
         message,
     };
-    let mut command = Command::new("ip");
+    let mut command = Command::new(program);
     command
         .args(["-batch", "-"])
         .stdin(Stdio::piped())
@@ -37,7 +51,7 @@ pub(super) fn ip(netns: Option<&File>, commands: &str) -> Result<(), NetworkErro
     }
     let mut child = command
         .spawn()
-        .map_err(|e| failed(format!("cannot run ip: {e}")))?;
+        .map_err(|e| failed(format!("cannot run {program}: {e}")))?;
     if let Some(mut stdin) = child.stdin.take() {
         stdin
             .write_all(commands.as_bytes())

@@ -10,6 +10,7 @@
 //! each other's pods through this machine (`routes`). Loopback addresses and shared memory
 //! then do not cross between nodes, or between a node and the host, as on a real cluster.
 
+mod faults;
 mod ip;
 mod namespace;
 mod routes;
@@ -17,6 +18,7 @@ mod routes;
 use std::net::Ipv4Addr;
 
 use crate::ipblock::IpBlock;
+pub use faults::LinkFaults;
 pub(crate) use namespace::Isolation;
 use namespace::NodeNamespace;
 
@@ -144,6 +146,20 @@ impl NodeNetwork {
             None => Ipv4Addr::LOCALHOST,
             Some(_) => namespace_address(self.block.index(), 254),
         }
+    }
+
+    /// Puts `faults` on both ends of this node's link (a clean [`LinkFaults`] takes
+    /// them off); only a node of its own namespace has a link.
+    pub fn set_faults(&self, faults: &LinkFaults) -> Result<(), NetworkError> {
+        let Some(ns) = &self.namespace else {
+            return Err(NetworkError {
+                step: "putting faults on a node's link".into(),
+                message: "pods of PodNetwork::SharedLoopback share this machine's loopback,                           which has no link of the node's own"
+                    .into(),
+            });
+        };
+        ip::tc(None, &faults.tc_command(ns.host_link()))?;
+        ip::tc(Some(ns.netns()), &faults.tc_command("eth0"))
     }
 
     /// What a process of this node's pods must enter before it runs, if anything.

@@ -9,6 +9,7 @@ use kt_core::Error;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
+use super::fan_out::{self, Parent};
 use crate::holder::HolderAddress;
 use crate::version::{ValueKind, Version, VersionInfo};
 
@@ -79,6 +80,10 @@ pub struct Located {
     pub oldest_kept: Version,
     /// The last holder found gone, for the error when none is left.
     pub last_lost: Option<HolderAddress>,
+    /// The sources the directory chose for this getter (holders, or relays still
+    /// copying: the fan-out tree), recorded as its transfers; empty when the getter did
+    /// not say who it is, or has a holder on its host.
+    pub parents: Vec<Parent>,
 }
 
 /// One key in a listing.
@@ -112,6 +117,10 @@ pub struct Transfer {
     pub from: HolderAddress,
     /// When it started (the directory's clock, ms since the epoch).
     pub started_ms: u64,
+    /// True when the directory placed the getter in the fan-out: it serves its copy on
+    /// while it grows (a relay). Copies into a caller's buffer and fallbacks are not.
+    #[serde(default)]
+    pub relay: bool,
 }
 
 /// Which versions `rm` removes.
@@ -150,17 +159,41 @@ struct KeyEntry {
     last: u64,
     keep_last: Option<usize>,
     versions: BTreeMap<u64, Record>,
-    waiters: Vec<(u64, oneshot::Sender<Located>)>,
+    /// Callers waiting for a version newer than theirs: that version, who they are (to
+    /// place them in the fan-out), where to answer.
+    waiters: Vec<(u64, Option<HolderAddress>, oneshot::Sender<Located>)>,
 }
 
 impl KeyEntry {
-    fn located(&self, version: u64) -> Option<Located> {
-        let record = self.versions.get(&version)?;
+    /// Where `version` is, with sources chosen for `getter` (and recorded as its
+    /// transfers) when it says who it is.
+    fn located(&mut self, version: u64, getter: Option<&HolderAddress>) -> Option<Located> {
+        let oldest_kept = self.oldest_kept();
+        let record = self.versions.get_mut(&version)?;
+        let parents = match getter {
+            Some(getter) => {
+                // A getter asking again starts over: its earlier transfers are over.
+                record.transfers.retain(|t| &t.to != getter);
+                let parents = fan_out::choose(&record.holders, &record.transfers, getter);
+                let started_ms = crate::version::now_ms();
+                record
+                    .transfers
+                    .extend(parents.iter().map(|parent| Transfer {
+                        to: getter.clone(),
+                        from: parent.holder.clone(),
+                        started_ms,
+                        relay: true,
+                    }));
+                parents
+            }
+            None => Vec::new(),
+        };
         Some(Located {
             info: record.info.clone(),
             holders: record.holders.clone(),
-            oldest_kept: self.oldest_kept(),
+            oldest_kept,
             last_lost: record.last_lost.clone(),
+            parents,
         })
     }
 
@@ -209,7 +242,7 @@ pub struct Catalog {
 /// A `wait_newer` either has its answer now or waits for the next put.
 pub enum Newer {
     /// A newer version exists.
-    Now(Located),
+    Now(Box<Located>),
     /// Resolves at the next put of the key.
     Later(oneshot::Receiver<Located>),
 }
@@ -249,20 +282,32 @@ impl Catalog {
             let_go.add(version, holders, Some(&publication.holder));
             dropped.push(version);
         }
-        if let Some(located) = entry.located(entry.last) {
-            for (_, waiter) in std::mem::take(&mut entry.waiters) {
-                // A waiter that went away (its caller gave up) just misses it.
-                let _ = waiter.send(located.clone());
+        let newest = entry.last;
+        for (_, getter, waiter) in std::mem::take(&mut entry.waiters) {
+            // A waiter that went away (its caller gave up) just misses it.
+            if !waiter.is_closed()
+                && let Some(located) = entry.located(newest, getter.as_ref())
+                && waiter.send(located).is_err()
+                && let Some(getter) = getter
+                && let Some(record) = entry.versions.get_mut(&newest)
+            {
+                // It went away meanwhile: it copies nothing.
+                record.transfers.retain(|t| t.to != getter);
             }
         }
         (Published { info, dropped }, let_go)
     }
 
     /// The newest version of `key`, or `version` of it.
-    pub fn locate(&self, key: &str, version: Option<Version>) -> Result<Located, Error> {
+    pub fn locate(
+        &mut self,
+        key: &str,
+        version: Option<Version>,
+        getter: Option<&HolderAddress>,
+    ) -> Result<Located, Error> {
         let entry = self
             .keys
-            .get(key)
+            .get_mut(key)
             .filter(|entry| entry.last > 0)
             .ok_or_else(|| not_found(key))?;
         let wanted = match version {
@@ -272,26 +317,34 @@ impl Catalog {
                 None => return Err(not_found(key)),
             },
         };
-        entry.located(wanted).ok_or_else(|| Error::VersionGone {
-            key: key.to_string(),
-            version: wanted,
-            kept: entry.kept(),
-        })
+        let kept = entry.kept();
+        entry
+            .located(wanted, getter)
+            .ok_or_else(|| Error::VersionGone {
+                key: key.to_string(),
+                version: wanted,
+                kept,
+            })
     }
 
     /// The newest version of `key` if it is newer than `after`, or a receiver that
     /// resolves at the next put.
-    pub fn wait_newer(&mut self, key: &str, after: Version) -> Newer {
+    pub fn wait_newer(
+        &mut self,
+        key: &str,
+        after: Version,
+        getter: Option<&HolderAddress>,
+    ) -> Newer {
         let entry = self.keys.entry(key.to_string()).or_default();
         if let Some((&newest, _)) = entry.versions.last_key_value()
             && newest > after.0
-            && let Some(located) = entry.located(newest)
+            && let Some(located) = entry.located(newest, getter)
         {
-            return Newer::Now(located);
+            return Newer::Now(Box::new(located));
         }
         let (tx, rx) = oneshot::channel();
-        entry.waiters.retain(|(_, waiter)| !waiter.is_closed());
-        entry.waiters.push((after.0, tx));
+        entry.waiters.retain(|(_, _, waiter)| !waiter.is_closed());
+        entry.waiters.push((after.0, getter.cloned(), tx));
         Newer::Later(rx)
     }
 
@@ -403,7 +456,11 @@ impl Catalog {
                         transfers: record.transfers.clone(),
                     })
                     .collect(),
-                waiting: entry.waiters.iter().filter(|(_, w)| !w.is_closed()).count(),
+                waiting: entry
+                    .waiters
+                    .iter()
+                    .filter(|(_, _, w)| !w.is_closed())
+                    .count(),
             })
             .collect();
         listing.sort_by(|a, b| a.key.cmp(&b.key));
@@ -454,11 +511,11 @@ mod tests {
         assert_eq!(put(&mut catalog, "other", None, 1).info.version, Version(1));
         catalog.remove("w", &Versions::All).expect("removed");
         assert!(matches!(
-            catalog.locate("w", None),
+            catalog.locate("w", None, None),
             Err(Error::KeyNotFound { .. })
         ));
         assert_eq!(put(&mut catalog, "w", None, 1).info.version, Version(3));
-        let newest = catalog.locate("w", None).expect("found");
+        let newest = catalog.locate("w", None, None).expect("found");
         assert_eq!(newest.info.version, Version(3));
         assert_eq!(newest.info.meta("step"), Some("1"));
         assert_eq!(newest.holders, vec![holder(1)]);
@@ -475,7 +532,9 @@ mod tests {
         assert_eq!(third.dropped, vec![Version(1)]);
         // The getter is told to drop its copy; the putter drops its own when answered.
         assert_eq!(let_go.by_holder, [(holder(2), vec![Version(1)])]);
-        let error = catalog.locate("w", Some(Version(1))).expect_err("dropped");
+        let error = catalog
+            .locate("w", Some(Version(1)), None)
+            .expect_err("dropped");
         match &error {
             Error::VersionGone {
                 version: 1, kept, ..
@@ -484,7 +543,7 @@ mod tests {
         }
         assert!(error.to_string().contains("keep_last"), "{error}");
         assert_eq!(
-            catalog.locate("w", None).expect("found").oldest_kept,
+            catalog.locate("w", None, None).expect("found").oldest_kept,
             Version(2)
         );
     }
@@ -492,18 +551,18 @@ mod tests {
     #[test]
     fn a_waiter_is_answered_by_the_next_put_and_not_before() {
         let mut catalog = Catalog::default();
-        let Newer::Later(mut first) = catalog.wait_newer("w", Version::NONE) else {
+        let Newer::Later(mut first) = catalog.wait_newer("w", Version::NONE, None) else {
             panic!("nothing is published yet");
         };
         assert!(first.try_recv().is_err());
         put(&mut catalog, "w", None, 1);
         assert_eq!(first.try_recv().expect("answered").info.version, Version(1));
         // A version newer than the one the caller has is answered at once.
-        let Newer::Now(now) = catalog.wait_newer("w", Version::NONE) else {
+        let Newer::Now(now) = catalog.wait_newer("w", Version::NONE, None) else {
             panic!("v1 is newer than none");
         };
         assert_eq!(now.info.version, Version(1));
-        let Newer::Later(mut second) = catalog.wait_newer("w", Version(1)) else {
+        let Newer::Later(mut second) = catalog.wait_newer("w", Version(1), None) else {
             panic!("v1 is not newer than v1");
         };
         assert_eq!(catalog.list("").first().map(|k| k.waiting), Some(1));
@@ -521,12 +580,12 @@ mod tests {
         catalog.add_holder("w", Version(1), holder(2));
         catalog.add_holder("w", Version(1), holder(2));
         assert_eq!(
-            catalog.locate("w", None).expect("found").holders,
+            catalog.locate("w", None, None).expect("found").holders,
             vec![holder(1), holder(2)]
         );
         assert_eq!(catalog.lost("w", Version(1), &holder(1)), 1);
         catalog.holder_gone(&holder(2).node);
-        let located = catalog.locate("w", None).expect("found");
+        let located = catalog.locate("w", None, None).expect("found");
         assert!(located.holders.is_empty());
         assert_eq!(located.last_lost, Some(holder(2)));
     }
@@ -584,6 +643,7 @@ mod tests {
             to: holder(to),
             from: holder(from),
             started_ms: 5,
+            relay: false,
         };
         catalog.transfer_started("w", Version(1), transfer(2, 1));
         catalog.transfer_started("w", Version(1), transfer(3, 1));

@@ -12,6 +12,7 @@
 //! catalog's lock only for a few map operations.
 
 mod catalog;
+mod fan_out;
 mod let_go;
 
 use std::sync::Mutex;
@@ -22,6 +23,7 @@ use kt_core::Error;
 pub use catalog::{
     Catalog, KeyListing, Located, Newer, Publication, Published, Transfer, VersionListing, Versions,
 };
+pub use fan_out::{FANOUT_ENV, Parent};
 
 use crate::holder::HolderAddress;
 use crate::version::Version;
@@ -55,9 +57,15 @@ impl StoreDirectory {
         published
     }
 
-    /// Where the newest version of `key` (or `version` of it) is held.
-    pub async fn locate(&self, key: String, version: Option<Version>) -> Result<Located, Error> {
-        self.catalog().locate(&key, version)
+    /// Where the newest version of `key` (or `version` of it) is held, and, for a
+    /// `getter` that says who it is, the sources it should copy from (the fan-out tree).
+    pub async fn locate(
+        &self,
+        key: String,
+        version: Option<Version>,
+        getter: Option<HolderAddress>,
+    ) -> Result<Located, Error> {
+        self.catalog().locate(&key, version, getter.as_ref())
     }
 
     /// Resolves with the newest version of `key` once it is newer than `after`: at once
@@ -67,9 +75,10 @@ impl StoreDirectory {
         key: String,
         after: Version,
         timeout_ms: Option<u64>,
+        getter: Option<HolderAddress>,
     ) -> Result<Located, Error> {
-        let waiting = match self.catalog().wait_newer(&key, after) {
-            Newer::Now(located) => return Ok(located),
+        let waiting = match self.catalog().wait_newer(&key, after, getter.as_ref()) {
+            Newer::Now(located) => return Ok(*located),
             Newer::Later(waiting) => waiting,
         };
         let timeout = |waited_ms| Error::Timeout {
@@ -109,6 +118,7 @@ impl StoreDirectory {
             to: getter,
             from,
             started_ms: crate::version::now_ms(),
+            relay: false,
         };
         self.catalog().transfer_started(&key, version, transfer);
     }

@@ -33,11 +33,36 @@ const BULK_PRIORITY: i32 = -1;
 /// The longest `Fetched` header accepted (it carries at most an error's text).
 const MAX_HEADER_BYTES: usize = 64 * 1024;
 
+/// What a holder serves a value from.
+pub enum Served {
+    /// All of its bytes, held.
+    Whole(Bytes),
+    /// A copy this process is still receiving: its chunks are sent as they are verified
+    /// (a relay of a fan-out).
+    Growing(Arc<dyn GrowingSource>),
+}
+
+/// A copy being received, served while it grows.
+pub trait GrowingSource: Send + Sync + 'static {
+    /// The value's whole size.
+    fn size(&self) -> u64;
+
+    /// Bytes `range` (one chunk) once they are verified here, or why they never will be
+    /// (this process's own copy failed).
+    fn chunk(&self, range: Range<u64>) -> BoxFuture<'static, Result<Bytes, Error>>;
+}
+
 /// Where a node finds the bytes a getter asks for: the data store of this process.
 pub trait BulkSource: Send + Sync + 'static {
-    /// The bytes of version `version` of `key`, or why this process cannot send them
-    /// (it never held them, or dropped them).
-    fn open(&self, key: String, version: u64) -> BoxFuture<'static, Result<Bytes, Error>>;
+    /// The bytes of version `version` of `key` (held, or still arriving), or why this
+    /// process cannot send them (it never held them, or dropped them). `relay`: the
+    /// getter was told this process is its relay, whose copy may be about to start.
+    fn open(
+        &self,
+        key: String,
+        version: u64,
+        relay: bool,
+    ) -> BoxFuture<'static, Result<Served, Error>>;
 
     /// `bytes` more of `key`'s value went out (for the store's traffic figures).
     fn sent(&self, key: &str, bytes: u64) {
@@ -57,6 +82,23 @@ static SOURCE: OnceLock<Arc<dyn BulkSource>> = OnceLock::new();
 /// a later one is ignored (there is one store per process).
 pub fn serve_bulk_from(source: Arc<dyn BulkSource>) {
     let _ = SOURCE.set(source);
+}
+
+/// One range fetch's request: from whom, which value, where its range starts.
+#[derive(Debug, Clone, Copy)]
+pub struct RangeFetch<'a> {
+    /// The holder's node.
+    pub holder: SocketAddr,
+    /// The data-store key.
+    pub key: &'a str,
+    /// The key's version.
+    pub version: u64,
+    /// The value's whole size.
+    pub size: u64,
+    /// Where the range starts.
+    pub offset: u64,
+    /// The holder is this getter's relay (see [`Frame::Fetch`]).
+    pub relay: bool,
 }
 
 /// A fetch that stopped before its end: how many bytes from the start were verified
@@ -79,15 +121,19 @@ pub(super) async fn serve_fetch(
     key: String,
     key_version: u64,
     range: Range<u64>,
+    relay: bool,
 ) {
     let _ = send.set_priority(BULK_PRIORITY);
     let source = SOURCE.get();
     let opened = match source {
-        Some(source) => source.open(key.clone(), key_version).await,
+        Some(source) => source.open(key.clone(), key_version, relay).await,
         None => Err(Error::KeyNotFound { key: key.clone() }),
     };
-    let opened = opened.and_then(|bytes| {
-        let size = bytes.len() as u64;
+    let opened = opened.and_then(|served| {
+        let size = match &served {
+            Served::Whole(bytes) => bytes.len() as u64,
+            Served::Growing(growing) => growing.size(),
+        };
         let end = range.end.min(size);
         let chunk = u64::from(CHUNK_BYTES);
         if !range.start.is_multiple_of(chunk)
@@ -102,12 +148,12 @@ pub(super) async fn serve_fetch(
                 ),
             });
         }
-        Ok((bytes, end))
+        Ok((served, size, end))
     });
     let header = Frame::Fetched {
         result: opened
             .as_ref()
-            .map(|(bytes, _)| bytes.len() as u64)
+            .map(|(_, size, _)| *size)
             .map_err(Clone::clone),
         chunk: CHUNK_BYTES,
     };
@@ -115,7 +161,7 @@ pub(super) async fn serve_fetch(
     if encode_frame(&header, &mut buf).is_err() || send.write_all(&buf).await.is_err() {
         return;
     }
-    let Ok((bytes, until)) = opened else {
+    let Ok((served, _, until)) = opened else {
         let _ = send.finish();
         return;
     };
@@ -123,7 +169,18 @@ pub(super) async fn serve_fetch(
     let (mut at, until) = (range.start as usize, until as usize);
     while at < until {
         let end = until.min(at + CHUNK_BYTES as usize);
-        let chunk = bytes.slice(at..end);
+        let chunk = match &served {
+            Served::Whole(bytes) => bytes.slice(at..end),
+            Served::Growing(growing) => match growing.chunk(at as u64..end as u64).await {
+                Ok(chunk) => chunk,
+                Err(error) => {
+                    // This relay's own copy failed: the getter resumes elsewhere.
+                    tracing::debug!("relaying '{key}' {key_version}: {error}");
+                    let _ = send.reset(quinn::VarInt::from_u32(1));
+                    return;
+                }
+            },
+        };
         let digest = Bytes::copy_from_slice(&xxh3_64(&chunk).to_le_bytes());
         let len = chunk.len() as u64;
         if send.write_all_chunks(&mut [chunk, digest]).await.is_err() {
@@ -207,20 +264,26 @@ impl Node {
         }
     }
 
-    /// Fetches bytes `offset..offset + part.len()` of version `version` of `key`, a value
-    /// of `size` bytes, into `part`, from the holder whose node is at `holder`. `offset`
-    /// is a multiple of [`CHUNK_BYTES`], and so is the range's end unless it is `size`.
+    /// Fetches bytes `offset..offset + part.len()` of the value `request` names into
+    /// `part`. `offset` is a multiple of [`CHUNK_BYTES`], and so is the range's end
+    /// unless it is the value's size.
     /// Several holders may each serve a range of one value at once (the parts of one
-    /// buffer split with `split_at_mut`).
+    /// buffer split with `split_at_mut`). `verified_chunk` hears of each chunk that
+    /// passed its digest, as it does (a relay serves it on from then).
     pub async fn fetch_range(
         &self,
-        holder: SocketAddr,
-        key: &str,
-        version: u64,
-        size: u64,
-        offset: u64,
+        request: RangeFetch<'_>,
         part: &mut [u8],
+        verified_chunk: &(dyn Fn(Range<u64>) + Send + Sync),
     ) -> Result<(), FetchFailure> {
+        let RangeFetch {
+            holder,
+            key,
+            version,
+            size,
+            offset,
+            relay,
+        } = request;
         let mut verified = offset;
         let fail = |verified, error, not_held| FetchFailure {
             verified,
@@ -248,7 +311,8 @@ impl Node {
             key: key.to_string(),
             key_version: version,
             offset,
-            end: Some(end),
+            end,
+            relay,
         };
         encode_frame(&fetch, &mut request).map_err(|error| fail(verified, error, false))?;
         send.write_all(&request)
@@ -302,7 +366,9 @@ impl Node {
                 };
                 return Err(fail(verified, error, false));
             }
-            verified = offset + stop as u64;
+            let done = offset + stop as u64;
+            verified_chunk(verified..done);
+            verified = done;
         }
         Ok(())
     }

@@ -21,7 +21,7 @@ use tokio_util::codec::Decoder;
 use super::budget::Admission;
 
 /// The version of this wire protocol; peers of another version are refused.
-pub const PROTOCOL_VERSION: u16 = 6;
+pub const PROTOCOL_VERSION: u16 = 7;
 
 /// The default limit on one message, in bytes (override with `KT_MAX_MESSAGE_BYTES`).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 128 * 1024 * 1024;
@@ -146,8 +146,12 @@ pub enum Frame {
         key_version: u64,
         /// Where to start, in bytes.
         offset: u64,
-        /// Where to stop (exclusive), in bytes; `None` for the value's end.
-        end: Option<u64>,
+        /// Where to stop (exclusive), in bytes; past the value's size means its end.
+        end: u64,
+        /// True when the directory made the holder this getter's relay: it may still be
+        /// receiving the value (or about to start), so it waits for its copy a moment
+        /// instead of answering that it has none.
+        relay: bool,
     },
     /// A process → a holder, the only frame of a store-control stream: drop your copies of
     /// these versions of `key` (removed, or past the key's retention).
@@ -449,7 +453,8 @@ pub(crate) fn every_kind() -> Vec<Frame> {
             key: "policy/weights".into(),
             key_version: 3,
             offset: 1 << 20,
-            end: Some(8 << 20),
+            end: 8 << 20,
+            relay: true,
         },
         Frame::Fetched {
             result: Ok(100 << 20),

@@ -20,12 +20,12 @@
 //! mappings in place.
 
 use std::fmt;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use rustix::fs::{MemfdFlags, SealFlags};
+use rustix::fs::{MemfdFlags, Mode, OFlags, SealFlags};
 use rustix::io::Errno;
 use rustix::mm::{Advice, MapFlags, ProtFlags};
 
@@ -224,12 +224,68 @@ impl WritableMemory {
         }
     }
 
+    /// A read-only view of the same pages, for readers of the parts already written
+    /// while the rest is being filled (a relay serving the chunks it verified). It maps
+    /// the memfd through a read-only descriptor of its own (`/proc/self/fd`, reopened), so
+    /// it never counts as a writable mapping and [`seal`](Self::seal) still succeeds while
+    /// the view lives; it stays valid after the seal.
+    pub fn reader(&self) -> Result<ReadView, TransportError> {
+        let path = format!("/proc/self/fd/{}", self.fd.as_raw_fd());
+        let fd = rustix::fs::open(&path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(
+            failed(format!("could not reopen a memfd read-only ({path})")),
+        )?;
+        let map = Mapping::new(&fd, self.len, ProtFlags::READ)?;
+        Ok(ReadView { _fd: fd, map })
+    }
+
     /// Unmaps the writable view, seals the memfd and maps it read-only.
     pub fn seal(self) -> Result<SealedMemory, TransportError> {
         let WritableMemory { fd, map, len } = self;
         // The kernel refuses F_SEAL_WRITE while a writable mapping exists.
         drop(map);
         SealedMemory::seal(fd, len)
+    }
+}
+
+/// A read-only mapping of a [`WritableMemory`]'s pages (see [`WritableMemory::reader`]).
+///
+/// Which of its bytes may be read is its owner's business: the ones the writer has
+/// finished (a relay reads only verified chunks; the others may still change).
+#[derive(Debug)]
+pub struct ReadView {
+    _fd: OwnedFd,
+    /// `None` for a zero-length buffer.
+    map: Option<Mapping>,
+}
+
+impl ReadView {
+    /// Bytes `range` of the pages, without a copy; the mapping lives as long as any
+    /// clone of the result or of the [`Arc`]. The caller reads only bytes the writer
+    /// has finished with.
+    pub fn slice(self: &Arc<Self>, range: std::ops::Range<usize>) -> Bytes {
+        Bytes::from_owner(ViewOwner(self.clone())).slice(range)
+    }
+
+    /// The number of bytes.
+    pub fn len(&self) -> usize {
+        self.map.as_ref().map_or(0, |map| map.len)
+    }
+
+    /// Whether the view is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The owner [`Bytes::from_owner`] needs for a [`ReadView`].
+struct ViewOwner(Arc<ReadView>);
+
+impl AsRef<[u8]> for ViewOwner {
+    fn as_ref(&self) -> &[u8] {
+        // The pages are another mapping of memory a writer may still change elsewhere:
+        // for Rust they are memory outside this program (like another process's), and
+        // `ReadView::slice` hands out only the finished bytes.
+        self.0.map.as_ref().map_or(&[], Mapping::as_slice)
     }
 }
 
@@ -365,6 +421,22 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn a_read_view_sees_what_is_written_and_survives_the_seal() {
+        let mut writable = SealedMemory::writable(3 << 20).unwrap();
+        let view = Arc::new(writable.reader().unwrap());
+        writable.as_mut_slice()[..5].copy_from_slice(b"hello");
+        let part = view.slice(0..5);
+        assert_eq!(&part[..], b"hello");
+        writable.as_mut_slice()[1 << 20] = 7;
+        assert_eq!(view.slice(1 << 20..(1 << 20) + 1)[0], 7);
+        // The view is read-only: it does not keep the memfd from being sealed.
+        let sealed = writable.seal().unwrap();
+        assert_eq!(&sealed.as_slice()[..5], b"hello");
+        assert_eq!(&part[..], b"hello");
+        assert_eq!(view.len(), 3 << 20);
     }
 
     fn unsealed(bytes: &[u8]) -> OwnedFd {

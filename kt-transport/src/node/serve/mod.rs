@@ -196,11 +196,13 @@ pub(crate) async fn serve_stream(
             key_version,
             offset,
             end,
+            relay,
         } => {
             if version != PROTOCOL_VERSION {
                 return refuse(&mut send, version_error(version)).await;
             }
-            super::bulk::serve_fetch(send, key, key_version, offset..end.unwrap_or(u64::MAX)).await;
+            let range = offset..end;
+            super::bulk::serve_fetch(send, key, key_version, range, relay).await;
         }
         Frame::Forget {
             version,

@@ -89,8 +89,8 @@ impl BulkSource for Source {
                 if let Some(growing) = relaying.find(&key, version) {
                     return Ok(Served::Growing(Arc::new(SharedGrowing(growing))));
                 }
-                let waited = tokio::time::timeout_at(deadline, changed).await;
-                if !relay || waited.is_err() {
+                // Only a relay's getter waits: a holder that has no copy says so at once.
+                if !relay || tokio::time::timeout_at(deadline, changed).await.is_err() {
                     return Err(Error::VersionGone {
                         key,
                         version,
@@ -608,7 +608,7 @@ impl<'a> Copy<'a> {
         {
             match memory.reader() {
                 Ok(view) => {
-                    let growing = Growing::new(view, info.size);
+                    let growing = Growing::new(view);
                     relaying.start(&info.key, info.version.0, growing.clone());
                     self.growing = Some(growing);
                 }

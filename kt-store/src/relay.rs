@@ -27,7 +27,6 @@ pub(crate) const START_WITHIN: Duration = Duration::from_secs(5);
 /// One copy in flight.
 pub(crate) struct Growing {
     view: Arc<ReadView>,
-    size: u64,
     state: Mutex<State>,
     changed: Notify,
 }
@@ -40,18 +39,22 @@ struct State {
 }
 
 impl Growing {
-    /// A copy of `size` bytes whose pages `view` reads.
-    pub(crate) fn new(view: ReadView, size: u64) -> Arc<Growing> {
-        let chunks = size.div_ceil(u64::from(CHUNK_BYTES)) as usize;
+    /// A copy whose pages `view` reads.
+    pub(crate) fn new(view: ReadView) -> Arc<Growing> {
+        let chunks = view.len().div_ceil(CHUNK_BYTES as usize);
         Arc::new(Growing {
             view: Arc::new(view),
-            size,
             state: Mutex::new(State {
                 verified: vec![false; chunks],
                 failed: None,
             }),
             changed: Notify::new(),
         })
+    }
+
+    /// The copy's whole size.
+    fn size(&self) -> u64 {
+        self.view.len() as u64
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -83,7 +86,10 @@ impl Growing {
             (Some(error), _) => Err(error.clone()),
             (None, Some(false)) => Ok(false),
             (None, None) => Err(Error::Protocol {
-                message: format!("chunk {index} is past the end of a {}-byte copy", self.size),
+                message: format!(
+                    "chunk {index} is past the end of a {}-byte copy",
+                    self.size()
+                ),
             }),
         }
     }
@@ -94,7 +100,7 @@ pub(crate) struct SharedGrowing(pub(crate) Arc<Growing>);
 
 impl GrowingSource for SharedGrowing {
     fn size(&self) -> u64 {
-        self.0.size
+        self.0.size()
     }
 
     fn chunk(&self, range: Range<u64>) -> BoxFuture<'static, Result<Bytes, Error>> {
@@ -105,7 +111,7 @@ impl GrowingSource for SharedGrowing {
                 // Registered before the check: a chunk verified in between still wakes it.
                 let changed = growing.changed.notified();
                 if growing.ready(index)? {
-                    let end = range.end.min(growing.size);
+                    let end = range.end.min(growing.size());
                     return Ok(growing.view.slice(range.start as usize..end as usize));
                 }
                 changed.await;
@@ -163,7 +169,7 @@ mod tests {
     #[tokio::test]
     async fn a_chunk_is_served_once_verified_and_a_failed_copy_fails_its_waiters() {
         let mut memory = SealedMemory::writable(2 * CHUNK as usize + 5).unwrap();
-        let growing = Growing::new(memory.reader().unwrap(), 2 * CHUNK + 5);
+        let growing = Growing::new(memory.reader().unwrap());
         let shared = SharedGrowing(growing.clone());
         let second = tokio::spawn(shared.chunk(CHUNK..2 * CHUNK));
         memory.as_mut_slice()[CHUNK as usize] = 9;
@@ -185,7 +191,7 @@ mod tests {
         assert!(relaying.find("w", 1).is_none());
         let changed = relaying.changed();
         let memory = SealedMemory::writable(10).unwrap();
-        relaying.start("w", 1, Growing::new(memory.reader().unwrap(), 10));
+        relaying.start("w", 1, Growing::new(memory.reader().unwrap()));
         changed.await;
         assert!(relaying.find("w", 1).is_some());
         let changed = relaying.changed();
